@@ -1,0 +1,126 @@
+// Package storage owns the Store contract every Burrow backend implements:
+// how events are saved, replaced, deleted, tombstoned, queried, counted and
+// expired. The backends live in subpackages named after what they wrap
+// (storage/sqlite, storage/postgres); storage/storetest is the one
+// conformance suite they all pass.
+//
+// # Errors
+//
+// Methods return the sentinel errors below, wrapped with %w and context;
+// callers match them with errors.Is. Any other error is a backend failure
+// (the caller answers "error:").
+package storage
+
+import (
+	"context"
+	"errors"
+	"iter"
+	"time"
+
+	"github.com/nbd-wtf/go-nostr"
+)
+
+// Sentinel errors. Each names the NIP-01 prefix the relay answers with.
+var (
+	// ErrDuplicate: an event with this id is already stored ("duplicate:").
+	ErrDuplicate = errors.New("event already stored")
+	// ErrDeleted: the id is tombstoned, or a stored kind 5 from the same
+	// author names it (by id, or by address with created_at at or before the
+	// request's), so it may not be stored again ("blocked:").
+	ErrDeleted = errors.New("event was deleted")
+	// ErrReplaced: a newer version of this replaceable or addressable event is
+	// already stored (newer created_at, or equal created_at and lower id)
+	// ("blocked:").
+	ErrReplaced = errors.New("a newer version is stored")
+	// ErrExpired: the event's NIP-40 expiration is already in the past
+	// ("invalid:").
+	ErrExpired = errors.New("event has expired")
+	// ErrNotAuthor: a kind 5 whose every target that the store holds belongs
+	// to another author; nothing is stored ("blocked:").
+	ErrNotAuthor = errors.New("deletion targets events of another author")
+	// ErrClosed: the store was closed.
+	ErrClosed = errors.New("store closed")
+)
+
+// Reason says why an event left storage. It is recorded with tombstones and
+// labels deletion metrics; it never carries event content.
+type Reason string
+
+const (
+	ReasonDeletionRequest Reason = "deletion_request" // NIP-09 kind 5 from the author
+	ReasonReplaced        Reason = "replaced"         // a newer replaceable/addressable version
+	ReasonExpired         Reason = "expired"          // NIP-40 expiration passed
+	ReasonAdmin           Reason = "admin"            // operator action (NIP-86)
+)
+
+// Result describes what a successful Save did.
+type Result struct {
+	// Seq is the per-group sequence number assigned to a kind 445 event with
+	// exactly one "h" tag (1 for a group's first event), or 0 for any other
+	// event.
+	Seq int64
+	// Deleted lists the ids this save removed in the same transaction
+	// (replaced versions, targets of a kind 5), with the reason for each.
+	Deleted []Deletion
+}
+
+// Deletion is one event removed from storage.
+type Deletion struct {
+	ID     string
+	Kind   int
+	PubKey string
+	Reason Reason
+}
+
+// Store is the storage contract. Implementations must be safe for concurrent
+// use by many goroutines and by several processes sharing one database (for
+// backends that allow that): every rule below holds under concurrency.
+type Store interface {
+	// Save stores ev, which the caller has already checked (id, signature,
+	// shape). In one transaction it applies:
+	//   - tombstones and NIP-09: ErrDeleted if ev.ID was deleted before, or a
+	//     stored kind 5 from ev's author names ev by "e", or by "a" with a
+	//     created_at >= ev.CreatedAt;
+	//   - NIP-40: ErrExpired if ev's expiration is at or before now;
+	//   - replaceable kinds (0, 3, 10000-19999) and addressable kinds
+	//     (30000-39999, keyed by the first "d" value): newest created_at wins,
+	//     ties to the lower id; the older version is deleted (and listed in
+	//     Result.Deleted), or ErrReplaced if ev is the older one. Enforced by a
+	//     unique constraint so two writers can never both keep a version;
+	//   - kind 5: deletes the targets named by "e" and "a" (addresses delete
+	//     versions with created_at <= the request's) that belong to ev's
+	//     author, tombstoning their ids; ErrNotAuthor if targets exist and all
+	//     of them belong to someone else. The kind 5 itself is stored;
+	//   - kind 445 with exactly one "h": assigns the group's next seq.
+	// ErrDuplicate if ev.ID is already stored (Result.Seq then carries the
+	// stored event's seq). Ephemeral kinds (20000-29999) must not be passed.
+	Save(ctx context.Context, ev *nostr.Event) (Result, error)
+
+	// Delete removes the events with these ids and tombstones every id, so
+	// they can never be stored again. Ids not stored are tombstoned too and
+	// are not an error. It returns what it removed.
+	Delete(ctx context.Context, ids []string, reason Reason) ([]Deletion, error)
+
+	// Query yields the events matching f with full NIP-01 semantics (ids,
+	// authors, kinds, "#x" tag filters that match only tag name x,
+	// since/until inclusive), newest first with ties by lowest id, never an
+	// expired event. f.Limit > 0 caps the count; f.Limit == 0 with
+	// f.LimitZero yields nothing; otherwise there is no cap (callers clamp).
+	// Results stream: the backend does not buffer the whole result set. A
+	// backend error is yielded as the final pair and ends the sequence.
+	Query(ctx context.Context, f nostr.Filter) iter.Seq2[*nostr.Event, error]
+
+	// Count returns how many events match f, with Query's semantics but
+	// ignoring f.Limit.
+	Count(ctx context.Context, f nostr.Filter) (int64, error)
+
+	// DeleteExpired removes every event whose NIP-40 expiration is at or
+	// before now and returns what it removed.
+	DeleteExpired(ctx context.Context, now time.Time) ([]Deletion, error)
+
+	// Ping reports whether the backend is reachable (for /readyz).
+	Ping(ctx context.Context) error
+
+	// Close releases the backend. Later calls return ErrClosed.
+	Close() error
+}
