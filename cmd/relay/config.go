@@ -1,0 +1,231 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/netip"
+	"net/url"
+	"strings"
+	"time"
+
+	"github.com/burrow-relay/burrow/policy"
+	"github.com/burrow-relay/burrow/storage/postgres"
+	"github.com/nbd-wtf/go-nostr"
+)
+
+// config is everything `relay serve` needs; parseServeConfig fills it from
+// flags and their RELAY_* environment twins.
+type config struct {
+	Listen          string
+	DataDir         string
+	DatabaseURL     string
+	RedisURL        string
+	Admins          []string
+	TrustedProxies  []netip.Prefix
+	Kinds           policy.Kinds
+	Limits          policy.Limits
+	Name            string
+	Description     string
+	ServiceURL      string
+	LogLevel        slog.Level
+	LogFormat       string
+	ShutdownTimeout time.Duration
+}
+
+// errHelp is returned when --help was asked for: usage goes to stdout and the
+// exit status is 0.
+var errHelp = errors.New("help requested")
+
+const serveSynopsis = `Usage: relay [serve] [flags]
+
+Burrow serves a Nostr relay for MLS group messaging (Marmot). With no flags it
+keeps its data in embedded SQLite under ./data and listens on 127.0.0.1:3334.
+Every flag has an environment twin (shown beside it); a flag given on the
+command line wins over its variable.
+
+Other commands: relay conformance --relay ws://... (conformance suite against
+any relay), relay bench (ingest benchmark), relay help.
+
+Flags:`
+
+// rawServe holds the flags that are parsed further after flag parsing.
+type rawServe struct{ admins, proxies, kinds, level string }
+
+// serveFlags registers every serve flag on a new set, writing into cfg and
+// raw; parsing and usage share this one list.
+func serveFlags(stderr io.Writer, cfg *config, raw *rawServe) *envFlags {
+	def := policy.DefaultLimits()
+	f := newEnvFlags("relay serve", stderr)
+	f.String(&cfg.Listen, "listen", "127.0.0.1:3334", "address to listen on, host:port")
+	f.String(&cfg.DataDir, "data-dir", "./data", "directory of the embedded SQLite database (unused with --database-url)")
+	f.String(&cfg.DatabaseURL, "database-url", "", "postgres:// URL to use PostgreSQL instead of embedded SQLite")
+	f.String(&cfg.RedisURL, "redis-url", "", "redis:// URL for coordination between several instances (optional; checked at start)")
+	f.Var(stringValue{&raw.admins}, "admin", "RELAY_ADMIN_PUBKEYS", "comma-separated hex pubkeys allowed to use the NIP-86 management API")
+	f.Var(stringValue{&raw.proxies}, "trusted-proxies", envName("trusted-proxies"), "comma-separated IPs or CIDRs whose X-Forwarded-For header is believed")
+	f.Var(stringValue{&raw.kinds}, "kinds", envName("kinds"), `accepted event kinds: "all", or "marmot" for 0, 5, 62, 443, 30443, 445, 1059, 10002, 10050, 10051, 20445 (default all)`)
+	f.String(&cfg.Name, "name", "Burrow", "relay name shown in NIP-11")
+	f.String(&cfg.Description, "description", "A Nostr relay for MLS group messaging (Marmot).", "relay description shown in NIP-11")
+	f.String(&cfg.ServiceURL, "service-url", "", "public ws:// or wss:// URL of the relay, checked in NIP-42 AUTH and NIP-86 (default: derived from each request's Host)")
+	f.Var(stringValue{&raw.level}, "log-level", envName("log-level"), "debug, info, warn or error (default info)")
+	f.String(&cfg.LogFormat, "log-format", "text", "text or json")
+	f.Duration(&cfg.ShutdownTimeout, "shutdown-timeout", 15*time.Second, "how long SIGINT/SIGTERM waits for in-flight writes before closing connections")
+
+	l := &cfg.Limits
+	f.Int(&l.MaxMessageLength, "max-message-length", def.MaxMessageLength, "largest websocket message, bytes")
+	f.Int(&l.MaxSubscriptions, "max-subscriptions", def.MaxSubscriptions, "open subscriptions per connection")
+	f.Int(&l.MaxFilters, "max-filters", def.MaxFilters, "filters per REQ or COUNT")
+	f.Int(&l.MaxLimit, "max-limit", def.MaxLimit, "clamp for each filter's limit (advertised in NIP-11)")
+	f.Int(&l.MaxSubIDLength, "max-subid-length", def.MaxSubIDLength, "longest subscription id, bytes")
+	f.Int(&l.MaxEventTags, "max-event-tags", def.MaxEventTags, "most tags on one event")
+	f.Int(&l.MaxContentLength, "max-content-length", def.MaxContentLength, "largest event content, bytes")
+	f.Duration(&l.CreatedAtFuture, "created-at-future", def.CreatedAtFuture, "how far in the future created_at may be")
+	f.Duration(&l.CreatedAtPast, "created-at-past", def.CreatedAtPast, "how far in the past created_at may be (0 = any age)")
+	f.Int(&l.ConnectionsPerIP, "max-connections-per-ip", def.ConnectionsPerIP, "simultaneous connections per client address")
+	f.Float64(&l.EventRate, "event-rate", def.EventRate, "sustained events per second per client address")
+	f.Int(&l.EventBurst, "event-burst", def.EventBurst, "events one client address may send at once")
+	f.Int(&l.OutboundQueue, "outbound-queue", def.OutboundQueue, "messages queued per connection before a reader that does not keep up is disconnected")
+	f.Duration(&l.WriteTimeout, "write-timeout", def.WriteTimeout, "deadline for each websocket write")
+	f.fs.Usage = func() {}
+	return f
+}
+
+// parseServeConfig reads the serve flags from args and, for flags not given,
+// from their environment twins (lookup is os.LookupEnv outside tests).
+func parseServeConfig(args []string, lookup func(string) (string, bool), stderr io.Writer) (config, error) {
+	var cfg config
+	var raw rawServe
+	f := serveFlags(stderr, &cfg, &raw)
+	for _, a := range args {
+		if a == "-h" || a == "-help" || a == "--help" {
+			return cfg, errHelp
+		}
+	}
+	if err := f.parse(args, lookup); err != nil {
+		return cfg, err
+	}
+	var err error
+	if cfg.Admins, err = parseAdmins(raw.admins); err != nil {
+		return cfg, err
+	}
+	if cfg.TrustedProxies, err = parsePrefixes(raw.proxies); err != nil {
+		return cfg, err
+	}
+	if cfg.Kinds, err = policy.ParseKinds(raw.kinds); err != nil {
+		return cfg, fmt.Errorf("--kinds: %w", err)
+	}
+	if cfg.LogLevel, err = parseLevel(raw.level); err != nil {
+		return cfg, err
+	}
+	return cfg, cfg.validate()
+}
+
+// printServeUsage writes the serve synopsis and every flag with its default.
+func printServeUsage(w io.Writer) {
+	var cfg config
+	var raw rawServe
+	serveFlags(io.Discard, &cfg, &raw).usage(w, serveSynopsis)
+}
+
+func (c config) validate() error {
+	if _, _, err := net.SplitHostPort(c.Listen); err != nil {
+		return fmt.Errorf("--listen %q: want host:port: %w", c.Listen, err)
+	}
+	if c.DatabaseURL != "" {
+		u, err := url.Parse(c.DatabaseURL)
+		if err != nil || (u.Scheme != "postgres" && u.Scheme != "postgresql") {
+			return fmt.Errorf("--database-url %s: want a postgres:// URL", postgres.RedactURL(c.DatabaseURL))
+		}
+	} else if c.DataDir == "" {
+		return errors.New("--data-dir is empty (give a directory, or --database-url)")
+	}
+	if c.RedisURL != "" {
+		u, err := url.Parse(c.RedisURL)
+		if err != nil || (u.Scheme != "redis" && u.Scheme != "rediss") {
+			return fmt.Errorf("--redis-url %s: want a redis:// or rediss:// URL", postgres.RedactURL(c.RedisURL))
+		}
+	}
+	if c.ServiceURL != "" {
+		u, err := url.Parse(c.ServiceURL)
+		if err != nil || (u.Scheme != "ws" && u.Scheme != "wss") || u.Host == "" {
+			return fmt.Errorf("--service-url %q: want a ws:// or wss:// URL", c.ServiceURL)
+		}
+	}
+	if c.LogFormat != "text" && c.LogFormat != "json" {
+		return fmt.Errorf("--log-format %q: want text or json", c.LogFormat)
+	}
+	if c.ShutdownTimeout <= 0 {
+		return fmt.Errorf("--shutdown-timeout must be positive, got %v", c.ShutdownTimeout)
+	}
+	if err := c.Limits.Validate(); err != nil {
+		return err
+	}
+	return nil
+}
+
+func splitList(s string) []string {
+	var out []string
+	for _, p := range strings.Split(s, ",") {
+		if p = strings.TrimSpace(p); p != "" {
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
+func parseAdmins(s string) ([]string, error) {
+	var out []string
+	for _, pk := range splitList(s) {
+		pk = strings.ToLower(pk)
+		if !nostr.IsValidPublicKey(pk) {
+			return nil, fmt.Errorf("--admin %q: want a 64-character hex pubkey", pk)
+		}
+		out = append(out, pk)
+	}
+	return out, nil
+}
+
+func parsePrefixes(s string) ([]netip.Prefix, error) {
+	var out []netip.Prefix
+	for _, p := range splitList(s) {
+		if strings.Contains(p, "/") {
+			pfx, err := netip.ParsePrefix(p)
+			if err != nil {
+				return nil, fmt.Errorf("--trusted-proxies %q: %w", p, err)
+			}
+			out = append(out, pfx.Masked())
+			continue
+		}
+		a, err := netip.ParseAddr(p)
+		if err != nil {
+			return nil, fmt.Errorf("--trusted-proxies %q: want an IP or CIDR", p)
+		}
+		a = a.Unmap()
+		out = append(out, netip.PrefixFrom(a, a.BitLen()))
+	}
+	return out, nil
+}
+
+func parseLevel(s string) (slog.Level, error) {
+	var l slog.Level
+	if s == "" {
+		return slog.LevelInfo, nil
+	}
+	if err := l.UnmarshalText([]byte(s)); err != nil {
+		return l, fmt.Errorf("--log-level %q: want debug, info, warn or error", s)
+	}
+	return l, nil
+}
+
+// stringValue is a flag.Value for a plain string checked after parsing.
+type stringValue struct{ p *string }
+
+func (s stringValue) String() string {
+	if s.p == nil {
+		return ""
+	}
+	return *s.p
+}
+func (s stringValue) Set(v string) error { *s.p = v; return nil }

@@ -1,0 +1,183 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"io"
+	"net"
+	"net/netip"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/burrow-relay/burrow/policy"
+)
+
+func env(m map[string]string) func(string) (string, bool) {
+	return func(k string) (string, bool) { v, ok := m[k]; return v, ok }
+}
+
+func TestParseServeConfig(t *testing.T) {
+	admin := strings.Repeat("ab", 32)
+	tests := []struct {
+		name  string
+		args  []string
+		env   map[string]string
+		check func(t *testing.T, c config)
+		err   string // substring of the error; empty means success
+	}{
+		{name: "defaults serve embedded SQLite on loopback", check: func(t *testing.T, c config) {
+			if c.Listen != "127.0.0.1:3334" || c.DataDir != "./data" || c.DatabaseURL != "" {
+				t.Fatalf("defaults: %+v", c)
+			}
+			if c.Limits != policy.DefaultLimits() {
+				t.Fatalf("limits %+v, want defaults", c.Limits)
+			}
+			if c.Kinds.String() != "all" {
+				t.Fatalf("kinds %s", c.Kinds)
+			}
+		}},
+		{name: "environment twins are read", env: map[string]string{
+			"RELAY_LISTEN": "127.0.0.1:9999", "RELAY_DATA_DIR": "/tmp/x", "RELAY_ADMIN_PUBKEYS": admin,
+			"RELAY_TRUSTED_PROXIES": "10.0.0.0/8, 127.0.0.1", "RELAY_KINDS": "marmot", "RELAY_MAX_LIMIT": "50",
+			"RELAY_DATABASE_URL": "postgres://u:secret@localhost/db", "RELAY_REDIS_URL": "redis://localhost:6379/1",
+		}, check: func(t *testing.T, c config) {
+			if c.Listen != "127.0.0.1:9999" || c.DataDir != "/tmp/x" || c.Limits.MaxLimit != 50 {
+				t.Fatalf("env not applied: %+v", c)
+			}
+			if len(c.Admins) != 1 || c.Admins[0] != admin {
+				t.Fatalf("admins %v", c.Admins)
+			}
+			want := []netip.Prefix{netip.MustParsePrefix("10.0.0.0/8"), netip.MustParsePrefix("127.0.0.1/32")}
+			if len(c.TrustedProxies) != 2 || c.TrustedProxies[0] != want[0] || c.TrustedProxies[1] != want[1] {
+				t.Fatalf("proxies %v", c.TrustedProxies)
+			}
+			if c.Kinds.String() != "marmot" || c.Kinds.Allows(1) || !c.Kinds.Allows(445) {
+				t.Fatalf("kinds %v", c.Kinds)
+			}
+			if c.DatabaseURL == "" || c.RedisURL == "" {
+				t.Fatal("urls not applied")
+			}
+		}},
+		{name: "a flag wins over its variable", args: []string{"--listen", "127.0.0.1:1"},
+			env: map[string]string{"RELAY_LISTEN": "127.0.0.1:2"},
+			check: func(t *testing.T, c config) {
+				if c.Listen != "127.0.0.1:1" {
+					t.Fatalf("listen %s", c.Listen)
+				}
+			}},
+		{name: "limits and durations parse", args: []string{"--write-timeout", "3s", "--event-rate", "12.5", "--outbound-queue", "4096"},
+			check: func(t *testing.T, c config) {
+				if c.Limits.WriteTimeout != 3*time.Second || c.Limits.EventRate != 12.5 || c.Limits.OutboundQueue != 4096 {
+					t.Fatalf("limits %+v", c.Limits)
+				}
+			}},
+		{name: "bad admin key", args: []string{"--admin", "npub1xyz"}, err: "--admin"},
+		{name: "bad trusted proxy", args: []string{"--trusted-proxies", "not-an-ip"}, err: "--trusted-proxies"},
+		{name: "bad kinds", args: []string{"--kinds", "some"}, err: "--kinds"},
+		{name: "bad listen", args: []string{"--listen", "3334"}, err: "--listen"},
+		{name: "database url must be postgres", args: []string{"--database-url", "mysql://u:pw@h/db"}, err: "want a postgres:// URL"},
+		{name: "redis url must be redis", args: []string{"--redis-url", "http://h"}, err: "--redis-url"},
+		{name: "service url must be websocket", args: []string{"--service-url", "https://relay.example"}, err: "--service-url"},
+		{name: "bad env value names the variable", env: map[string]string{"RELAY_MAX_LIMIT": "many"}, err: "RELAY_MAX_LIMIT"},
+		{name: "non-positive limit", args: []string{"--max-limit", "0"}, err: "max limit"},
+		{name: "bad log level", args: []string{"--log-level", "loud"}, err: "--log-level"},
+		{name: "stray argument", args: []string{"extra"}, err: "unexpected argument"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c, err := parseServeConfig(tt.args, env(tt.env), io.Discard)
+			if tt.err != "" {
+				if err == nil || !strings.Contains(err.Error(), tt.err) {
+					t.Fatalf("err = %v, want one containing %q", err, tt.err)
+				}
+				if strings.Contains(err.Error(), "secret") {
+					t.Fatalf("error leaks a password: %v", err)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			tt.check(t, c)
+		})
+	}
+}
+
+func TestHelpDocumentsEveryFlagWithItsVariable(t *testing.T) {
+	var out, errOut bytes.Buffer
+	if code := run(context.Background(), []string{"--help"}, env(nil), &out, &errOut); code != 0 {
+		t.Fatalf("exit %d, stderr %s", code, errOut.String())
+	}
+	help := out.String()
+	for _, want := range []string{
+		"--listen", "RELAY_LISTEN", "--data-dir", "RELAY_DATA_DIR", "--database-url", "RELAY_DATABASE_URL",
+		"--redis-url", "RELAY_REDIS_URL", "--admin", "RELAY_ADMIN_PUBKEYS", "--trusted-proxies", "RELAY_TRUSTED_PROXIES",
+		"--kinds", "RELAY_KINDS", "--max-limit", "RELAY_MAX_LIMIT", "--max-connections-per-ip", "--event-burst",
+		"--outbound-queue", "relay conformance",
+	} {
+		if !strings.Contains(help, want) {
+			t.Errorf("--help lacks %q", want)
+		}
+	}
+}
+
+func TestBadConfigurationExitsWithOneClearLine(t *testing.T) {
+	tests := []struct {
+		name string
+		args []string
+		code int
+		want []string // substrings of the single stderr line
+		deny string   // must not appear
+	}{
+		{"unknown command", []string{"frobnicate"}, 2, []string{"unknown command"}, ""},
+		{"bad flag value", []string{"--kinds", "nope"}, 2, []string{"--kinds"}, ""},
+		{"unreachable database names the URL without its password", []string{
+			"--listen", "127.0.0.1:0", "--database-url", "postgres://burrow:hunter2@127.0.0.1:1/burrow?connect_timeout=2",
+		}, 1, []string{"127.0.0.1:1"}, "hunter2"},
+		{"unreachable redis names the URL without its password", []string{
+			"--listen", "127.0.0.1:0", "--data-dir", "TMP", "--redis-url", "redis://:pw9@127.0.0.1:1/0",
+		}, 1, []string{"redis", "127.0.0.1:1", "unreachable"}, "pw9"},
+		{"listen address taken", []string{"--listen", "TAKEN", "--data-dir", "TMP"}, 1, []string{"listen on"}, ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			args := slices.Clone(tt.args)
+			for i, a := range args {
+				switch a {
+				case "TMP":
+					args[i] = t.TempDir()
+				case "TAKEN":
+					ln, err := net.Listen("tcp", "127.0.0.1:0")
+					if err != nil {
+						t.Fatal(err)
+					}
+					defer ln.Close()
+					args[i] = ln.Addr().String()
+				}
+			}
+			var out, errOut bytes.Buffer
+			ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+			defer cancel()
+			code := run(ctx, args, env(nil), &out, &errOut)
+			if code != tt.code {
+				t.Fatalf("exit %d, want %d; stderr %q", code, tt.code, errOut.String())
+			}
+			msg := errOut.String()
+			lines := strings.Split(strings.TrimRight(msg, "\n"), "\n")
+			last := lines[len(lines)-1]
+			if !strings.HasPrefix(last, "relay: ") {
+				t.Fatalf("last line %q does not start with \"relay: \"", last)
+			}
+			for _, w := range tt.want {
+				if !strings.Contains(last, w) {
+					t.Errorf("%q lacks %q", last, w)
+				}
+			}
+			if tt.deny != "" && strings.Contains(msg, tt.deny) {
+				t.Errorf("stderr leaks %q: %q", tt.deny, msg)
+			}
+		})
+	}
+}

@@ -1,0 +1,162 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"path/filepath"
+	"time"
+
+	"github.com/burrow-relay/burrow/server"
+	"github.com/burrow-relay/burrow/storage"
+	"github.com/burrow-relay/burrow/storage/postgres"
+	"github.com/burrow-relay/burrow/storage/sqlite"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/redis/go-redis/v9"
+)
+
+// serveCommand runs the relay until ctx is cancelled (SIGINT or SIGTERM),
+// then shuts down gracefully.
+func serveCommand(ctx context.Context, args []string, lookup func(string) (string, bool), stderr io.Writer) error {
+	cfg, err := parseServeConfig(args, lookup, stderr)
+	if errors.Is(err, errHelp) {
+		return err
+	}
+	if err != nil {
+		return usageError{err}
+	}
+	logger := newLogger(stderr, cfg)
+	r, err := startRelay(ctx, cfg, logger)
+	if err != nil {
+		return err
+	}
+	<-ctx.Done()
+	logger.Info("shutting down", "timeout", cfg.ShutdownTimeout)
+	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cfg.ShutdownTimeout)
+	defer cancel()
+	return r.Close(sctx)
+}
+
+func newLogger(w io.Writer, cfg config) *slog.Logger {
+	opts := &slog.HandlerOptions{Level: cfg.LogLevel}
+	if cfg.LogFormat == "json" {
+		return slog.New(slog.NewJSONHandler(w, opts))
+	}
+	return slog.New(slog.NewTextHandler(w, opts))
+}
+
+// runningRelay is a started relay: its listener, HTTP server, engine and
+// store, closed in that order.
+type runningRelay struct {
+	Addr   string // the address actually bound (useful with port 0)
+	http   *http.Server
+	srv    *server.Server
+	store  storage.Store
+	served chan error
+	log    *slog.Logger
+}
+
+// startRelay opens the store, builds the server and starts serving; it
+// returns once the listener is bound.
+func startRelay(ctx context.Context, cfg config, logger *slog.Logger) (*runningRelay, error) {
+	store, backend, err := openStore(ctx, cfg, logger)
+	if err != nil {
+		return nil, err
+	}
+	if cfg.RedisURL != "" {
+		if err := pingRedis(ctx, cfg.RedisURL); err != nil {
+			store.Close()
+			return nil, err
+		}
+	}
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	srv, err := server.New(server.Config{
+		Name:           cfg.Name,
+		Description:    cfg.Description,
+		Version:        version,
+		ServiceURL:     cfg.ServiceURL,
+		Admins:         cfg.Admins,
+		TrustedProxies: cfg.TrustedProxies,
+		Kinds:          cfg.Kinds,
+		Limits:         cfg.Limits,
+		Logger:         logger,
+		Registry:       reg,
+	}, store)
+	if err != nil {
+		store.Close()
+		return nil, fmt.Errorf("server: %w", err)
+	}
+	ln, err := net.Listen("tcp", cfg.Listen)
+	if err != nil {
+		srv.Shutdown(ctx)
+		store.Close()
+		return nil, fmt.Errorf("listen on %s: %w", cfg.Listen, err)
+	}
+	r := &runningRelay{
+		Addr:   ln.Addr().String(),
+		http:   &http.Server{Handler: srv, ReadHeaderTimeout: 10 * time.Second},
+		srv:    srv,
+		store:  store,
+		served: make(chan error, 1),
+		log:    logger,
+	}
+	go func() { r.served <- r.http.Serve(ln) }()
+	logger.Info("relay listening", "addr", "ws://"+r.Addr, "storage", backend, "kinds", cfg.Kinds.String(), "version", version)
+	return r, nil
+}
+
+// Close stops accepting connections, lets in-flight writes finish and be
+// answered (bounded by ctx), then closes the store.
+func (r *runningRelay) Close(ctx context.Context) error {
+	// Stop the listener first; websocket connections are hijacked, so
+	// http.Server.Shutdown does not wait for them: the engine does.
+	herr := r.http.Shutdown(ctx)
+	serr := r.srv.Shutdown(ctx)
+	cerr := r.store.Close()
+	if err := <-r.served; err != nil && !errors.Is(err, http.ErrServerClosed) {
+		r.log.Error("http server", "err", err)
+	}
+	r.log.Info("relay stopped")
+	return errors.Join(herr, serr, cerr)
+}
+
+// openStore opens PostgreSQL when a database URL is set, else embedded
+// SQLite under the data directory.
+func openStore(ctx context.Context, cfg config, logger *slog.Logger) (storage.Store, string, error) {
+	if cfg.DatabaseURL != "" {
+		s, err := postgres.Open(ctx, postgres.Config{URL: cfg.DatabaseURL, Logger: logger})
+		if err != nil {
+			return nil, "", err
+		}
+		return s, "postgres", nil
+	}
+	path := filepath.Join(cfg.DataDir, "relay.db")
+	s, err := sqlite.Open(ctx, sqlite.Config{Path: path, Logger: logger})
+	if err != nil {
+		return nil, "", fmt.Errorf("open embedded database %s: %w", path, err)
+	}
+	return s, "sqlite " + path, nil
+}
+
+// pingRedis checks at start-up that the configured Redis answers, so a typo
+// fails now with one clear line rather than later.
+func pingRedis(ctx context.Context, rawURL string) error {
+	opts, err := redis.ParseURL(rawURL)
+	if err != nil {
+		return usageError{fmt.Errorf("--redis-url %s: %w", postgres.RedactURL(rawURL), err)}
+	}
+	c := redis.NewClient(opts)
+	defer c.Close()
+	pctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	if err := c.Ping(pctx).Err(); err != nil {
+		return fmt.Errorf("redis at %s is unreachable: %w", postgres.RedactURL(rawURL), err)
+	}
+	return nil
+}

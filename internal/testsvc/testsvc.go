@@ -1,0 +1,121 @@
+// Package testsvc gives each test its own PostgreSQL database and Redis
+// database, on the servers named by RELAY_TEST_DATABASE_URL and
+// RELAY_TEST_REDIS_URL when set, otherwise on throwaway servers started from
+// the local binaries and shared by the tests of one process.
+//
+// When a service can be neither reached nor started the test is skipped with
+// a message naming what is missing, or fails when
+// RELAY_TEST_REQUIRE_SERVICES=1 (as in CI). Packages that use it call Main
+// from their TestMain so the throwaway servers stop when the tests end.
+package testsvc
+
+import (
+	"crypto/rand"
+	"encoding/hex"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sync"
+	"testing"
+)
+
+// Environment variables read by this package.
+const (
+	EnvDatabaseURL     = "RELAY_TEST_DATABASE_URL"
+	EnvRedisURL        = "RELAY_TEST_REDIS_URL"
+	EnvRequireServices = "RELAY_TEST_REQUIRE_SERVICES"
+)
+
+// options is what the exported helpers read from the process; tests of this
+// package replace it to simulate a machine without services.
+type options struct {
+	getenv  func(string) string
+	binDirs []string // nil: the default search (PostgreSQL's lib dirs, then PATH)
+	reg     *registry
+}
+
+func defaultOptions() options {
+	return options{getenv: os.Getenv, reg: &processServers}
+}
+
+func (o options) required() bool { return o.getenv(EnvRequireServices) == "1" }
+
+// unavailable stops the test because a service is missing: a skip normally,
+// a failure when services are required.
+func (o options) unavailable(t testing.TB, format string, args ...any) {
+	t.Helper()
+	msg := "testsvc: SERVICE UNAVAILABLE: " + fmt.Sprintf(format, args...)
+	if o.required() {
+		t.Fatal(msg + " (" + EnvRequireServices + "=1)")
+	}
+	t.Skip(msg + " (set " + EnvRequireServices + "=1 to make this a failure)")
+}
+
+// registry holds the throwaway servers of one test process. It is a
+// process-wide value (processServers) because the helpers take only a
+// testing.TB, the servers must outlive single tests to keep runs short, and
+// Main must find them to stop them; every field is guarded by mu.
+type registry struct {
+	mu       sync.Mutex
+	pg       *pgCluster
+	pgErr    error
+	redis    *RedisProc
+	redisErr error
+	stops    []func()
+}
+
+var processServers registry
+
+// Main runs the package's tests, stops the throwaway servers they started
+// and exits with the tests' code. Call it from TestMain.
+func Main(m *testing.M) {
+	code := m.Run()
+	processServers.stopAll()
+	os.Exit(code)
+}
+
+func (r *registry) stopAll() {
+	r.mu.Lock()
+	stops := r.stops
+	r.stops = nil
+	r.pg, r.redis = nil, nil
+	r.pgErr, r.redisErr = nil, nil
+	r.mu.Unlock()
+	for i := len(stops) - 1; i >= 0; i-- {
+		stops[i]()
+	}
+}
+
+// findBinary looks for name in dirs, or by default in PostgreSQL's library
+// directories (newest version first) and then on PATH.
+func findBinary(name string, dirs []string) (string, error) {
+	if dirs == nil {
+		matches, _ := filepath.Glob("/usr/lib/postgresql/*/bin")
+		for i := len(matches) - 1; i >= 0; i-- {
+			p := filepath.Join(matches[i], name)
+			if isExecutable(p) {
+				return p, nil
+			}
+		}
+		return exec.LookPath(name)
+	}
+	for _, d := range dirs {
+		p := filepath.Join(d, name)
+		if isExecutable(p) {
+			return p, nil
+		}
+	}
+	return "", fmt.Errorf("%s not found in %v", name, dirs)
+}
+
+func isExecutable(p string) bool {
+	fi, err := os.Stat(p)
+	return err == nil && !fi.IsDir() && fi.Mode()&0o111 != 0
+}
+
+func randomHex(n int) string {
+	b := make([]byte, n)
+	_, _ = rand.Read(b)
+	return hex.EncodeToString(b)
+}

@@ -1,0 +1,457 @@
+// Command peer is an MLS group member backed by github.com/thomas-vilte/mls-go,
+// driven over stdin/stdout with the line-delimited JSON protocol described in
+// interop/README.md. Burrow's interop tests start it as a subprocess so that
+// bytes produced by an implementation nobody on the team wrote cross a process
+// boundary. It lives in its own module so the relay binary never links mls-go.
+//
+// One process holds at most one group membership and any number of pending
+// KeyPackages (whose private keys it needs to join from a Welcome).
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"cmp"
+	"context"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"slices"
+
+	"github.com/thomas-vilte/mls-go/ciphersuite"
+	"github.com/thomas-vilte/mls-go/credentials"
+	"github.com/thomas-vilte/mls-go/framing"
+	"github.com/thomas-vilte/mls-go/group"
+	"github.com/thomas-vilte/mls-go/keypackages"
+	"github.com/thomas-vilte/mls-go/treesync"
+)
+
+// toolVersion names the library this peer wraps; it is reported by the hello op
+// and written into fixtures.
+const toolVersion = "github.com/thomas-vilte/mls-go v1.6.0"
+
+// Errors a driver may see in the "error" field; the text is for people.
+var (
+	errNoGroup       = errors.New("no group: create_group or join first")
+	errHaveGroup     = errors.New("this peer already holds a group")
+	errUnknownOp     = errors.New("unknown op")
+	errNoPendingKP   = errors.New("no pending KeyPackage matches the Welcome")
+	errBadMessage    = errors.New("unexpected message type")
+	errOutOfBandTree = errors.New("mls-go joins only with the ratchet_tree extension in the Welcome's GroupInfo")
+)
+
+// hexBytes is a byte string carried as lowercase hex in JSON.
+type hexBytes []byte
+
+func (h hexBytes) MarshalJSON() ([]byte, error) { return json.Marshal(hex.EncodeToString(h)) }
+
+func (h *hexBytes) UnmarshalJSON(b []byte) error {
+	var s string
+	if err := json.Unmarshal(b, &s); err != nil {
+		return fmt.Errorf("hex field: %w", err)
+	}
+	v, err := hex.DecodeString(s)
+	if err != nil {
+		return fmt.Errorf("hex field: %w", err)
+	}
+	*h = v
+	return nil
+}
+
+type request struct {
+	ID uint64 `json:"id"`
+	Op string `json:"op"`
+	// Every argument of every op; each op reads the ones it needs.
+	Identity    hexBytes  `json:"identity"`
+	Suite       uint16    `json:"suite"`
+	GroupID     hexBytes  `json:"group_id"`
+	KeyPackage  hexBytes  `json:"key_package"`
+	Welcome     hexBytes  `json:"welcome"`
+	RatchetTree hexBytes  `json:"ratchet_tree"`
+	LeafIndex   *uint32   `json:"leaf_index"`
+	Message     hexBytes  `json:"message"`
+	Plaintext   hexBytes  `json:"plaintext"`
+	Label       string    `json:"label"`
+	Context     hexBytes  `json:"context"`
+	Length      int       `json:"length"`
+	Lifetime    *lifetime `json:"lifetime"`
+}
+
+type lifetime struct {
+	NotBefore uint64 `json:"not_before"`
+	NotAfter  uint64 `json:"not_after"`
+}
+
+type member struct {
+	LeafIndex uint32   `json:"leaf_index"`
+	Identity  hexBytes `json:"identity"`
+}
+
+type pendingKP struct {
+	kp   *keypackages.KeyPackage
+	priv *keypackages.KeyPackagePrivateKeys
+}
+
+// peer is the state of one process: its pending KeyPackages and its group.
+type peer struct {
+	pending []pendingKP
+	g       *group.Group
+	sigKey  *ciphersuite.SignaturePrivateKey
+}
+
+func main() {
+	// Logs go to stderr so stdout carries protocol lines only.
+	logger := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	slog.SetDefault(logger)
+	if err := serve(context.Background(), os.Stdin, os.Stdout); err != nil {
+		logger.Error("peer stopped", "err", err)
+		os.Exit(1)
+	}
+}
+
+func serve(ctx context.Context, in io.Reader, out io.Writer) error {
+	p := &peer{}
+	sc := bufio.NewScanner(in)
+	sc.Buffer(make([]byte, 1<<20), 64<<20)
+	enc := json.NewEncoder(out)
+	for sc.Scan() {
+		line := bytes.TrimSpace(sc.Bytes())
+		if len(line) == 0 {
+			continue
+		}
+		var req request
+		resp := map[string]any{}
+		if err := json.Unmarshal(line, &req); err != nil {
+			resp["id"] = req.ID
+			resp["ok"] = false
+			resp["error"] = fmt.Sprintf("bad request: %v", err)
+		} else {
+			res, err := p.handle(ctx, &req)
+			for k, v := range res {
+				resp[k] = v
+			}
+			resp["id"] = req.ID
+			if err != nil {
+				resp["ok"] = false
+				resp["error"] = err.Error()
+			} else {
+				resp["ok"] = true
+			}
+		}
+		if err := enc.Encode(resp); err != nil {
+			return fmt.Errorf("write response: %w", err)
+		}
+		if req.Op == "quit" {
+			return nil
+		}
+	}
+	if err := sc.Err(); err != nil {
+		return fmt.Errorf("read request: %w", err)
+	}
+	return nil
+}
+
+func (p *peer) handle(ctx context.Context, r *request) (map[string]any, error) {
+	switch r.Op {
+	case "hello":
+		return map[string]any{"tool": toolVersion}, nil
+	case "quit":
+		return nil, nil
+	case "create_key_package":
+		return p.createKeyPackage(r)
+	case "create_group":
+		return p.createGroup(r)
+	case "join":
+		return p.join(ctx, r)
+	}
+	if p.g == nil {
+		return nil, fmt.Errorf("%s: %w", r.Op, errNoGroup)
+	}
+	switch r.Op {
+	case "add_member":
+		return p.addMember(r)
+	case "commit_update":
+		return p.commit(nil)
+	case "remove_member":
+		if r.LeafIndex == nil {
+			return nil, errors.New("remove_member: leaf_index is required")
+		}
+		if _, err := p.g.RemoveMember(group.LeafNodeIndex(*r.LeafIndex)); err != nil {
+			return nil, fmt.Errorf("remove proposal: %w", err)
+		}
+		return p.commit(nil)
+	case "process":
+		return p.process(r)
+	case "protect":
+		pm, err := p.g.SendMessage(r.Plaintext, p.sigKey)
+		if err != nil {
+			return nil, fmt.Errorf("protect: %w", err)
+		}
+		return map[string]any{"message": hexBytes(framing.NewMLSMessagePrivate(pm).Marshal())}, nil
+	case "export":
+		s, err := p.g.Export(r.Label, r.Context, r.Length)
+		if err != nil {
+			return nil, fmt.Errorf("export: %w", err)
+		}
+		return map[string]any{"secret": hexBytes(s)}, nil
+	case "epoch_authenticator":
+		return map[string]any{"value": hexBytes(p.g.EpochAuthenticator())}, nil
+	case "state":
+		return p.state(), nil
+	case "group_info":
+		gi, err := p.g.GetGroupInfoWithOptions(p.sigKey, group.WithRatchetTree(true))
+		if err != nil {
+			return nil, fmt.Errorf("group_info: %w", err)
+		}
+		return map[string]any{"group_info": hexBytes((&framing.MLSMessage{GroupInfo: gi.Marshal()}).Marshal())}, nil
+	}
+	return nil, fmt.Errorf("%q: %w", r.Op, errUnknownOp)
+}
+
+func suiteOf(r *request) ciphersuite.CipherSuite {
+	if r.Suite == 0 {
+		return ciphersuite.MLS128DHKEMX25519
+	}
+	return ciphersuite.CipherSuite(r.Suite)
+}
+
+// newKeyPackage makes a KeyPackage with a fresh signature key; the lifetime is
+// mls-go's default (1 h back, 83 days forward) unless the request names one.
+func newKeyPackage(r *request) (pendingKP, error) {
+	if len(r.Identity) == 0 {
+		return pendingKP{}, errors.New("identity is required")
+	}
+	cs := suiteOf(r)
+	cred, _, err := credentials.GenerateCredentialWithKeyForCS(r.Identity, cs)
+	if err != nil {
+		return pendingKP{}, fmt.Errorf("credential: %w", err)
+	}
+	var opts []keypackages.GenerateOption
+	if r.Lifetime != nil {
+		opts = append(opts, keypackages.WithLifetime(r.Lifetime.NotBefore, r.Lifetime.NotAfter))
+	}
+	kp, priv, err := keypackages.Generate(cred, cs, opts...)
+	if err != nil {
+		return pendingKP{}, fmt.Errorf("generate key package: %w", err)
+	}
+	return pendingKP{kp: kp, priv: priv}, nil
+}
+
+func (p *peer) createKeyPackage(r *request) (map[string]any, error) {
+	e, err := newKeyPackage(r)
+	if err != nil {
+		return nil, fmt.Errorf("create_key_package: %w", err)
+	}
+	p.pending = append(p.pending, e)
+	bare := e.kp.Marshal()
+	cs := e.kp.CipherSuite
+	// kp.Hash() in mls-go v1.6.0 is a plain SHA-256 of the encoding, not the
+	// RFC 9420 KeyPackageRef; the labelled RefHash is what Welcomes carry.
+	ref := ciphersuite.MakeKeyPackageRef(bare, cs.HashFunction()).AsSlice()
+	res := map[string]any{
+		"key_package":      hexBytes((&framing.MLSMessage{KeyPackage: bare}).Marshal()),
+		"key_package_bare": hexBytes(bare),
+		"key_package_ref":  hexBytes(ref),
+	}
+	if lt := e.kp.LeafNode.Lifetime; lt != nil {
+		res["not_before"] = lt.NotBefore
+		res["not_after"] = lt.NotAfter
+	}
+	return res, nil
+}
+
+func (p *peer) createGroup(r *request) (map[string]any, error) {
+	if p.g != nil {
+		return nil, fmt.Errorf("create_group: %w", errHaveGroup)
+	}
+	if len(r.GroupID) == 0 {
+		return nil, errors.New("create_group: group_id is required")
+	}
+	e, err := newKeyPackage(r)
+	if err != nil {
+		return nil, fmt.Errorf("create_group: %w", err)
+	}
+	g, err := group.NewGroup(group.NewGroupID(r.GroupID), suiteOf(r), e.kp, e.priv)
+	if err != nil {
+		return nil, fmt.Errorf("create_group: %w", err)
+	}
+	p.g, p.sigKey = g, e.priv.GetSignaturePrivateKey()
+	return map[string]any{"epoch": g.Epoch().AsUint64()}, nil
+}
+
+func (p *peer) join(ctx context.Context, r *request) (map[string]any, error) {
+	if p.g != nil {
+		return nil, fmt.Errorf("join: %w", errHaveGroup)
+	}
+	if len(r.RatchetTree) > 0 {
+		return nil, fmt.Errorf("join: %w", errOutOfBandTree)
+	}
+	w, err := parseWelcome(r.Welcome)
+	if err != nil {
+		return nil, fmt.Errorf("join: %w", err)
+	}
+	var lastErr error = errNoPendingKP
+	for i, e := range p.pending {
+		g, err := group.JoinFromWelcomeWithContext(ctx, w, e.kp, e.priv, nil)
+		if err != nil {
+			lastErr = err
+			continue
+		}
+		p.g, p.sigKey = g, e.priv.GetSignaturePrivateKey()
+		p.pending = append(p.pending[:i], p.pending[i+1:]...)
+		return map[string]any{"epoch": g.Epoch().AsUint64()}, nil
+	}
+	return nil, fmt.Errorf("join: %w", lastErr)
+}
+
+func parseWelcome(b []byte) (*group.Welcome, error) {
+	if msg, err := framing.UnmarshalMLSMessage(b); err == nil {
+		if len(msg.Welcome) == 0 {
+			return nil, fmt.Errorf("welcome: %w", errBadMessage)
+		}
+		return group.UnmarshalWelcome(msg.Welcome)
+	}
+	return group.UnmarshalWelcome(b)
+}
+
+// bareKeyPackage accepts a KeyPackage either bare or framed as an MLSMessage.
+func bareKeyPackage(b []byte) (*keypackages.KeyPackage, error) {
+	if msg, err := framing.UnmarshalMLSMessage(b); err == nil && len(msg.KeyPackage) > 0 {
+		b = msg.KeyPackage
+	}
+	kp, err := keypackages.UnmarshalKeyPackage(b)
+	if err != nil {
+		return nil, fmt.Errorf("key package: %w", err)
+	}
+	return kp, nil
+}
+
+func (p *peer) addMember(r *request) (map[string]any, error) {
+	kp, err := bareKeyPackage(r.KeyPackage)
+	if err != nil {
+		return nil, fmt.Errorf("add_member: %w", err)
+	}
+	if _, err := p.g.AddMember(kp); err != nil {
+		return nil, fmt.Errorf("add_member: %w", err)
+	}
+	return p.commit([]*keypackages.KeyPackage{kp})
+}
+
+// commit commits every stored proposal (none for a plain update, which then
+// carries only a path) and applies it locally.
+func (p *peer) commit(added []*keypackages.KeyPackage) (map[string]any, error) {
+	staged, err := p.g.Commit(p.sigKey, p.sigKey.PublicKey(), nil)
+	if err != nil {
+		p.g.ClearProposals()
+		return nil, fmt.Errorf("commit: %w", err)
+	}
+	joinerSecret := staged.JoinerSecret()
+	if err := p.g.MergeCommit(staged); err != nil {
+		return nil, fmt.Errorf("merge own commit: %w", err)
+	}
+	ac := staged.AuthenticatedContent()
+	commit := framing.NewMLSMessagePublic(&framing.PublicMessage{
+		Content:       ac.Content,
+		Auth:          ac.Auth,
+		MembershipTag: staged.MembershipTag(),
+	}).Marshal()
+	res := map[string]any{"commit": hexBytes(commit), "epoch": p.g.Epoch().AsUint64()}
+	if len(added) > 0 {
+		w, err := p.g.CreateWelcomeWithOpts(added, p.sigKey,
+			group.WithJoinerSecret(joinerSecret),
+			group.WithPSKIDs(staged.PskIDs()),
+			group.WithPSKSecret(staged.RawPskSecret()),
+			group.WithStagedCommit(staged),
+			group.WithGroupInfoOptions(group.WithRatchetTree(true)))
+		if err != nil {
+			return nil, fmt.Errorf("welcome: %w", err)
+		}
+		res["welcome"] = hexBytes((&framing.MLSMessage{Welcome: w.Marshal()}).Marshal())
+	}
+	return res, nil
+}
+
+func (p *peer) process(r *request) (map[string]any, error) {
+	msg, err := framing.UnmarshalMLSMessage(r.Message)
+	if err != nil {
+		return nil, fmt.Errorf("process: %w", err)
+	}
+	if pm, ok := msg.AsPrivate(); ok && pm.ContentType == framing.ContentTypeApplication {
+		pt, _, _, err := p.g.ReceiveApplicationMessage(pm)
+		if err != nil {
+			return nil, fmt.Errorf("process application: %w", err)
+		}
+		return map[string]any{"kind": "application", "epoch": p.g.Epoch().AsUint64(), "plaintext": hexBytes(pt)}, nil
+	}
+	ac, err := p.authenticated(msg)
+	if err != nil {
+		return nil, fmt.Errorf("process: %w", err)
+	}
+	switch ac.Content.ContentType() {
+	case framing.ContentTypeCommit:
+		if err := p.g.ProcessReceivedCommit(ac, treesync.LeafIndex(ac.Content.Sender.LeafIndex), p.g.MyLeafEncryptionKey()); err != nil {
+			return nil, fmt.Errorf("process commit: %w", err)
+		}
+		return map[string]any{"kind": "commit", "epoch": p.g.Epoch().AsUint64()}, nil
+	case framing.ContentTypeProposal:
+		pub, ok := msg.AsPublic()
+		if !ok {
+			return nil, fmt.Errorf("process: private proposals: %w", errBadMessage)
+		}
+		if err := p.g.ProcessPublicMessage(pub); err != nil {
+			return nil, fmt.Errorf("process proposal: %w", err)
+		}
+		return map[string]any{"kind": "proposal", "epoch": p.g.Epoch().AsUint64()}, nil
+	}
+	return nil, fmt.Errorf("process: content type %d: %w", ac.Content.ContentType(), errBadMessage)
+}
+
+// authenticated opens a handshake message the way mls-go's own Client does:
+// a PublicMessage's membership tag is checked here, a PrivateMessage is
+// decrypted with the current epoch's keys; the signature is checked later by
+// ProcessReceivedCommit.
+func (p *peer) authenticated(msg *framing.MLSMessage) (*framing.AuthenticatedContent, error) {
+	g := p.g
+	if pub, ok := msg.AsPublic(); ok {
+		if err := pub.VerifyMembershipTagWithContext(g.CipherSuite(), g.EpochSecrets().MembershipKey, g.GroupContext().Marshal()); err != nil {
+			return nil, fmt.Errorf("membership tag: %w", err)
+		}
+		return &framing.AuthenticatedContent{
+			WireFormat:   framing.WireFormatPublicMessage,
+			Content:      pub.Content,
+			Auth:         pub.Auth,
+			GroupContext: g.GroupContext().Marshal(),
+		}, nil
+	}
+	if priv, ok := msg.AsPrivate(); ok {
+		ac, err := framing.Decrypt(priv, framing.DecryptParams{
+			CipherSuite:      g.CipherSuite(),
+			SenderDataSecret: g.EpochSecrets().SenderDataSecret,
+			SecretTree:       g.SecretTree(),
+			GroupContext:     g.GroupContext().Marshal(),
+		})
+		if err != nil {
+			return nil, fmt.Errorf("decrypt: %w", err)
+		}
+		ac.WireFormat = framing.WireFormatPrivateMessage
+		return ac, nil
+	}
+	return nil, errBadMessage
+}
+
+func (p *peer) state() map[string]any {
+	members := []member{}
+	for _, m := range p.g.GetMembers() {
+		if m == nil || m.Credential == nil {
+			continue
+		}
+		members = append(members, member{LeafIndex: uint32(m.LeafIndex), Identity: m.Credential.Identity})
+	}
+	// GetMembers comes from a map; the protocol promises leaf order.
+	slices.SortFunc(members, func(a, b member) int { return cmp.Compare(a.LeafIndex, b.LeafIndex) })
+	return map[string]any{"epoch": p.g.Epoch().AsUint64(), "members": members, "own_leaf_index": uint32(p.g.OwnLeafIndex())}
+}

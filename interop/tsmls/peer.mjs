@@ -1,0 +1,244 @@
+// An MLS group member backed by ts-mls 1.6.4, driven over stdin/stdout with
+// the line-delimited JSON protocol described in interop/README.md: one request
+// per line, one response line per request, bytes as lowercase hex. Burrow's
+// interop tests start it as a subprocess (interop/peer.go), so the bytes it
+// makes and reads cross a process boundary exactly as another client's would.
+//
+// One process holds at most one group and any number of pending KeyPackages.
+// Diagnostics go to stderr; stdout carries protocol lines only.
+
+import { createInterface } from "node:readline";
+import {
+  acceptAll,
+  ciphersuites,
+  createApplicationMessage,
+  createCommit,
+  createGroup,
+  createGroupInfoWithExternalPubAndRatchetTree,
+  decodeMlsMessage,
+  defaultCapabilities,
+  defaultLifetime,
+  emptyPskIndex,
+  encodeMlsMessage,
+  generateKeyPackage,
+  getCiphersuiteFromName,
+  getCiphersuiteImpl,
+  joinGroup,
+  mlsExporter,
+  processMessage,
+} from "ts-mls";
+import { decodeKeyPackage, encodeKeyPackage, makeKeyPackageRef } from "ts-mls/keyPackage.js";
+import { decodeRatchetTree } from "ts-mls/ratchetTree.js";
+
+const TOOL = "ts-mls 1.6.4";
+
+const toHex = (b) => Buffer.from(b).toString("hex");
+
+function fromHex(s, field) {
+  if (typeof s !== "string" || s.length % 2 !== 0 || !/^[0-9a-fA-F]*$/.test(s)) {
+    throw new Error(`${field}: want a hex string`);
+  }
+  return new Uint8Array(Buffer.from(s, "hex"));
+}
+
+function required(args, field) {
+  if (args[field] === undefined || args[field] === null) throw new Error(`${field} is required`);
+  return args[field];
+}
+
+const suiteNames = new Map(Object.entries(ciphersuites).map(([name, id]) => [id, name]));
+
+async function suiteImpl(id) {
+  const name = suiteNames.get(id ?? 1);
+  if (name === undefined) throw new Error(`unknown ciphersuite ${id}`);
+  return getCiphersuiteImpl(getCiphersuiteFromName(name));
+}
+
+function decodeWhole(decoder, bytes, what) {
+  const r = decoder(bytes, 0);
+  if (r === undefined) throw new Error(`cannot decode ${what}`);
+  if (r[1] !== bytes.length) throw new Error(`${what}: ${bytes.length - r[1]} trailing bytes`);
+  return r[0];
+}
+
+// A KeyPackage may arrive bare or framed as an MLSMessage: both start with
+// 00 01, and bytes 2-3 are the wire format (00 05) only in the framed form.
+function readKeyPackage(bytes) {
+  if (bytes.length >= 4 && bytes[0] === 0 && bytes[1] === 1 && bytes[2] === 0 && bytes[3] === 5) {
+    const msg = decodeWhole(decodeMlsMessage, bytes, "MLSMessage");
+    if (msg.wireformat === "mls_key_package") return msg.keyPackage;
+  }
+  return decodeWhole(decodeKeyPackage, bytes, "KeyPackage");
+}
+
+const frame = (wireformat, field, value) => encodeMlsMessage({ version: "mls10", wireformat, [field]: value });
+
+class Peer {
+  constructor() {
+    this.pending = []; // {publicPackage, privatePackage, ref, cs}
+    this.state = undefined;
+    this.cs = undefined;
+  }
+
+  async newKeyPackage(args) {
+    const identity = fromHex(required(args, "identity"), "identity");
+    if (identity.length === 0) throw new Error("identity is empty");
+    const cs = await suiteImpl(args.suite);
+    // ts-mls's default lifetime is 0 .. 2^63-1 (no expiry) unless one is given.
+    const lifetime = args.lifetime
+      ? { notBefore: BigInt(args.lifetime.not_before), notAfter: BigInt(args.lifetime.not_after) }
+      : defaultLifetime;
+    const kp = await generateKeyPackage({ credentialType: "basic", identity }, defaultCapabilities(), lifetime, [], cs);
+    const ref = await makeKeyPackageRef(kp.publicPackage, cs.hash);
+    return { ...kp, ref, cs };
+  }
+
+  needGroup() {
+    if (this.state === undefined) throw new Error("no group: create_group or join first");
+  }
+
+  async commit(options) {
+    this.needGroup();
+    const res = await createCommit({ state: this.state, cipherSuite: this.cs }, { ratchetTreeExtension: true, ...options });
+    this.state = res.newState;
+    const out = { commit: toHex(encodeMlsMessage(res.commit)), epoch: Number(this.state.groupContext.epoch) };
+    if (res.welcome !== undefined) out.welcome = toHex(frame("mls_welcome", "welcome", res.welcome));
+    return out;
+  }
+
+  async handle(op, args) {
+    switch (op) {
+      case "hello":
+        return { tool: TOOL };
+      case "quit":
+        return {};
+      case "create_key_package": {
+        const e = await this.newKeyPackage(args);
+        this.pending.push(e);
+        const lt = e.publicPackage.leafNode.lifetime;
+        return {
+          key_package: toHex(frame("mls_key_package", "keyPackage", e.publicPackage)),
+          key_package_bare: toHex(encodeKeyPackage(e.publicPackage)),
+          key_package_ref: toHex(e.ref),
+          // Lifetimes are uint64; 2^63-1 does not fit a JSON number exactly.
+          not_before: lt.notBefore.toString(),
+          not_after: lt.notAfter.toString(),
+        };
+      }
+      case "create_group": {
+        if (this.state !== undefined) throw new Error("this peer already holds a group");
+        const groupId = fromHex(required(args, "group_id"), "group_id");
+        const e = await this.newKeyPackage(args);
+        this.state = await createGroup(groupId, e.publicPackage, e.privatePackage, [], e.cs);
+        this.cs = e.cs;
+        return { epoch: Number(this.state.groupContext.epoch) };
+      }
+      case "join": {
+        if (this.state !== undefined) throw new Error("this peer already holds a group");
+        const msg = decodeWhole(decodeMlsMessage, fromHex(required(args, "welcome"), "welcome"), "MLSMessage");
+        if (msg.wireformat !== "mls_welcome") throw new Error(`join: got ${msg.wireformat}, want mls_welcome`);
+        const refs = msg.welcome.secrets.map((s) => toHex(s.newMember));
+        const i = this.pending.findIndex((e) => refs.includes(toHex(e.ref)));
+        if (i < 0) throw new Error("join: no pending KeyPackage matches the Welcome");
+        const e = this.pending[i];
+        const tree = args.ratchet_tree ? decodeWhole(decodeRatchetTree, fromHex(args.ratchet_tree, "ratchet_tree"), "ratchet tree") : undefined;
+        // Known quirk of ts-mls 1.6.4: joinGroup validates the tree and rejects
+        // it when a leaf appears in the unmerged_leaves of several parent nodes
+        // whose lists are not identical ("non-blank intermediate node must list
+        // leaf node in its unmerged_leaves"). RFC 9420 section 12.4.3.1 only asks
+        // that each intermediate list contain the leaf, and section 7.7 makes
+        // successive Add commits without a path produce differing lists. The
+        // refusal surfaces here as a failed join; TestTSMLSUnmergedLeavesQuirk
+        // in interop/peer_test.go builds such a tree.
+        this.state = await joinGroup(msg.welcome, e.publicPackage, e.privatePackage, emptyPskIndex, e.cs, tree);
+        this.cs = e.cs;
+        this.pending.splice(i, 1);
+        return { epoch: Number(this.state.groupContext.epoch) };
+      }
+      case "add_member": {
+        const keyPackage = readKeyPackage(fromHex(required(args, "key_package"), "key_package"));
+        return this.commit({ extraProposals: [{ proposalType: "add", add: { keyPackage } }] });
+      }
+      case "commit_update":
+        // An empty Commit carries an UpdatePath, which refreshes our leaf.
+        return this.commit({});
+      case "remove_member": {
+        const removed = Number(required(args, "leaf_index"));
+        return this.commit({ extraProposals: [{ proposalType: "remove", remove: { removed } }] });
+      }
+      case "process": {
+        this.needGroup();
+        const msg = decodeWhole(decodeMlsMessage, fromHex(required(args, "message"), "message"), "MLSMessage");
+        if (msg.wireformat !== "mls_private_message" && msg.wireformat !== "mls_public_message") {
+          throw new Error(`process: got ${msg.wireformat}`);
+        }
+        const contentType =
+          msg.wireformat === "mls_private_message" ? msg.privateMessage.contentType : msg.publicMessage.content.contentType;
+        const res = await processMessage(msg, this.state, emptyPskIndex, acceptAll, this.cs);
+        this.state = res.newState;
+        const out = { kind: contentType, epoch: Number(this.state.groupContext.epoch) };
+        if (res.kind === "applicationMessage") out.plaintext = toHex(res.message);
+        return out;
+      }
+      case "protect": {
+        this.needGroup();
+        const res = await createApplicationMessage(this.state, fromHex(required(args, "plaintext"), "plaintext"), this.cs);
+        this.state = res.newState;
+        return { message: toHex(frame("mls_private_message", "privateMessage", res.privateMessage)) };
+      }
+      case "export": {
+        this.needGroup();
+        const context = fromHex(args.context ?? "", "context");
+        const secret = await mlsExporter(this.state.keySchedule.exporterSecret, required(args, "label"), context, Number(required(args, "length")), this.cs);
+        return { secret: toHex(secret) };
+      }
+      case "epoch_authenticator":
+        this.needGroup();
+        return { value: toHex(this.state.keySchedule.epochAuthenticator) };
+      case "state": {
+        this.needGroup();
+        const members = [];
+        this.state.ratchetTree.forEach((n, i) => {
+          if (i % 2 === 0 && n?.nodeType === "leaf") {
+            members.push({ leaf_index: i / 2, identity: toHex(n.leaf.credential.identity) });
+          }
+        });
+        return { epoch: Number(this.state.groupContext.epoch), members, own_leaf_index: this.state.privatePath.leafIndex };
+      }
+      case "group_info": {
+        this.needGroup();
+        const gi = await createGroupInfoWithExternalPubAndRatchetTree(this.state, [], this.cs);
+        return { group_info: toHex(frame("mls_group_info", "groupInfo", gi)) };
+      }
+      default:
+        throw new Error(`"${op}": unknown op`);
+    }
+  }
+}
+
+async function main() {
+  const peer = new Peer();
+  const rl = createInterface({ input: process.stdin, crlfDelay: Infinity });
+  // Requests are handled strictly one after another: each op may replace the
+  // group state the next one reads.
+  for await (const line of rl) {
+    if (line.trim() === "") continue;
+    let req;
+    let resp;
+    try {
+      req = JSON.parse(line);
+      const { id, op, ...args } = req;
+      resp = { id, ok: true, ...(await peer.handle(op, args)) };
+    } catch (err) {
+      resp = { id: req?.id ?? null, ok: false, error: String(err?.message ?? err) };
+    }
+    process.stdout.write(JSON.stringify(resp) + "\n");
+    if (req?.op === "quit") break;
+  }
+  rl.close();
+}
+
+main().catch((err) => {
+  process.stderr.write(`peer stopped: ${err?.stack ?? err}\n`);
+  process.exit(1);
+});

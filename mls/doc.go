@@ -1,0 +1,16 @@
+// Package mls is Burrow's own implementation of the Messaging Layer Security
+// protocol (RFC 9420) for ciphersuites 0x0001-0x0003, with the extension
+// points Marmot groups use from the MLS extensions draft (SelfRemove,
+// AppDataUpdate, app_data_dictionary, last_resort).
+//
+// This package owns the wire structures: every struct of RFC 9420 that
+// travels or is signed, with a decoder and an encoder built on mls/codec.
+// Decoding followed by encoding reproduces the input bytes exactly: unknown
+// extension, proposal and credential types are kept. Decoded byte slices
+// alias the input buffer, and structures whose signatures are checked keep
+// the exact bytes they were decoded from (their Raw field).
+//
+// Structs are plain and exported so that tests can build deliberately
+// invalid values; encoding does not validate semantics, only what the wire
+// format itself cannot express.
+package mls

@@ -1,0 +1,62 @@
+package policy
+
+import (
+	"net/http"
+	"net/netip"
+	"strings"
+)
+
+// ClientIP returns the address a request comes from: the TCP peer, unless
+// the peer is a trusted proxy; then the right-most X-Forwarded-For address
+// that is not itself a trusted proxy. Walking from the right matters: every
+// address left of the first untrusted hop was written by the client and may
+// be forged. An unparsable hop ends the walk at the last trusted one. The
+// zero Addr means the peer address could not be read.
+func ClientIP(r *http.Request, trusted []netip.Prefix) netip.Addr {
+	peer, err := netip.ParseAddrPort(r.RemoteAddr)
+	if err != nil {
+		addr, err := netip.ParseAddr(r.RemoteAddr)
+		if err != nil {
+			return netip.Addr{}
+		}
+		peer = netip.AddrPortFrom(addr, 0)
+	}
+	ip := peer.Addr().Unmap()
+	if !isTrusted(ip, trusted) {
+		return ip
+	}
+	hops := forwardedHops(r.Header.Values("X-Forwarded-For"))
+	for i := len(hops) - 1; i >= 0; i-- {
+		hop, err := netip.ParseAddr(hops[i])
+		if err != nil {
+			return ip
+		}
+		hop = hop.Unmap()
+		if !isTrusted(hop, trusted) {
+			return hop
+		}
+		ip = hop
+	}
+	return ip
+}
+
+func forwardedHops(values []string) []string {
+	var hops []string
+	for _, v := range values {
+		for _, h := range strings.Split(v, ",") {
+			if h = strings.TrimSpace(h); h != "" {
+				hops = append(hops, h)
+			}
+		}
+	}
+	return hops
+}
+
+func isTrusted(ip netip.Addr, trusted []netip.Prefix) bool {
+	for _, p := range trusted {
+		if p.Contains(ip) {
+			return true
+		}
+	}
+	return false
+}

@@ -1,0 +1,136 @@
+package policy
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/nbd-wtf/go-nostr"
+)
+
+// Limits holds every limit the relay enforces; NIP-11 advertises the same
+// values, so what clients read is what they get.
+type Limits struct {
+	// MaxMessageLength is the largest websocket message accepted, in bytes.
+	// Larger messages are refused with "invalid:" and the connection stays.
+	MaxMessageLength int
+	// MaxSubscriptions is the number of open subscriptions per connection.
+	MaxSubscriptions int
+	// MaxFilters is the number of filters per REQ or COUNT.
+	MaxFilters int
+	// MaxLimit clamps each filter's limit (and an absent limit) on REQ.
+	MaxLimit int
+	// MaxSubIDLength is the longest subscription id, in bytes.
+	MaxSubIDLength int
+	// MaxEventTags is the largest number of tags an event may carry.
+	MaxEventTags int
+	// MaxContentLength is the largest event content, in bytes.
+	MaxContentLength int
+	// CreatedAtFuture is how far in the future created_at may be.
+	CreatedAtFuture time.Duration
+	// CreatedAtPast, if positive, is how far in the past created_at may be;
+	// zero accepts any age.
+	CreatedAtPast time.Duration
+	// ConnectionsPerIP caps simultaneous websocket connections per client
+	// address.
+	ConnectionsPerIP int
+	// EventRate is the sustained number of events per second per client
+	// address (a token bucket refilled at this rate).
+	EventRate float64
+	// EventBurst is the bucket size: how many events one address may send at
+	// once after being idle.
+	EventBurst int
+	// OutboundQueue is the number of messages queued per connection before a
+	// reader that does not keep up is disconnected.
+	OutboundQueue int
+	// WriteTimeout bounds each websocket write; a peer that does not accept
+	// data for this long is disconnected.
+	WriteTimeout time.Duration
+}
+
+// DefaultLimits suits a busy client on one address: 64 connections, a burst
+// of 5,000 events over 8 connections and 1,000 events pipelined on one
+// connection pass without refusal.
+func DefaultLimits() Limits {
+	return Limits{
+		MaxMessageLength: 128 << 10,
+		MaxSubscriptions: 100,
+		MaxFilters:       20,
+		MaxLimit:         500,
+		MaxSubIDLength:   100,
+		MaxEventTags:     2000,
+		MaxContentLength: 64 << 10,
+		CreatedAtFuture:  15 * time.Minute,
+		ConnectionsPerIP: 64,
+		EventRate:        200,
+		EventBurst:       10000,
+		OutboundQueue:    2048,
+		WriteTimeout:     10 * time.Second,
+	}
+}
+
+// ErrInvalidLimits is wrapped by Validate's errors.
+var ErrInvalidLimits = errors.New("invalid limits")
+
+// Validate reports the first limit that cannot work.
+func (l Limits) Validate() error {
+	positive := []struct {
+		name string
+		v    int
+	}{
+		{"max message length", l.MaxMessageLength},
+		{"max subscriptions", l.MaxSubscriptions},
+		{"max filters", l.MaxFilters},
+		{"max limit", l.MaxLimit},
+		{"max subscription id length", l.MaxSubIDLength},
+		{"max event tags", l.MaxEventTags},
+		{"max content length", l.MaxContentLength},
+		{"connections per IP", l.ConnectionsPerIP},
+		{"event burst", l.EventBurst},
+	}
+	for _, p := range positive {
+		if p.v <= 0 {
+			return fmt.Errorf("%w: %s must be positive, got %d", ErrInvalidLimits, p.name, p.v)
+		}
+	}
+	switch {
+	case l.EventRate <= 0:
+		return fmt.Errorf("%w: event rate must be positive, got %v", ErrInvalidLimits, l.EventRate)
+	case l.CreatedAtFuture <= 0:
+		return fmt.Errorf("%w: created_at future bound must be positive, got %v", ErrInvalidLimits, l.CreatedAtFuture)
+	case l.CreatedAtPast < 0:
+		return fmt.Errorf("%w: created_at past bound must not be negative, got %v", ErrInvalidLimits, l.CreatedAtPast)
+	case l.OutboundQueue < 16:
+		// Half the queue is reserved for live events (see server), so a tiny
+		// queue would disconnect readers that keep up.
+		return fmt.Errorf("%w: outbound queue must hold at least 16 messages, got %d", ErrInvalidLimits, l.OutboundQueue)
+	case l.WriteTimeout <= 0:
+		return fmt.Errorf("%w: write timeout must be positive, got %v", ErrInvalidLimits, l.WriteTimeout)
+	case l.MaxContentLength > l.MaxMessageLength:
+		return fmt.Errorf("%w: max content length %d exceeds max message length %d", ErrInvalidLimits, l.MaxContentLength, l.MaxMessageLength)
+	}
+	return nil
+}
+
+// EventShape returns the rule enforcing the per-event limits: tag count,
+// content length and created_at bounds, measured against now().
+func (l Limits) EventShape(now func() time.Time) Rule {
+	return func(_ context.Context, ev *nostr.Event) (bool, string) {
+		if len(ev.Tags) > l.MaxEventTags {
+			return true, fmt.Sprintf("invalid: too many tags (%d > %d)", len(ev.Tags), l.MaxEventTags)
+		}
+		if len(ev.Content) > l.MaxContentLength {
+			return true, fmt.Sprintf("invalid: content too long (%d > %d bytes)", len(ev.Content), l.MaxContentLength)
+		}
+		t := now()
+		created := time.Unix(int64(ev.CreatedAt), 0)
+		if created.After(t.Add(l.CreatedAtFuture)) {
+			return true, "invalid: created_at is too far in the future"
+		}
+		if l.CreatedAtPast > 0 && created.Before(t.Add(-l.CreatedAtPast)) {
+			return true, "invalid: created_at is too far in the past"
+		}
+		return false, ""
+	}
+}

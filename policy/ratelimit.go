@@ -1,0 +1,187 @@
+package policy
+
+import (
+	"context"
+	"fmt"
+	"net/netip"
+	"sync"
+	"time"
+
+	"github.com/nbd-wtf/go-nostr"
+)
+
+// RateLimiter decides whether one more action under key is allowed now. The
+// in-process TokenBucket implements it; a shared (Redis) limiter for several
+// instances can implement it too, which is why Allow takes a context and may
+// fail.
+type RateLimiter interface {
+	Allow(ctx context.Context, key string) (bool, error)
+}
+
+// TokenBucket is an in-process RateLimiter: one bucket per key holding up to
+// burst tokens, refilled at rate tokens per second.
+type TokenBucket struct {
+	rate  float64
+	burst float64
+	now   func() time.Time
+
+	mu      sync.Mutex
+	buckets map[string]*bucket
+	calls   int
+}
+
+type bucket struct {
+	tokens float64
+	last   time.Time
+}
+
+// pruneEvery is how many Allow calls pass between sweeps of idle buckets, so
+// the map does not grow with every address ever seen.
+const pruneEvery = 4096
+
+// NewTokenBucket returns a limiter allowing burst actions at once and rate
+// per second sustained. now may be nil (time.Now).
+func NewTokenBucket(rate float64, burst int, now func() time.Time) *TokenBucket {
+	if now == nil {
+		now = time.Now
+	}
+	return &TokenBucket{rate: rate, burst: float64(burst), now: now, buckets: make(map[string]*bucket)}
+}
+
+// Allow takes one token from key's bucket if one is there.
+func (tb *TokenBucket) Allow(_ context.Context, key string) (bool, error) {
+	t := tb.now()
+	tb.mu.Lock()
+	defer tb.mu.Unlock()
+	tb.calls++
+	if tb.calls%pruneEvery == 0 {
+		tb.prune(t)
+	}
+	b, ok := tb.buckets[key]
+	if !ok {
+		b = &bucket{tokens: tb.burst, last: t}
+		tb.buckets[key] = b
+	}
+	b.tokens = min(tb.burst, b.tokens+t.Sub(b.last).Seconds()*tb.rate)
+	b.last = t
+	if b.tokens < 1 {
+		return false, nil
+	}
+	b.tokens--
+	return true, nil
+}
+
+// prune drops buckets that have refilled completely: forgetting them changes
+// nothing.
+func (tb *TokenBucket) prune(t time.Time) {
+	for k, b := range tb.buckets {
+		if b.tokens+t.Sub(b.last).Seconds()*tb.rate >= tb.burst {
+			delete(tb.buckets, k)
+		}
+	}
+}
+
+// EventRateLimit returns the rule charging one token per event to the
+// client address in the context. A limiter failure lets the event through:
+// a broken shared limiter must not stop the relay.
+func EventRateLimit(l RateLimiter) Rule {
+	return func(ctx context.Context, _ *nostr.Event) (bool, string) {
+		ip := ConnFrom(ctx).IP
+		if !ip.IsValid() {
+			return false, ""
+		}
+		ok, err := l.Allow(ctx, ip.String())
+		if err != nil || ok {
+			return false, ""
+		}
+		return true, "rate-limited: too many events from your address, slow down"
+	}
+}
+
+// ConnCounter caps simultaneous connections per client address, in process.
+type ConnCounter struct {
+	max int
+
+	mu    sync.Mutex
+	count map[netip.Addr]int
+}
+
+// NewConnCounter returns a counter allowing max connections per address.
+func NewConnCounter(max int) *ConnCounter {
+	return &ConnCounter{max: max, count: make(map[netip.Addr]int)}
+}
+
+// Acquire takes a connection slot for ip; false means the cap is reached.
+func (c *ConnCounter) Acquire(ip netip.Addr) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.count[ip] >= c.max {
+		return false
+	}
+	c.count[ip]++
+	return true
+}
+
+// Release gives back a slot taken by Acquire.
+func (c *ConnCounter) Release(ip netip.Addr) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if n := c.count[ip]; n > 1 {
+		c.count[ip] = n - 1
+	} else {
+		delete(c.count, ip)
+	}
+}
+
+// IPBlocklist holds addresses refused by the operator (NIP-86 blockip).
+type IPBlocklist struct {
+	mu      sync.RWMutex
+	reasons map[netip.Addr]string
+}
+
+// NewIPBlocklist returns an empty blocklist.
+func NewIPBlocklist() *IPBlocklist {
+	return &IPBlocklist{reasons: make(map[netip.Addr]string)}
+}
+
+// Block adds ip with a reason.
+func (b *IPBlocklist) Block(ip netip.Addr, reason string) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.reasons[ip.Unmap()] = reason
+}
+
+// Unblock removes ip.
+func (b *IPBlocklist) Unblock(ip netip.Addr) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	delete(b.reasons, ip.Unmap())
+}
+
+// Blocked reports whether ip is blocked.
+func (b *IPBlocklist) Blocked(ip netip.Addr) bool {
+	b.mu.RLock()
+	defer b.mu.RUnlock()
+	_, ok := b.reasons[ip.Unmap()]
+	return ok
+}
+
+// BlockedIP is one blocklist entry.
+type BlockedIP struct {
+	IP     netip.Addr
+	Reason string
+}
+
+// List returns the blocked addresses, in no particular order.
+func (b *IPBlocklist) List() []BlockedIP {
+	b.mu.RLock()
+	defer b.mu.RUnlock()
+	out := make([]BlockedIP, 0, len(b.reasons))
+	for ip, r := range b.reasons {
+		out = append(out, BlockedIP{IP: ip, Reason: r})
+	}
+	return out
+}
+
+// String describes the entry for logs.
+func (e BlockedIP) String() string { return fmt.Sprintf("%s (%s)", e.IP, e.Reason) }

@@ -1,0 +1,242 @@
+package server
+
+import (
+	"bytes"
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"net/netip"
+	"strings"
+	"sync"
+
+	"github.com/burrow-relay/burrow/storage"
+	"github.com/fiatjaf/khatru"
+	"github.com/nbd-wtf/go-nostr"
+	"github.com/nbd-wtf/go-nostr/nip11"
+	"github.com/nbd-wtf/go-nostr/nip86"
+)
+
+// supportedNIPs are the NIPs the engine implements today.
+func supportedNIPs() []any { return []any{1, 9, 11, 40, 42, 45, 70, 86} }
+
+// relayInfo holds the NIP-11 fields admins can change at run time. khatru's
+// Info document itself is never mutated after New, so NIP-11 requests
+// reading it cannot race with NIP-86 changes.
+type relayInfo struct {
+	mu          sync.RWMutex
+	name        string
+	description string
+}
+
+// bannedEvents remembers NIP-86 banevent calls made to this process, for
+// listbannedevents (the tombstones themselves live in the store).
+type bannedEvents struct {
+	mu   sync.Mutex
+	list []nip86.IDReason
+}
+
+func (s *Server) baseInfo() *nip11.RelayInformationDocument {
+	l := s.limits
+	return &nip11.RelayInformationDocument{
+		Name:          s.cfg.Name,
+		Description:   s.cfg.Description,
+		Software:      software,
+		Version:       s.cfg.Version,
+		SupportedNIPs: supportedNIPs(),
+		Limitation: &nip11.RelayLimitationDocument{
+			MaxMessageLength: l.MaxMessageLength,
+			MaxSubscriptions: l.MaxSubscriptions,
+			MaxFilters:       l.MaxFilters,
+			MaxLimit:         l.MaxLimit,
+			MaxSubidLength:   l.MaxSubIDLength,
+			MaxEventTags:     l.MaxEventTags,
+			MaxContentLength: l.MaxContentLength,
+			AuthRequired:     false,
+			RestrictedWrites: s.cfg.Kinds.Restricted(),
+		},
+	}
+}
+
+func (s *Server) overwriteInfo(_ context.Context, _ *http.Request, info nip11.RelayInformationDocument) nip11.RelayInformationDocument {
+	s.info.mu.RLock()
+	info.Name, info.Description = s.info.name, s.info.description
+	s.info.mu.RUnlock()
+	info.SupportedNIPs = supportedNIPs()
+	return info
+}
+
+// serveNIP11 lets khatru write the document, then adds the limitation fields
+// go-nostr's type lacks (created_at bounds, in seconds relative to now).
+func (s *Server) serveNIP11(w http.ResponseWriter, r *http.Request) {
+	rec := &bufferedResponse{header: w.Header(), status: http.StatusOK}
+	s.relay.ServeHTTP(rec, r)
+	var doc map[string]any
+	dec := json.NewDecoder(bytes.NewReader(rec.body.Bytes()))
+	dec.UseNumber()
+	if rec.status != http.StatusOK || dec.Decode(&doc) != nil {
+		w.WriteHeader(rec.status)
+		_, _ = w.Write(rec.body.Bytes())
+		return
+	}
+	lim, _ := doc["limitation"].(map[string]any)
+	if lim == nil {
+		lim = map[string]any{}
+		doc["limitation"] = lim
+	}
+	lim["created_at_upper_limit"] = int64(s.limits.CreatedAtFuture.Seconds())
+	if s.limits.CreatedAtPast > 0 {
+		lim["created_at_lower_limit"] = int64(s.limits.CreatedAtPast.Seconds())
+	}
+	if s.cfg.Kinds.Restricted() {
+		doc["accepted_kinds"] = s.cfg.Kinds.List()
+	}
+	out, err := json.Marshal(doc)
+	if err != nil {
+		http.Error(w, "encoding relay information", http.StatusInternalServerError)
+		return
+	}
+	w.WriteHeader(http.StatusOK)
+	_, _ = w.Write(out)
+}
+
+type bufferedResponse struct {
+	header http.Header
+	status int
+	body   bytes.Buffer
+}
+
+func (b *bufferedResponse) Header() http.Header         { return b.header }
+func (b *bufferedResponse) Write(p []byte) (int, error) { return b.body.Write(p) }
+func (b *bufferedResponse) WriteHeader(status int)      { b.status = status }
+
+// checkManagementAuth pre-checks the NIP-98 header khatru will read: khatru
+// does not check the kind and panics on a missing "u" tag.
+func checkManagementAuth(r *http.Request) string {
+	token, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Nostr ")
+	if !ok {
+		return "missing auth"
+	}
+	raw, err := base64.StdEncoding.DecodeString(strings.TrimSpace(token))
+	if err != nil {
+		return "invalid base64 auth"
+	}
+	var ev nostr.Event
+	if err := ev.UnmarshalJSON(raw); err != nil {
+		return "invalid auth event json"
+	}
+	if ev.Kind != nostr.KindHTTPAuth {
+		return "auth event must be kind 27235"
+	}
+	if ev.Tags.Find("u") == nil {
+		return "auth event has no 'u' tag"
+	}
+	if ev.Tags.Find("payload") == nil {
+		return "auth event has no 'payload' tag"
+	}
+	return ""
+}
+
+func writeManagementError(w http.ResponseWriter, msg string) {
+	w.Header().Set("Content-Type", "application/nostr+json+rpc")
+	w.WriteHeader(http.StatusUnauthorized)
+	_ = json.NewEncoder(w).Encode(nip86.Response{Error: msg})
+}
+
+// managementAPI wires the NIP-86 methods Burrow supports. Every call is
+// refused unless its NIP-98 signer is one of Config.Admins.
+func (s *Server) managementAPI() khatru.RelayManagementAPI {
+	return khatru.RelayManagementAPI{
+		RejectAPICall: []func(ctx context.Context, mp nip86.MethodParams) (bool, string){
+			func(ctx context.Context, mp nip86.MethodParams) (bool, string) {
+				pk := khatru.GetAuthed(ctx)
+				if !s.admins[pk] {
+					s.log.Warn("refused management call", "method", mp.MethodName(), "pubkey", pk)
+					return true, "unauthorized: only relay admins may call the management API"
+				}
+				s.log.Info("management call", "method", mp.MethodName(), "pubkey", pk)
+				return false, ""
+			},
+		},
+		BanEvent:               s.banEvent,
+		ListBannedEvents:       s.listBannedEvents,
+		ChangeRelayName:        s.changeName,
+		ChangeRelayDescription: s.changeDescription,
+		BlockIP:                s.blockIP,
+		UnblockIP:              s.unblockIP,
+		ListBlockedIPs:         s.listBlockedIPs,
+	}
+}
+
+func (s *Server) banEvent(ctx context.Context, id, reason string) error {
+	if !isHex(id, 64) {
+		return errors.New("event id must be 64 lowercase hex characters")
+	}
+	if _, err := s.store.Delete(ctx, []string{id}, storage.ReasonAdmin); err != nil {
+		s.log.Error("banning event", "id", id, "err", err)
+		return errors.New("could not delete the event")
+	}
+	s.bans.mu.Lock()
+	s.bans.list = append(s.bans.list, nip86.IDReason{ID: id, Reason: reason})
+	s.bans.mu.Unlock()
+	return nil
+}
+
+func (s *Server) listBannedEvents(context.Context) ([]nip86.IDReason, error) {
+	s.bans.mu.Lock()
+	defer s.bans.mu.Unlock()
+	return append([]nip86.IDReason{}, s.bans.list...), nil
+}
+
+func (s *Server) changeName(_ context.Context, name string) error {
+	s.info.mu.Lock()
+	s.info.name = name
+	s.info.mu.Unlock()
+	return nil
+}
+
+func (s *Server) changeDescription(_ context.Context, desc string) error {
+	s.info.mu.Lock()
+	s.info.description = desc
+	s.info.mu.Unlock()
+	return nil
+}
+
+func (s *Server) blockIP(_ context.Context, ip net.IP, reason string) error {
+	addr, ok := netip.AddrFromSlice(ip)
+	if !ok {
+		return fmt.Errorf("invalid address %v", ip)
+	}
+	addr = addr.Unmap()
+	s.blocklist.Block(addr, reason)
+	// A block also ends the address's open connections.
+	s.conns.mu.Lock()
+	for c := range s.conns.m {
+		if c.ip == addr {
+			c.kill("address blocked")
+		}
+	}
+	s.conns.mu.Unlock()
+	return nil
+}
+
+func (s *Server) unblockIP(_ context.Context, ip net.IP, _ string) error {
+	addr, ok := netip.AddrFromSlice(ip)
+	if !ok {
+		return fmt.Errorf("invalid address %v", ip)
+	}
+	s.blocklist.Unblock(addr)
+	return nil
+}
+
+func (s *Server) listBlockedIPs(context.Context) ([]nip86.IPReason, error) {
+	entries := s.blocklist.List()
+	out := make([]nip86.IPReason, len(entries))
+	for i, e := range entries {
+		out[i] = nip86.IPReason{IP: e.IP.String(), Reason: e.Reason}
+	}
+	return out, nil
+}

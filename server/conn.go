@@ -1,0 +1,322 @@
+package server
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"io"
+	"net/http"
+	"net/netip"
+	"sync"
+	"time"
+
+	"github.com/burrow-relay/burrow/policy"
+	"github.com/fasthttp/websocket"
+)
+
+// conn is one websocket client. Three goroutines serve it: the reader (the
+// HTTP handler's goroutine), the committer (EVENTs in arrival order) and the
+// writer (drains the outbox).
+type conn struct {
+	srv        *Server
+	ws         *websocket.Conn
+	ip         netip.Addr
+	challenge  string
+	serviceURL string
+
+	out  *outbox
+	dead chan struct{} // closed by kill
+	once sync.Once
+
+	authMu sync.Mutex
+	authed string
+
+	// subs is touched only by the reader goroutine.
+	subs map[string]*subscription
+
+	// pending is the FIFO of EVENTs read but not yet answered; the reader
+	// sends, the committer receives in order.
+	pending       chan *pendingEvent
+	committerDone chan struct{}
+	writerDone    chan struct{}
+}
+
+// pendingEventsPerConn bounds EVENTs read ahead of their commit on one
+// connection; a client pipelining more is simply read more slowly.
+const pendingEventsPerConn = 256
+
+func (s *Server) serveWebsocket(w http.ResponseWriter, r *http.Request) {
+	if s.stopping.Load() {
+		http.Error(w, "shutting down", http.StatusServiceUnavailable)
+		return
+	}
+	ip := policy.ClientIP(r, s.cfg.TrustedProxies)
+	if s.blocklist.Blocked(ip) {
+		http.Error(w, "blocked", http.StatusForbidden)
+		return
+	}
+	if !s.connCount.Acquire(ip) {
+		s.metrics.refusedConns.Inc()
+		http.Error(w, "too many connections from your address", http.StatusTooManyRequests)
+		return
+	}
+	defer s.connCount.Release(ip)
+
+	ws, err := s.upgrader.Upgrade(w, r, nil)
+	if err != nil {
+		// The upgrader has answered the client already.
+		s.log.Debug("websocket upgrade failed", "err", err)
+		return
+	}
+	c := &conn{
+		srv:           s,
+		ws:            ws,
+		ip:            ip,
+		challenge:     newChallenge(),
+		serviceURL:    s.serviceURL(r),
+		dead:          make(chan struct{}),
+		subs:          make(map[string]*subscription),
+		pending:       make(chan *pendingEvent, pendingEventsPerConn),
+		committerDone: make(chan struct{}),
+		writerDone:    make(chan struct{}),
+	}
+	c.out = newOutbox(s.limits.OutboundQueue, c.dead)
+
+	s.conns.mu.Lock()
+	if s.stopping.Load() {
+		s.conns.mu.Unlock()
+		_ = ws.WriteControl(websocket.CloseMessage,
+			websocket.FormatCloseMessage(websocket.CloseGoingAway, "shutting down"),
+			time.Now().Add(time.Second))
+		_ = ws.Close()
+		return
+	}
+	s.conns.m[c] = struct{}{}
+	s.conns.wg.Add(1)
+	s.conns.mu.Unlock()
+	s.metrics.openConns.Inc()
+	defer func() {
+		s.conns.mu.Lock()
+		delete(s.conns.m, c)
+		s.conns.mu.Unlock()
+		s.metrics.openConns.Dec()
+		s.conns.wg.Done()
+	}()
+
+	go c.writeLoop()
+	go c.commitLoop()
+	// NIP-42: the challenge goes out at once, so clients can AUTH before
+	// anything needs it.
+	c.out.pushLive(encodeAuthChallenge(c.challenge))
+
+	c.readLoop()
+	c.finish()
+}
+
+func newChallenge() string {
+	b := make([]byte, 16)
+	_, _ = rand.Read(b)
+	return hex.EncodeToString(b)
+}
+
+// serviceURL is the URL AUTH events must name.
+func (s *Server) serviceURL(r *http.Request) string {
+	if s.cfg.ServiceURL != "" {
+		return s.cfg.ServiceURL
+	}
+	if r.TLS != nil {
+		return "wss://" + r.Host
+	}
+	return "ws://" + r.Host
+}
+
+func (c *conn) authedPubKey() string {
+	c.authMu.Lock()
+	defer c.authMu.Unlock()
+	return c.authed
+}
+
+func (c *conn) setAuthed(pk string) {
+	c.authMu.Lock()
+	c.authed = pk
+	c.authMu.Unlock()
+}
+
+// readLoop reads messages until the peer goes away, the connection is
+// killed or the server stops.
+func (c *conn) readLoop() {
+	limit := c.srv.limits.MaxMessageLength
+	// Messages up to hardLimit are read and refused politely (the connection
+	// stays usable); beyond it the websocket library drops the connection.
+	hardLimit := int64(limit)*8 + 1<<20
+	c.ws.SetReadLimit(hardLimit)
+	c.extendReadDeadline()
+	c.ws.SetPongHandler(func(string) error { c.extendReadDeadline(); return nil })
+
+	buf := make([]byte, 0, 4096)
+	for {
+		typ, rd, err := c.ws.NextReader()
+		if err != nil {
+			c.logReadEnd(err)
+			return
+		}
+		c.extendReadDeadline()
+		buf, err = readCapped(rd, buf[:0], limit)
+		if err != nil {
+			c.logReadEnd(err)
+			return
+		}
+		oversize := len(buf) > limit
+		if !oversize && typ != websocket.TextMessage {
+			c.notice("invalid: only text messages are understood")
+			continue
+		}
+		c.handleMessage(buf, oversize)
+		if cap(buf) > 64<<10 {
+			buf = make([]byte, 0, 4096) // do not pin a large buffer per idle connection
+		}
+	}
+}
+
+// readCapped reads a message into buf keeping at most limit+1 bytes and
+// discarding the rest, so an oversize message costs no memory.
+func readCapped(rd io.Reader, buf []byte, limit int) ([]byte, error) {
+	w := &cappedBuffer{b: buf, max: limit + 1}
+	_, err := io.Copy(w, rd)
+	return w.b, err
+}
+
+type cappedBuffer struct {
+	b   []byte
+	max int
+}
+
+func (w *cappedBuffer) Write(p []byte) (int, error) {
+	if room := w.max - len(w.b); room > 0 {
+		w.b = append(w.b, p[:min(room, len(p))]...)
+	}
+	return len(p), nil
+}
+
+func (c *conn) extendReadDeadline() {
+	_ = c.ws.SetReadDeadline(time.Now().Add(pongWait))
+	// Shutdown may have set a past deadline between our read and the line
+	// above; restore it so the reader still stops.
+	if c.srv.stopping.Load() {
+		_ = c.ws.SetReadDeadline(time.Now())
+	}
+}
+
+// stopReading makes the reader stop after the message in hand (Shutdown).
+func (c *conn) stopReading() {
+	_ = c.ws.SetReadDeadline(time.Now())
+}
+
+func (c *conn) logReadEnd(err error) {
+	if c.srv.stopping.Load() || errors.Is(err, errConnClosed) ||
+		websocket.IsCloseError(err, websocket.CloseNormalClosure, websocket.CloseGoingAway, websocket.CloseNoStatusReceived) {
+		return
+	}
+	c.srv.log.Debug("websocket read ended", "ip", c.ip, "err", err)
+}
+
+// finish runs after the reader stops: drop subscriptions, let the committer
+// answer what was read, flush the outbox, close.
+func (c *conn) finish() {
+	for id, sub := range c.subs {
+		c.srv.registry.remove(sub)
+		delete(c.subs, id)
+	}
+	close(c.pending)
+	<-c.committerDone
+	c.out.close()
+	select {
+	case <-c.writerDone:
+	case <-time.After(c.srv.limits.WriteTimeout):
+	}
+	c.kill("")
+	<-c.writerDone
+}
+
+// kill closes the connection now, dropping whatever is queued.
+func (c *conn) kill(reason string) {
+	c.once.Do(func() {
+		if reason != "" {
+			c.srv.log.Info("closing connection", "ip", c.ip, "reason", reason)
+		}
+		close(c.dead)
+		c.out.close()
+		_ = c.ws.Close()
+	})
+}
+
+// overflow is called when a live event does not fit the outbox.
+func (c *conn) overflow() {
+	c.srv.metrics.overflows.Inc()
+	c.kill("outbound queue overflow")
+}
+
+// writeLoop drains the outbox with a deadline on every write, and pings.
+func (c *conn) writeLoop() {
+	defer close(c.writerDone)
+	wt := c.srv.limits.WriteTimeout
+	ping := time.NewTicker(pingPeriod)
+	defer ping.Stop()
+	var batch [][]byte
+	sendPing := func() bool {
+		return c.ws.WriteControl(websocket.PingMessage, nil, time.Now().Add(wt)) == nil
+	}
+	for {
+		msgs, done := c.out.take(batch)
+		if done {
+			code := websocket.CloseNormalClosure
+			if c.srv.stopping.Load() {
+				code = websocket.CloseGoingAway
+			}
+			_ = c.ws.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(code, ""), time.Now().Add(wt))
+			return
+		}
+		if len(msgs) == 0 {
+			select {
+			case <-c.out.wake:
+			case <-c.dead:
+				return
+			case <-ping.C:
+				if !sendPing() {
+					c.kill("")
+					return
+				}
+			}
+			continue
+		}
+		select {
+		case <-ping.C:
+			// A busy subscriber that only reads still needs pings, or its
+			// pongs stop and its read deadline expires.
+			if !sendPing() {
+				c.kill("")
+				return
+			}
+		default:
+		}
+		for _, m := range msgs {
+			_ = c.ws.SetWriteDeadline(time.Now().Add(wt))
+			if err := c.ws.WriteMessage(websocket.TextMessage, m); err != nil {
+				c.kill("")
+				return
+			}
+		}
+		clear(msgs)
+		batch = msgs
+	}
+}
+
+// send queues an answer to this connection's own request, waiting for room.
+func (c *conn) send(ctx context.Context, msg []byte) bool {
+	return c.out.pushWait(ctx, msg) == nil
+}
+
+func (c *conn) notice(msg string) {
+	c.send(c.srv.hardCtx, encodeNotice(msg))
+}

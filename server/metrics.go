@@ -1,0 +1,116 @@
+package server
+
+import (
+	"fmt"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+)
+
+// metrics are the relay's Prometheus series. Label values are bounded: kinds
+// outside a fixed list are "other", reasons are NIP-01 prefixes.
+type metrics struct {
+	reg           *prometheus.Registry
+	eventsOK      *prometheus.CounterVec
+	eventsRefused *prometheus.CounterVec
+	queries       *prometheus.CounterVec
+	queryLatency  *prometheus.HistogramVec
+	openConns     prometheus.Gauge
+	refusedConns  prometheus.Counter
+	overflows     prometheus.Counter
+	expired       prometheus.Counter
+}
+
+func newMetrics(reg *prometheus.Registry) (*metrics, error) {
+	m := &metrics{
+		reg: reg,
+		eventsOK: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "burrow_events_accepted_total",
+			Help: "Events accepted (stored or relayed), by kind.",
+		}, []string{"kind"}),
+		eventsRefused: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "burrow_events_rejected_total",
+			Help: "Events refused, by kind and NIP-01 reason prefix.",
+		}, []string{"kind", "reason"}),
+		queries: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "burrow_queries_total",
+			Help: "Stored-event queries (REQ and COUNT), by type and outcome.",
+		}, []string{"type", "outcome"}),
+		queryLatency: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "burrow_query_duration_seconds",
+			Help:    "Time to send a REQ's stored events or answer a COUNT.",
+			Buckets: prometheus.ExponentialBuckets(0.0005, 4, 9),
+		}, []string{"type"}),
+		openConns: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "burrow_connections_open",
+			Help: "Open websocket connections.",
+		}),
+		refusedConns: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "burrow_connections_refused_total",
+			Help: "Websocket connections refused by the per-address cap.",
+		}),
+		overflows: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "burrow_outbound_queue_overflows_total",
+			Help: "Connections closed because their outbound queue overflowed.",
+		}),
+		expired: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "burrow_events_expired_total",
+			Help: "Events deleted by the NIP-40 expiry sweeper.",
+		}),
+	}
+	for _, c := range []prometheus.Collector{m.eventsOK, m.eventsRefused, m.queries, m.queryLatency,
+		m.openConns, m.refusedConns, m.overflows, m.expired} {
+		if err := reg.Register(c); err != nil {
+			return nil, fmt.Errorf("registering metrics: %w", err)
+		}
+	}
+	return m, nil
+}
+
+func (m *metrics) handler() http.Handler {
+	return promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{})
+}
+
+// kindLabel keeps the kind label bounded: the kinds this relay is about get
+// their own value, everything else is "other".
+func kindLabel(kind int) string {
+	switch kind {
+	case 0, 1, 3, 5, 7, 62, 443, 444, 445, 1059, 10002, 10050, 10051, 20445, 22242, 30443:
+		return strconv.Itoa(kind)
+	case -1:
+		return "unknown" // the event did not parse
+	}
+	if kind >= 20000 && kind < 30000 {
+		return "ephemeral"
+	}
+	return "other"
+}
+
+// reasonLabel is the NIP-01 prefix of a refusal, or "other".
+func reasonLabel(msg string) string {
+	prefix, _, _ := strings.Cut(msg, ":")
+	switch prefix {
+	case "invalid", "blocked", "rate-limited", "duplicate", "auth-required", "restricted", "error", "pow", "mute":
+		return prefix
+	}
+	return "other"
+}
+
+func (m *metrics) accepted(kind int) { m.eventsOK.WithLabelValues(kindLabel(kind)).Inc() }
+
+func (m *metrics) rejected(kind int, msg string) {
+	m.eventsRefused.WithLabelValues(kindLabel(kind), reasonLabel(msg)).Inc()
+}
+
+func (m *metrics) observeQuery(typ string, start time.Time, err error) {
+	outcome := "ok"
+	if err != nil {
+		outcome = "error"
+	}
+	m.queries.WithLabelValues(typ, outcome).Inc()
+	m.queryLatency.WithLabelValues(typ).Observe(time.Since(start).Seconds())
+}

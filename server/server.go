@@ -1,0 +1,355 @@
+// Package server owns Burrow's websocket engine and HTTP wiring.
+//
+// Websocket upgrades go to the engine here: one reader goroutine per
+// connection; EVENT ids and signatures checked in parallel by a bounded pool
+// shared by all connections, but events committed, answered and broadcast in
+// the order each connection sent them; a locked subscription registry; and
+// per connection a bounded outbound queue drained by one writer with a write
+// deadline, so a client that stops reading is disconnected instead of slowing
+// anyone else. Every other request goes to an embedded khatru.Relay, which
+// serves NIP-11 (from its Info), NIP-86 (ManagementAPI, admins only) and the
+// HTTP mux carrying /metrics, /healthz and /readyz.
+package server
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log"
+	"log/slog"
+	"net/http"
+	"net/netip"
+	"runtime"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/burrow-relay/burrow/policy"
+	"github.com/burrow-relay/burrow/storage"
+	"github.com/fasthttp/websocket"
+	"github.com/fiatjaf/khatru"
+	"github.com/nbd-wtf/go-nostr"
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// Config configures a Server. The zero value of every optional field picks
+// the documented default.
+type Config struct {
+	// Name and Description are the NIP-11 relay name and description; admins
+	// may change them at run time through NIP-86.
+	Name        string
+	Description string
+	// Version is the software version advertised in NIP-11.
+	Version string
+	// ServiceURL is the relay's public websocket URL (ws:// or wss://). NIP-42
+	// AUTH events must name it, and NIP-86 requests must name its http(s)
+	// twin. Required behind a proxy; when empty it is derived from each
+	// request's Host header.
+	ServiceURL string
+	// Admins are the hex pubkeys allowed to call the NIP-86 management API.
+	Admins []string
+	// TrustedProxies are the peers whose X-Forwarded-For is believed.
+	TrustedProxies []netip.Prefix
+	// Kinds is the allowed-kinds setting (zero value: all kinds).
+	Kinds policy.Kinds
+	// Limits are enforced and advertised (zero value: policy.DefaultLimits).
+	Limits policy.Limits
+	// Rules are extra admission rules (khatru's RejectEvent shape), run after
+	// the built-in ones.
+	Rules []policy.Rule
+	// EventLimiter charges events per client address (default: an in-process
+	// token bucket from Limits.EventRate and Limits.EventBurst).
+	EventLimiter policy.RateLimiter
+	// BroadcastVia, if set, wraps local fan-out: it receives the local
+	// Broadcaster and returns the one the EVENT pipeline calls (for an
+	// ordering layer or a cross-instance bus).
+	BroadcastVia func(local Broadcaster) Broadcaster
+	// SweepInterval is how often expired events are deleted (default 1
+	// minute; the sweep also runs at start).
+	SweepInterval time.Duration
+	// Logger receives structured logs (default slog.Default()).
+	Logger *slog.Logger
+	// Registry receives the relay's metrics and is served on /metrics
+	// (default: a new registry; never the global one).
+	Registry *prometheus.Registry
+}
+
+const (
+	defaultSweepInterval = time.Minute
+	// pongWait is how long a connection may stay silent (no message, no pong)
+	// before it is dropped; pings go out every pingPeriod.
+	pongWait   = 60 * time.Second
+	pingPeriod = 25 * time.Second
+	// authWindow bounds the created_at of NIP-42 AUTH events.
+	authWindow = 10 * time.Minute
+	software   = "https://github.com/burrow-relay/burrow"
+)
+
+// Server is the relay's http.Handler.
+type Server struct {
+	cfg      Config
+	limits   policy.Limits
+	store    storage.Store
+	log      *slog.Logger
+	relay    *khatru.Relay
+	upgrader websocket.Upgrader
+	metrics  *metrics
+
+	rules       []policy.Rule
+	registry    *registry
+	broadcaster Broadcaster
+	tracker     *commitTracker
+	verifySem   chan struct{}
+	connCount   *policy.ConnCounter
+	blocklist   *policy.IPBlocklist
+	admins      map[string]bool
+
+	info  relayInfo
+	bans  bannedEvents
+	conns connSet
+
+	stopping   atomic.Bool
+	hardCtx    context.Context // cancelled only when Shutdown gives up waiting
+	hardCancel context.CancelFunc
+	bgCancel   context.CancelFunc
+	bgDone     chan struct{}
+}
+
+// connSet tracks live connections so Shutdown can reach them.
+type connSet struct {
+	mu sync.Mutex
+	m  map[*conn]struct{}
+	wg sync.WaitGroup
+}
+
+// New builds a Server on store and starts its expiry sweeper. The caller
+// keeps ownership of store (Shutdown does not close it).
+func New(cfg Config, store storage.Store) (*Server, error) {
+	if store == nil {
+		return nil, errors.New("server: nil store")
+	}
+	if cfg.Limits == (policy.Limits{}) {
+		cfg.Limits = policy.DefaultLimits()
+	}
+	if err := cfg.Limits.Validate(); err != nil {
+		return nil, fmt.Errorf("server: %w", err)
+	}
+	if cfg.SweepInterval <= 0 {
+		cfg.SweepInterval = defaultSweepInterval
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	if cfg.Registry == nil {
+		cfg.Registry = prometheus.NewRegistry()
+	}
+	admins := make(map[string]bool, len(cfg.Admins))
+	for _, pk := range cfg.Admins {
+		if !isHex(pk, 64) {
+			return nil, fmt.Errorf("server: admin pubkey %q is not 64 lowercase hex characters", pk)
+		}
+		admins[pk] = true
+	}
+	if cfg.ServiceURL != "" && nostr.NormalizeURL(cfg.ServiceURL) == "" {
+		return nil, fmt.Errorf("server: service URL %q does not parse", cfg.ServiceURL)
+	}
+	m, err := newMetrics(cfg.Registry)
+	if err != nil {
+		return nil, fmt.Errorf("server: %w", err)
+	}
+	if cfg.EventLimiter == nil {
+		cfg.EventLimiter = policy.NewTokenBucket(cfg.Limits.EventRate, cfg.Limits.EventBurst, nil)
+	}
+
+	s := &Server{
+		cfg:       cfg,
+		limits:    cfg.Limits,
+		store:     store,
+		log:       cfg.Logger,
+		metrics:   m,
+		registry:  newRegistry(),
+		tracker:   newCommitTracker(),
+		verifySem: make(chan struct{}, runtime.GOMAXPROCS(0)),
+		connCount: policy.NewConnCounter(cfg.Limits.ConnectionsPerIP),
+		blocklist: policy.NewIPBlocklist(),
+		admins:    admins,
+		info:      relayInfo{name: cfg.Name, description: cfg.Description},
+		bgDone:    make(chan struct{}),
+	}
+	s.conns.m = make(map[*conn]struct{})
+	s.upgrader = websocket.Upgrader{
+		ReadBufferSize:  4096,
+		WriteBufferSize: 4096,
+		// Nostr clients connect from any origin; there are no cookies to
+		// protect.
+		CheckOrigin: func(*http.Request) bool { return true },
+	}
+	// Admission pipeline, cheapest first; the rate limit runs last so only
+	// otherwise acceptable events spend tokens.
+	s.rules = append([]policy.Rule{
+		cfg.Limits.EventShape(time.Now),
+		cfg.Kinds.Rule(),
+		policy.ProtectedEvents,
+	}, cfg.Rules...)
+	s.rules = append(s.rules, policy.EventRateLimit(cfg.EventLimiter))
+
+	s.broadcaster = s.registry
+	if cfg.BroadcastVia != nil {
+		s.broadcaster = cfg.BroadcastVia(s.registry)
+	}
+	s.relay = s.newRelay()
+	s.hardCtx, s.hardCancel = context.WithCancel(context.Background())
+
+	bgCtx, cancel := context.WithCancel(context.Background())
+	s.bgCancel = cancel
+	go s.sweep(bgCtx)
+	return s, nil
+}
+
+// newRelay builds the embedded khatru.Relay as a struct literal rather than
+// with khatru.NewRelay, which starts an expiration goroutine that can never
+// be stopped and races (expiry is our store's job, run by the sweeper).
+// Only the HTTP side is used: NIP-11, NIP-86 and the mux.
+func (s *Server) newRelay() *khatru.Relay {
+	rl := &khatru.Relay{
+		ServiceURL: s.cfg.ServiceURL,
+		Info:       s.baseInfo(),
+		// khatru logs through the standard library; send it to slog.
+		Log: log.New(slogWriter{s.log}, "", 0),
+	}
+	rl.OverwriteRelayInformation = append(rl.OverwriteRelayInformation, s.overwriteInfo)
+	rl.ManagementAPI = s.managementAPI()
+	mux := http.NewServeMux()
+	mux.Handle("GET /metrics", s.metrics.handler())
+	mux.HandleFunc("GET /healthz", s.healthz)
+	mux.HandleFunc("GET /readyz", s.readyz)
+	rl.SetRouter(mux)
+	return rl
+}
+
+// ServeHTTP sends websocket upgrades to the engine and everything else to
+// khatru.
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	// Anything that asks for a websocket comes here, even a malformed upgrade
+	// (khatru's own websocket path would log through and run its engine).
+	if websocket.IsWebSocketUpgrade(r) || strings.EqualFold(r.Header.Get("Upgrade"), "websocket") {
+		s.serveWebsocket(w, r)
+		return
+	}
+	switch {
+	case r.Header.Get("Accept") == "application/nostr+json":
+		s.serveNIP11(w, r)
+	case r.Header.Get("Content-Type") == "application/nostr+json+rpc":
+		if msg := checkManagementAuth(r); msg != "" {
+			writeManagementError(w, msg)
+			return
+		}
+		s.relay.ServeHTTP(w, r)
+	default:
+		s.relay.ServeHTTP(w, r)
+	}
+}
+
+func (s *Server) healthz(w http.ResponseWriter, _ *http.Request) {
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	_, _ = w.Write([]byte("ok\n"))
+}
+
+func (s *Server) readyz(w http.ResponseWriter, r *http.Request) {
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	ctx, cancel := context.WithTimeout(r.Context(), 5*time.Second)
+	defer cancel()
+	if s.stopping.Load() {
+		w.WriteHeader(http.StatusServiceUnavailable)
+		_, _ = w.Write([]byte("shutting down\n"))
+		return
+	}
+	if err := s.store.Ping(ctx); err != nil {
+		s.log.Warn("readiness check failed", "err", err)
+		w.WriteHeader(http.StatusServiceUnavailable)
+		_, _ = w.Write([]byte("storage unavailable\n"))
+		return
+	}
+	_, _ = w.Write([]byte("ready\n"))
+}
+
+// Shutdown stops accepting websocket connections, stops reading from the
+// open ones, lets EVENTs already read be committed and answered, flushes
+// and closes every connection, and stops the sweeper. If ctx ends first,
+// the remaining connections are cut and in-flight writes cancelled; the
+// error is then ctx's.
+func (s *Server) Shutdown(ctx context.Context) error {
+	s.conns.mu.Lock()
+	first := s.stopping.CompareAndSwap(false, true)
+	for c := range s.conns.m {
+		c.stopReading()
+	}
+	s.conns.mu.Unlock()
+	if first {
+		s.bgCancel()
+	}
+
+	done := make(chan struct{})
+	go func() {
+		s.conns.wg.Wait()
+		<-s.bgDone
+		close(done)
+	}()
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+	}
+	s.hardCancel()
+	s.conns.mu.Lock()
+	for c := range s.conns.m {
+		c.kill("shutdown deadline")
+	}
+	s.conns.mu.Unlock()
+	<-done
+	return ctx.Err()
+}
+
+// sweep deletes expired events at start and every SweepInterval.
+func (s *Server) sweep(ctx context.Context) {
+	defer close(s.bgDone)
+	t := time.NewTicker(s.cfg.SweepInterval)
+	defer t.Stop()
+	for {
+		deleted, err := s.store.DeleteExpired(ctx, time.Now())
+		switch {
+		case err != nil && ctx.Err() == nil:
+			s.log.Error("deleting expired events", "err", err)
+		case len(deleted) > 0:
+			s.metrics.expired.Add(float64(len(deleted)))
+			s.log.Info("deleted expired events", "count", len(deleted))
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
+// slogWriter adapts a *log.Logger's output to slog.
+type slogWriter struct{ l *slog.Logger }
+
+func (w slogWriter) Write(p []byte) (int, error) {
+	w.l.Warn(strings.TrimSpace(string(p)), "component", "khatru")
+	return len(p), nil
+}
+
+func isHex(s string, n int) bool {
+	if len(s) != n {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if (c < '0' || c > '9') && (c < 'a' || c > 'f') {
+			return false
+		}
+	}
+	return true
+}

@@ -1,0 +1,271 @@
+// Package postgres is the PostgreSQL backend of storage.Store, on
+// github.com/jackc/pgx/v5. Several relay instances may share one database:
+// every rule of the contract is enforced inside PostgreSQL (unique indexes,
+// counter rows and advisory locks), never by an in-process lock.
+//
+// Saves from all goroutines go to one writer that commits them in groups:
+// each group is one transaction in which every event is one call of the
+// burrow_save SQL function, all sent in one round trip; callers are answered
+// after COMMIT. With fsync and synchronous_commit on, this turns one WAL
+// flush per event into one per group.
+package postgres
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/url"
+	"regexp"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/burrow-relay/burrow/storage"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgxpool"
+)
+
+// Config configures Open.
+type Config struct {
+	// URL is the PostgreSQL connection string (postgres://user:pass@host/db
+	// or key=value form). Required.
+	URL string
+	// Logger receives operational logs (never event content). Nil discards.
+	Logger *slog.Logger
+	// MaxConns caps the connection pool: one connection is the save writer's,
+	// the rest serve queries, counts and deletions. 0 means 10.
+	MaxConns int32
+	// MaxBatch caps how many saves one group commit holds. 0 means 256.
+	MaxBatch int
+	// ConnectTimeout bounds each connection attempt, including Open's first
+	// one. 0 means 10 seconds.
+	ConnectTimeout time.Duration
+	// Now is the clock for NIP-40 expiration; nil means time.Now.
+	Now func() time.Time
+}
+
+// Reasons Open fails, matched with errors.Is on its error.
+var (
+	ErrUnreachable    = errors.New("server unreachable")
+	ErrAuthentication = errors.New("authentication failed")
+	ErrNoDatabase     = errors.New("database does not exist")
+	ErrBadURL         = errors.New("invalid connection string")
+)
+
+// OpenError is Open's error: one line naming the URL without its password
+// and saying why.
+type OpenError struct {
+	URL    string // redacted
+	Reason string
+	Kind   error // one of ErrUnreachable, ErrAuthentication, ErrNoDatabase, ErrBadURL, or nil
+	Err    error
+}
+
+func (e *OpenError) Error() string {
+	return "postgres: cannot open " + e.URL + ": " + e.Reason
+}
+
+func (e *OpenError) Unwrap() []error {
+	if e.Kind == nil {
+		return []error{e.Err}
+	}
+	return []error{e.Kind, e.Err}
+}
+
+// Store is a storage.Store on PostgreSQL.
+type Store struct {
+	pool     *pgxpool.Pool
+	log      *slog.Logger
+	now      func() time.Time
+	maxBatch int
+
+	mu         sync.RWMutex // guards closed and sends on queue
+	closed     bool
+	queue      chan *saveReq
+	writerDone chan struct{}
+}
+
+var _ storage.Store = (*Store)(nil)
+
+// Open connects, applies the schema migrations that are missing and starts
+// the save writer.
+func Open(ctx context.Context, cfg Config) (*Store, error) {
+	redacted := RedactURL(cfg.URL)
+	if cfg.URL == "" {
+		return nil, &OpenError{URL: `""`, Reason: "no database URL given", Kind: ErrBadURL, Err: ErrBadURL}
+	}
+	pcfg, err := pgxpool.ParseConfig(cfg.URL)
+	if err != nil {
+		return nil, &OpenError{URL: redacted, Reason: scrub(err.Error(), cfg.URL), Kind: ErrBadURL, Err: err}
+	}
+	pcfg.MaxConns = cfg.MaxConns
+	if pcfg.MaxConns <= 0 {
+		pcfg.MaxConns = 10
+	}
+	if pcfg.MaxConns < 2 {
+		pcfg.MaxConns = 2 // the writer holds one
+	}
+	pcfg.ConnConfig.ConnectTimeout = cfg.ConnectTimeout
+	if pcfg.ConnConfig.ConnectTimeout <= 0 {
+		pcfg.ConnConfig.ConnectTimeout = 10 * time.Second
+	}
+	pool, err := pgxpool.NewWithConfig(ctx, pcfg)
+	if err != nil {
+		return nil, &OpenError{URL: redacted, Reason: scrub(err.Error(), cfg.URL), Err: err}
+	}
+	if err := pool.Ping(ctx); err != nil {
+		pool.Close()
+		kind, reason := classify(err, pcfg.ConnConfig.Database)
+		return nil, &OpenError{URL: redacted, Reason: scrub(reason, cfg.URL), Kind: kind, Err: err}
+	}
+	if err := migrate(ctx, pool); err != nil {
+		pool.Close()
+		return nil, &OpenError{URL: redacted, Reason: scrub(err.Error(), cfg.URL), Err: err}
+	}
+
+	s := &Store{
+		pool:       pool,
+		log:        cfg.Logger,
+		now:        cfg.Now,
+		maxBatch:   cfg.MaxBatch,
+		queue:      make(chan *saveReq, 1024),
+		writerDone: make(chan struct{}),
+	}
+	if s.log == nil {
+		s.log = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+	if s.now == nil {
+		s.now = time.Now
+	}
+	if s.maxBatch <= 0 {
+		s.maxBatch = 256
+	}
+	go s.writer()
+	s.log.Info("postgres store open", "url", redacted)
+	return s, nil
+}
+
+// classify says, in a few words, why connecting failed.
+func classify(err error, database string) (error, string) {
+	var pgErr *pgconn.PgError
+	if errors.As(err, &pgErr) {
+		switch pgErr.Code {
+		case "28P01", "28000":
+			return ErrAuthentication, "authentication failed (" + pgErr.Message + ")"
+		case "3D000":
+			return ErrNoDatabase, fmt.Sprintf("database %q does not exist", database)
+		}
+		return nil, pgErr.Message + " (SQLSTATE " + pgErr.Code + ")"
+	}
+	var dnsErr *net.DNSError
+	switch {
+	case errors.Is(err, syscall.ECONNREFUSED):
+		return ErrUnreachable, "unreachable: connection refused"
+	case errors.As(err, &dnsErr):
+		return ErrUnreachable, "unreachable: host not found"
+	case errors.Is(err, context.DeadlineExceeded) || isTimeout(err):
+		return ErrUnreachable, "unreachable: timed out"
+	case errors.Is(err, context.Canceled):
+		return nil, "canceled"
+	}
+	var netErr *net.OpError
+	if errors.As(err, &netErr) {
+		return ErrUnreachable, "unreachable: " + netErr.Err.Error()
+	}
+	return nil, strings.ReplaceAll(err.Error(), "\n", " ")
+}
+
+func isTimeout(err error) bool {
+	var t interface{ Timeout() bool }
+	return errors.As(err, &t) && t.Timeout()
+}
+
+var (
+	kvPassword = regexp.MustCompile(`(?i)\b(password|sslpassword)\s*=\s*('(?:[^'\\]|\\.)*'|\S*)`)
+	urlUserPW  = regexp.MustCompile(`://([^:/@]*):[^@]*@`)
+)
+
+// RedactURL returns a PostgreSQL connection string fit for messages and
+// logs: any password (in the user info, or as a password or sslpassword
+// parameter) is replaced by "xxxxx".
+func RedactURL(s string) string {
+	if u, err := url.Parse(s); err == nil && (u.Scheme == "postgres" || u.Scheme == "postgresql") {
+		q := u.Query()
+		changed := false
+		for _, k := range []string{"password", "sslpassword"} {
+			if q.Has(k) {
+				q.Set(k, "xxxxx")
+				changed = true
+			}
+		}
+		if changed {
+			u.RawQuery = q.Encode()
+		}
+		return u.Redacted()
+	}
+	s = kvPassword.ReplaceAllString(s, "${1}=xxxxx")
+	return urlUserPW.ReplaceAllString(s, "://${1}:xxxxx@")
+}
+
+// scrub removes from msg every password found in connString, as a last
+// guard for messages built from driver errors.
+func scrub(msg, connString string) string {
+	msg = strings.ReplaceAll(msg, "\n", " ")
+	var pws []string
+	if u, err := url.Parse(connString); err == nil {
+		if pw, ok := u.User.Password(); ok && pw != "" {
+			pws = append(pws, pw, url.QueryEscape(pw), url.PathEscape(pw))
+		}
+		for _, k := range []string{"password", "sslpassword"} {
+			if v := u.Query().Get(k); v != "" {
+				pws = append(pws, v)
+			}
+		}
+	}
+	for _, m := range kvPassword.FindAllStringSubmatch(connString, -1) {
+		if v := strings.Trim(m[2], "'"); v != "" {
+			pws = append(pws, v)
+		}
+	}
+	for _, pw := range pws {
+		msg = strings.ReplaceAll(msg, pw, "xxxxx")
+	}
+	return msg
+}
+
+func (s *Store) isClosed() bool {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return s.closed
+}
+
+// Ping reports whether the database answers.
+func (s *Store) Ping(ctx context.Context) error {
+	if s.isClosed() {
+		return storage.ErrClosed
+	}
+	if err := s.pool.Ping(ctx); err != nil {
+		return fmt.Errorf("postgres ping: %w", err)
+	}
+	return nil
+}
+
+// Close waits for queued saves to finish, then closes the pool. Later calls
+// of any method return storage.ErrClosed.
+func (s *Store) Close() error {
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		return storage.ErrClosed
+	}
+	s.closed = true
+	close(s.queue)
+	s.mu.Unlock()
+	<-s.writerDone
+	s.pool.Close()
+	return nil
+}

@@ -1,0 +1,213 @@
+package postgres
+
+import (
+	"context"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/burrow-relay/burrow/storage"
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/nbd-wtf/go-nostr"
+)
+
+const saveSQL = `SELECT o_status, o_seq, o_del_ids, o_del_kinds, o_del_pubkeys, o_del_reasons
+FROM burrow_save($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20)`
+
+// burrow_save status codes.
+const (
+	statusStored = iota
+	statusDuplicate
+	statusDeleted
+	statusReplaced
+	statusNotAuthor
+)
+
+type saveReq struct {
+	ctx  context.Context
+	id   string
+	args *saveArgs
+	resp chan saveResp // buffered: the writer never waits for the caller
+
+	res saveResp // filled during a batch, sent after COMMIT
+}
+
+type saveResp struct {
+	status int
+	res    storage.Result
+	err    error
+}
+
+// Save stores ev; see storage.Store.
+func (s *Store) Save(ctx context.Context, ev *nostr.Event) (storage.Result, error) {
+	if exp, ok := expiration(ev); ok && exp <= s.now().Unix() {
+		return storage.Result{}, fmt.Errorf("save %s: expiration %d: %w", ev.ID, exp, storage.ErrExpired)
+	}
+	args, err := newSaveArgs(ev)
+	if err != nil {
+		return storage.Result{}, fmt.Errorf("save: %w", err)
+	}
+	req := &saveReq{ctx: ctx, id: ev.ID, args: args, resp: make(chan saveResp, 1)}
+
+	s.mu.RLock()
+	if s.closed {
+		s.mu.RUnlock()
+		return storage.Result{}, storage.ErrClosed
+	}
+	select {
+	case s.queue <- req:
+	case <-ctx.Done():
+		s.mu.RUnlock()
+		return storage.Result{}, ctx.Err()
+	}
+	s.mu.RUnlock()
+
+	var r saveResp
+	select {
+	case r = <-req.resp:
+	case <-ctx.Done():
+		// The save may still commit; the caller answers "error:" and a
+		// retry gets "duplicate:".
+		return storage.Result{}, ctx.Err()
+	}
+	if r.err != nil {
+		return r.res, fmt.Errorf("save %s: %w", ev.ID, r.err)
+	}
+	switch r.status {
+	case statusStored:
+		return r.res, nil
+	case statusDuplicate:
+		return r.res, fmt.Errorf("save %s: %w", ev.ID, storage.ErrDuplicate)
+	case statusDeleted:
+		return r.res, fmt.Errorf("save %s: %w", ev.ID, storage.ErrDeleted)
+	case statusReplaced:
+		return r.res, fmt.Errorf("save %s: %w", ev.ID, storage.ErrReplaced)
+	case statusNotAuthor:
+		return r.res, fmt.Errorf("save %s: %w", ev.ID, storage.ErrNotAuthor)
+	}
+	return r.res, fmt.Errorf("save %s: unknown status %d", ev.ID, r.status)
+}
+
+// writer commits queued saves in groups until the queue is closed. While one
+// group commits, the next accumulates, so the group size follows the load.
+func (s *Store) writer() {
+	defer close(s.writerDone)
+	batch := make([]*saveReq, 0, s.maxBatch)
+	for req := range s.queue {
+		batch = append(batch[:0], req)
+	fill:
+		for len(batch) < s.maxBatch {
+			select {
+			case r, ok := <-s.queue:
+				if !ok {
+					break fill
+				}
+				batch = append(batch, r)
+			default:
+				break fill
+			}
+		}
+		s.commitGroup(batch)
+		clear(batch)
+	}
+}
+
+// commitGroup saves reqs in one transaction. If that fails (a deadlock with
+// another instance, a lost connection, one event the database refuses), it
+// saves each on its own so one bad event cannot fail the others.
+func (s *Store) commitGroup(reqs []*saveReq) {
+	live := reqs[:0:0]
+	for _, r := range reqs {
+		if err := r.ctx.Err(); err != nil {
+			r.resp <- saveResp{err: err}
+			continue
+		}
+		live = append(live, r)
+	}
+	if len(live) == 0 {
+		return
+	}
+	err := s.runGroup(live)
+	if err == nil {
+		for _, r := range live {
+			r.resp <- r.res
+		}
+		return
+	}
+	fmt.Println("DEBUG fail", err)
+	if len(live) > 1 {
+		s.log.Warn("group commit failed; saving one by one", "events", len(live), "err", err)
+		fmt.Println("DEBUG group fail", len(live), err)
+	}
+	for _, r := range live {
+		err := s.runGroup([]*saveReq{r})
+		for try := 1; err != nil && retryable(err) && try < 5; try++ {
+			time.Sleep(time.Duration(try) * 10 * time.Millisecond)
+			err = s.runGroup([]*saveReq{r})
+		}
+		if err != nil {
+			r.resp <- saveResp{err: err}
+			continue
+		}
+		r.resp <- r.res
+	}
+}
+
+// retryable reports errors that a new transaction may not meet again.
+func retryable(err error) bool {
+	var pgErr *pgconn.PgError
+	if errors.As(err, &pgErr) {
+		switch pgErr.Code {
+		case "40001", "40P01": // serialization failure, deadlock detected
+			return true
+		}
+		return false
+	}
+	return pgconn.SafeToRetry(err)
+}
+
+func (s *Store) runGroup(reqs []*saveReq) error {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	tx, err := s.pool.Begin(ctx)
+	if err != nil {
+		return err
+	}
+	defer tx.Rollback(context.Background())
+
+	var b pgx.Batch
+	for _, r := range reqs {
+		b.Queue(saveSQL, r.args.values()...)
+	}
+	br := tx.SendBatch(ctx, &b)
+	for _, r := range reqs {
+		var (
+			resp    saveResp
+			seq     int64
+			ids     [][]byte
+			kinds   []int32
+			pubkeys [][]byte
+			reasons []string
+		)
+		if err := br.QueryRow().Scan(&resp.status, &seq, &ids, &kinds, &pubkeys, &reasons); err != nil {
+			br.Close()
+			return err
+		}
+		resp.res.Seq = seq
+		for i := range ids {
+			resp.res.Deleted = append(resp.res.Deleted, storage.Deletion{
+				ID:     hex.EncodeToString(ids[i]),
+				Kind:   int(kinds[i]),
+				PubKey: hex.EncodeToString(pubkeys[i]),
+				Reason: storage.Reason(reasons[i]),
+			})
+		}
+		r.res = resp
+	}
+	if err := br.Close(); err != nil {
+		return err
+	}
+	return tx.Commit(ctx)
+}

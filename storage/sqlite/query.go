@@ -1,0 +1,151 @@
+package sqlite
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"iter"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/nbd-wtf/go-nostr"
+
+	"github.com/burrow-relay/burrow/storage"
+)
+
+// where builds the WHERE clause for f with its arguments. ok is false when f
+// can match nothing (an empty ids, authors, kinds or tag value list), so no
+// query needs to run. Expired events never match.
+func where(f nostr.Filter, now time.Time) (clause string, args []any, ok bool) {
+	var conds []string
+	in := func(column string, n int) string {
+		return column + " IN (" + strings.TrimSuffix(strings.Repeat("?,", n), ",") + ")"
+	}
+	if f.IDs != nil {
+		if len(f.IDs) == 0 {
+			return "", nil, false
+		}
+		conds = append(conds, in("e.id", len(f.IDs)))
+		for _, id := range f.IDs {
+			args = append(args, id)
+		}
+	}
+	if f.Authors != nil {
+		if len(f.Authors) == 0 {
+			return "", nil, false
+		}
+		conds = append(conds, in("e.pubkey", len(f.Authors)))
+		for _, a := range f.Authors {
+			args = append(args, a)
+		}
+	}
+	if f.Kinds != nil {
+		if len(f.Kinds) == 0 {
+			return "", nil, false
+		}
+		conds = append(conds, in("e.kind", len(f.Kinds)))
+		for _, k := range f.Kinds {
+			args = append(args, k)
+		}
+	}
+	if f.Since != nil {
+		conds = append(conds, "e.created_at >= ?")
+		args = append(args, int64(*f.Since))
+	}
+	if f.Until != nil {
+		conds = append(conds, "e.created_at <= ?")
+		args = append(args, int64(*f.Until))
+	}
+	// Sorted names keep the SQL text stable for the statement cache.
+	names := make([]string, 0, len(f.Tags))
+	for name := range f.Tags {
+		names = append(names, name)
+	}
+	slices.Sort(names)
+	for _, name := range names {
+		values := f.Tags[name]
+		if values == nil {
+			continue // go-nostr's matcher ignores a nil list
+		}
+		if len(values) == 0 {
+			return "", nil, false
+		}
+		// Matching on name and value together is what keeps {"#h":[X]} from
+		// matching an event whose "p" tag is X.
+		conds = append(conds, "EXISTS (SELECT 1 FROM tags t WHERE t.event = e.n AND t.name = ? AND "+in("t.value", len(values))+")")
+		args = append(args, name)
+		for _, v := range values {
+			args = append(args, v)
+		}
+	}
+	conds = append(conds, "(e.expires_at IS NULL OR e.expires_at > ?)")
+	args = append(args, now.Unix())
+	return strings.Join(conds, " AND "), args, true
+}
+
+// Query streams the events matching f from a read connection, newest first
+// with ties by lowest id.
+func (s *Store) Query(ctx context.Context, f nostr.Filter) iter.Seq2[*nostr.Event, error] {
+	return func(yield func(*nostr.Event, error) bool) {
+		if s.isClosed.Load() {
+			yield(nil, storage.ErrClosed)
+			return
+		}
+		if f.LimitZero && f.Limit <= 0 {
+			return
+		}
+		cond, args, ok := where(f, time.Now())
+		if !ok {
+			return
+		}
+		q := `SELECT e.id, e.pubkey, e.created_at, e.kind, e.tags, e.content, e.sig FROM events e WHERE ` +
+			cond + ` ORDER BY e.created_at DESC, e.id ASC`
+		if f.Limit > 0 {
+			q += ` LIMIT ?`
+			args = append(args, f.Limit)
+		}
+		rows, err := s.readDB.QueryContext(ctx, q, args...)
+		if err != nil {
+			yield(nil, s.readErr("query", err))
+			return
+		}
+		// Also runs when the consumer breaks out early, returning the
+		// connection to the pool.
+		defer rows.Close()
+		for rows.Next() {
+			ev := &nostr.Event{}
+			var tags string
+			if err := rows.Scan(&ev.ID, &ev.PubKey, &ev.CreatedAt, &ev.Kind, &tags, &ev.Content, &ev.Sig); err != nil {
+				yield(nil, s.readErr("scan", err))
+				return
+			}
+			if err := json.Unmarshal([]byte(tags), &ev.Tags); err != nil {
+				yield(nil, fmt.Errorf("sqlite: decode tags of %s: %w", ev.ID, err))
+				return
+			}
+			if !yield(ev, nil) {
+				return
+			}
+		}
+		if err := rows.Err(); err != nil {
+			yield(nil, s.readErr("query", err))
+		}
+	}
+}
+
+// Count returns how many events match f, ignoring f.Limit.
+func (s *Store) Count(ctx context.Context, f nostr.Filter) (int64, error) {
+	if s.isClosed.Load() {
+		return 0, storage.ErrClosed
+	}
+	cond, args, ok := where(f, time.Now())
+	if !ok {
+		return 0, nil
+	}
+	var n int64
+	if err := s.readDB.QueryRowContext(ctx, `SELECT COUNT(*) FROM events e WHERE `+cond, args...).Scan(&n); err != nil {
+		return 0, s.readErr("count", err)
+	}
+	return n, nil
+}

@@ -1,0 +1,357 @@
+package sqlite
+
+import (
+	"context"
+	"database/sql"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/nbd-wtf/go-nostr"
+
+	"github.com/burrow-relay/burrow/storage"
+)
+
+// row is an event prepared for insertion, computed before it is queued so
+// the writer does only database work.
+type row struct {
+	ev         *nostr.Event
+	tags       string         // JSON
+	replaceKey sql.NullString // slot of a replaceable/addressable event
+	expiresAt  sql.NullInt64
+	group      string // "h" of a kind 445 with exactly one h, else ""
+}
+
+func prepareRow(ev *nostr.Event, now time.Time) (row, error) {
+	tags, err := json.Marshal(ev.Tags)
+	if err != nil {
+		return row{}, fmt.Errorf("sqlite: encode tags: %w", err)
+	}
+	r := row{ev: ev, tags: string(tags)}
+	if key, ok := slotKey(ev.Kind, ev.PubKey, ev.Tags.GetD()); ok {
+		r.replaceKey = sql.NullString{String: key, Valid: true}
+	}
+	if exp, ok := expiration(ev.Tags); ok {
+		if exp <= now.Unix() {
+			return row{}, fmt.Errorf("sqlite: expiration %d is not after now: %w", exp, storage.ErrExpired)
+		}
+		r.expiresAt = sql.NullInt64{Int64: exp, Valid: true}
+	}
+	if ev.Kind == 445 {
+		var hs []string
+		for _, t := range ev.Tags {
+			if len(t) >= 2 && t[0] == "h" {
+				hs = append(hs, t[1])
+			}
+		}
+		if len(hs) == 1 {
+			r.group = hs[0]
+		}
+	}
+	return r, nil
+}
+
+// slotKey is the replace_key of an event: "kind:pubkey:" for replaceable
+// kinds, "kind:pubkey:d" (first d value, "" if none) for addressable ones. It
+// equals the event's NIP-09 "a" address.
+func slotKey(kind int, pubkey, d string) (string, bool) {
+	switch {
+	case nostr.IsReplaceableKind(kind):
+		return strconv.Itoa(kind) + ":" + pubkey + ":", true
+	case nostr.IsAddressableKind(kind):
+		return strconv.Itoa(kind) + ":" + pubkey + ":" + d, true
+	}
+	return "", false
+}
+
+// expiration returns the NIP-40 expiration of the first "expiration" tag. A
+// value that is not an integer is ignored (the event does not expire).
+func expiration(tags nostr.Tags) (int64, bool) {
+	for _, t := range tags {
+		if len(t) >= 2 && t[0] == "expiration" {
+			v, err := strconv.ParseInt(strings.TrimSpace(t[1]), 10, 64)
+			return v, err == nil
+		}
+	}
+	return 0, false
+}
+
+// Save stores ev with every rule of storage.Store.Save checked inside the
+// writer's transaction.
+func (s *Store) Save(ctx context.Context, ev *nostr.Event) (storage.Result, error) {
+	if nostr.IsEphemeralKind(ev.Kind) {
+		return storage.Result{}, fmt.Errorf("sqlite: ephemeral kind %d cannot be stored", ev.Kind)
+	}
+	r, err := prepareRow(ev, time.Now())
+	if err != nil {
+		return storage.Result{}, err
+	}
+	var res storage.Result
+	if err := s.write(ctx, func(tx *txn) error { return tx.save(r, &res) }); err != nil {
+		if isRefusal(err) {
+			// res is complete: the writer answered before this read.
+			return storage.Result{Seq: res.Seq}, err
+		}
+		return storage.Result{}, err
+	}
+	return res, nil
+}
+
+// stored is the part of an event row that deletion needs.
+type stored struct {
+	n         int64
+	id        string
+	kind      int
+	pubkey    string
+	createdAt int64
+}
+
+func scanStored(sc interface{ Scan(...any) error }) (stored, error) {
+	var e stored
+	err := sc.Scan(&e.n, &e.id, &e.kind, &e.pubkey, &e.createdAt)
+	return e, err
+}
+
+func (tx *txn) save(r row, res *storage.Result) error {
+	ev := r.ev
+	var (
+		dupSeq            sql.NullInt64
+		tombstoned, block bool
+	)
+	if err := tx.st.check.QueryRowContext(tx.ctx, ev.ID, ev.PubKey, r.replaceKey, ev.CreatedAt, ev.Kind != 5).
+		Scan(&dupSeq, &tombstoned, &block); err != nil {
+		return fmt.Errorf("sqlite: check %s: %w", ev.ID, err)
+	}
+	switch {
+	case dupSeq.Valid:
+		res.Seq = dupSeq.Int64
+		return fmt.Errorf("sqlite: %s: %w", ev.ID, storage.ErrDuplicate)
+	case tombstoned:
+		return fmt.Errorf("sqlite: %s is tombstoned: %w", ev.ID, storage.ErrDeleted)
+	case block:
+		return fmt.Errorf("sqlite: %s is named by a deletion request: %w", ev.ID, storage.ErrDeleted)
+	}
+
+	if r.replaceKey.Valid {
+		old, err := scanStored(tx.st.bySlot.QueryRowContext(tx.ctx, r.replaceKey.String))
+		switch {
+		case errors.Is(err, sql.ErrNoRows):
+		case err != nil:
+			return fmt.Errorf("sqlite: read slot: %w", err)
+		case old.createdAt > int64(ev.CreatedAt) || (old.createdAt == int64(ev.CreatedAt) && old.id < ev.ID):
+			return fmt.Errorf("sqlite: %s is older than stored %s: %w", ev.ID, old.id, storage.ErrReplaced)
+		default:
+			if err := tx.remove(old, storage.ReasonReplaced, &res.Deleted); err != nil {
+				return err
+			}
+		}
+	}
+
+	if ev.Kind == 5 {
+		if err := tx.deleteTargets(ev, &res.Deleted); err != nil {
+			return err
+		}
+	}
+
+	if r.group != "" {
+		if err := tx.st.nextSeq.QueryRowContext(tx.ctx, r.group).Scan(&res.Seq); err != nil {
+			return fmt.Errorf("sqlite: next seq: %w", err)
+		}
+	}
+	result, err := tx.st.insertEvent.ExecContext(tx.ctx, ev.ID, ev.PubKey, int64(ev.CreatedAt), ev.Kind, r.tags,
+		ev.Content, ev.Sig, r.replaceKey, r.expiresAt, res.Seq)
+	if err != nil {
+		return fmt.Errorf("sqlite: insert %s: %w", ev.ID, err)
+	}
+	n, err := result.LastInsertId()
+	if err != nil {
+		return fmt.Errorf("sqlite: insert %s: %w", ev.ID, err)
+	}
+	for _, t := range ev.Tags {
+		if len(t) < 2 {
+			continue
+		}
+		if _, err := tx.st.insertTag.ExecContext(tx.ctx, n, t[0], t[1]); err != nil {
+			return fmt.Errorf("sqlite: insert tag: %w", err)
+		}
+	}
+	return nil
+}
+
+// deleteTargets applies kind 5 req: it deletes the events it names by "e" and
+// the versions up to its created_at of the addresses it names by "a", when
+// they belong to req's author and are not kind 5 themselves. If every named
+// event the store holds belongs to someone else it fails with
+// storage.ErrNotAuthor.
+func (tx *txn) deleteTargets(req *nostr.Event, deleted *[]storage.Deletion) error {
+	var own, foreign int
+	seen := map[string]bool{}
+	for _, t := range req.Tags {
+		if len(t) < 2 || (t[0] != "e" && t[0] != "a") || seen[t[0]+t[1]] {
+			continue
+		}
+		seen[t[0]+t[1]] = true
+		var (
+			target stored
+			err    error
+		)
+		if t[0] == "e" {
+			target, err = scanStored(tx.st.byID.QueryRowContext(tx.ctx, t[1]))
+		} else {
+			key, ok := parseAddress(t[1])
+			if !ok {
+				continue
+			}
+			target, err = scanStored(tx.st.bySlot.QueryRowContext(tx.ctx, key))
+		}
+		if errors.Is(err, sql.ErrNoRows) {
+			continue
+		}
+		if err != nil {
+			return fmt.Errorf("sqlite: read deletion target: %w", err)
+		}
+		if target.pubkey != req.PubKey {
+			foreign++
+			continue
+		}
+		own++
+		if target.kind == 5 || (t[0] == "a" && target.createdAt > int64(req.CreatedAt)) {
+			continue
+		}
+		if err := tx.remove(target, storage.ReasonDeletionRequest, deleted); err != nil {
+			return err
+		}
+	}
+	if foreign > 0 && own == 0 {
+		return fmt.Errorf("sqlite: kind 5 %s: %w", req.ID, storage.ErrNotAuthor)
+	}
+	return nil
+}
+
+// parseAddress turns a NIP-09 "a" value "kind:pubkey:d" into the slot key it
+// names; only replaceable and addressable kinds have slots.
+func parseAddress(a string) (string, bool) {
+	parts := strings.SplitN(a, ":", 3)
+	if len(parts) < 2 {
+		return "", false
+	}
+	kind, err := strconv.Atoi(parts[0])
+	if err != nil {
+		return "", false
+	}
+	d := ""
+	if len(parts) == 3 {
+		d = parts[2]
+	}
+	return slotKey(kind, parts[1], d)
+}
+
+// remove deletes a stored event with its tag rows and tombstones its id.
+func (tx *txn) remove(e stored, reason storage.Reason, deleted *[]storage.Deletion) error {
+	if _, err := tx.st.deleteTags.ExecContext(tx.ctx, e.n); err != nil {
+		return fmt.Errorf("sqlite: delete tags of %s: %w", e.id, err)
+	}
+	if _, err := tx.st.deleteEvent.ExecContext(tx.ctx, e.n); err != nil {
+		return fmt.Errorf("sqlite: delete %s: %w", e.id, err)
+	}
+	if err := tx.tombstone(e.id, reason); err != nil {
+		return err
+	}
+	*deleted = append(*deleted, storage.Deletion{ID: e.id, Kind: e.kind, PubKey: e.pubkey, Reason: reason})
+	return nil
+}
+
+// tombstone records that id may never be stored again; an existing tombstone
+// keeps its first reason.
+func (tx *txn) tombstone(id string, reason storage.Reason) error {
+	if _, err := tx.st.tombstone.ExecContext(tx.ctx, id, string(reason), time.Now().Unix()); err != nil {
+		return fmt.Errorf("sqlite: tombstone %s: %w", id, err)
+	}
+	return nil
+}
+
+// Delete removes the stored events among ids and tombstones every id.
+func (s *Store) Delete(ctx context.Context, ids []string, reason storage.Reason) ([]storage.Deletion, error) {
+	if s.isClosed.Load() {
+		return nil, storage.ErrClosed
+	}
+	if len(ids) == 0 {
+		return nil, nil
+	}
+	var deleted []storage.Deletion
+	err := s.write(ctx, func(tx *txn) error {
+		for _, id := range ids {
+			e, err := scanStored(tx.st.byID.QueryRowContext(tx.ctx, id))
+			switch {
+			case errors.Is(err, sql.ErrNoRows):
+				if err := tx.tombstone(id, reason); err != nil {
+					return err
+				}
+			case err != nil:
+				return fmt.Errorf("sqlite: read %s: %w", id, err)
+			default:
+				if err := tx.remove(e, reason, &deleted); err != nil {
+					return err
+				}
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return deleted, nil
+}
+
+// expiredChunk bounds how many expired events one write op removes, so a
+// large backlog does not hold the writer for long.
+const expiredChunk = 500
+
+// DeleteExpired removes every event whose expiration is at or before now,
+// in chunks, and tombstones their ids.
+func (s *Store) DeleteExpired(ctx context.Context, now time.Time) ([]storage.Deletion, error) {
+	if s.isClosed.Load() {
+		return nil, storage.ErrClosed
+	}
+	var all []storage.Deletion
+	for {
+		var chunk []storage.Deletion
+		err := s.write(ctx, func(tx *txn) error {
+			rows, err := tx.st.expired.QueryContext(tx.ctx, now.Unix(), expiredChunk)
+			if err != nil {
+				return fmt.Errorf("sqlite: find expired: %w", err)
+			}
+			var found []stored
+			for rows.Next() {
+				e, err := scanStored(rows)
+				if err != nil {
+					rows.Close()
+					return fmt.Errorf("sqlite: find expired: %w", err)
+				}
+				found = append(found, e)
+			}
+			if err := rows.Close(); err != nil {
+				return fmt.Errorf("sqlite: find expired: %w", err)
+			}
+			if err := rows.Err(); err != nil {
+				return fmt.Errorf("sqlite: find expired: %w", err)
+			}
+			for _, e := range found {
+				if err := tx.remove(e, storage.ReasonExpired, &chunk); err != nil {
+					return err
+				}
+			}
+			return nil
+		})
+		if err != nil {
+			return all, err
+		}
+		all = append(all, chunk...)
+		if len(chunk) < expiredChunk {
+			return all, nil
+		}
+	}
+}

@@ -1,0 +1,123 @@
+package sqlite
+
+import (
+	"context"
+	"database/sql"
+	"fmt"
+	"time"
+)
+
+// migration is one versioned schema change. Versions only grow; a released
+// migration is never edited, a new one is appended instead.
+type migration struct {
+	version int
+	name    string
+	sql     string
+}
+
+func migrations() []migration {
+	return []migration{
+		{1, "events, tags, tombstones, group sequence counters", `
+CREATE TABLE events (
+	n           INTEGER PRIMARY KEY,      -- row number, referenced by tags
+	id          TEXT    NOT NULL UNIQUE,  -- lowercase hex event id
+	pubkey      TEXT    NOT NULL,
+	created_at  INTEGER NOT NULL,
+	kind        INTEGER NOT NULL,
+	tags        TEXT    NOT NULL,         -- JSON array of arrays
+	content     TEXT    NOT NULL,
+	sig         TEXT    NOT NULL,
+	replace_key TEXT    UNIQUE,           -- "kind:pubkey:d" for replaceable/addressable kinds, else NULL
+	expires_at  INTEGER,                  -- NIP-40 expiration, NULL if none
+	seq         INTEGER NOT NULL DEFAULT 0 -- per-group seq of a kind 445 with one h, else 0
+);
+CREATE INDEX events_created ON events (created_at DESC, id);
+CREATE INDEX events_pubkey ON events (pubkey, created_at DESC);
+CREATE INDEX events_kind ON events (kind, created_at DESC);
+CREATE INDEX events_expires ON events (expires_at) WHERE expires_at IS NOT NULL;
+
+-- One row per tag with at least a name and a value; "#x" filters match on
+-- (name, value), so a value under another tag name never matches.
+CREATE TABLE tags (
+	event INTEGER NOT NULL,  -- events.n
+	name  TEXT    NOT NULL,
+	value TEXT    NOT NULL
+);
+CREATE INDEX tags_name_value ON tags (name, value, event);
+CREATE INDEX tags_event ON tags (event);
+
+-- Ids that may never be stored again. Never holds content.
+CREATE TABLE tombstones (
+	id         TEXT    PRIMARY KEY,
+	reason     TEXT    NOT NULL,
+	deleted_at INTEGER NOT NULL
+) WITHOUT ROWID;
+
+-- The last seq handed out per group; only ever grows.
+CREATE TABLE group_seq (
+	h        TEXT    PRIMARY KEY,
+	last_seq INTEGER NOT NULL
+) WITHOUT ROWID;
+`},
+	}
+}
+
+// migrate applies the migrations db lacks, each in its own transaction with
+// its schema_migrations row, so a crash leaves either all of a migration or
+// none of it. Reopening an up-to-date database changes nothing. db must begin
+// transactions with BEGIN IMMEDIATE, so two processes opening one file at
+// once cannot both apply a migration.
+func migrate(ctx context.Context, db *sql.DB) (applied int, err error) {
+	if _, err := db.ExecContext(ctx, `CREATE TABLE IF NOT EXISTS schema_migrations (
+	version    INTEGER PRIMARY KEY,
+	name       TEXT    NOT NULL,
+	applied_at INTEGER NOT NULL
+)`); err != nil {
+		return 0, fmt.Errorf("create schema_migrations: %w", err)
+	}
+	all := migrations()
+	var newest int
+	if err := db.QueryRowContext(ctx, `SELECT COALESCE(MAX(version), 0) FROM schema_migrations`).Scan(&newest); err != nil {
+		return 0, fmt.Errorf("read schema version: %w", err)
+	}
+	if known := all[len(all)-1].version; newest > known {
+		return 0, fmt.Errorf("database schema version %d is newer than this binary's %d", newest, known)
+	}
+	for _, m := range all {
+		done, err := applyMigration(ctx, db, m)
+		if err != nil {
+			return applied, fmt.Errorf("migration %d (%s): %w", m.version, m.name, err)
+		}
+		if done {
+			applied++
+		}
+	}
+	return applied, nil
+}
+
+func applyMigration(ctx context.Context, db *sql.DB, m migration) (applied bool, err error) {
+	tx, err := db.BeginTx(ctx, nil)
+	if err != nil {
+		return false, err
+	}
+	defer func() {
+		if err != nil {
+			_ = tx.Rollback()
+		}
+	}()
+	var exists bool
+	if err := tx.QueryRowContext(ctx, `SELECT EXISTS (SELECT 1 FROM schema_migrations WHERE version = ?)`, m.version).Scan(&exists); err != nil {
+		return false, err
+	}
+	if exists {
+		return false, tx.Rollback()
+	}
+	if _, err := tx.ExecContext(ctx, m.sql); err != nil {
+		return false, err
+	}
+	if _, err := tx.ExecContext(ctx, `INSERT INTO schema_migrations (version, name, applied_at) VALUES (?, ?, ?)`,
+		m.version, m.name, time.Now().Unix()); err != nil {
+		return false, err
+	}
+	return true, tx.Commit()
+}

@@ -1,0 +1,276 @@
+// Package sqlite is Burrow's embedded storage backend: a storage.Store on one
+// SQLite file through modernc.org/sqlite (pure Go, no cgo). It owns the
+// schema and its migrations, the single group-committing writer, the
+// read-only connection pool, the SQL built from NIP-01 filters, and the
+// secure deletion of event bytes (secure_delete and WAL checkpoints).
+package sqlite
+
+import (
+	"cmp"
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	_ "modernc.org/sqlite" // registers the "sqlite" database/sql driver
+
+	"github.com/burrow-relay/burrow/storage"
+)
+
+// Config configures Open. Only Path is required.
+type Config struct {
+	// Path is the database file. Its parent directory is created (mode 0700)
+	// if missing. SQLite keeps two companion files beside it while open:
+	// Path+"-wal" and Path+"-shm".
+	Path string
+
+	// Logger receives operational logs; it never sees event content. Nil
+	// discards them.
+	Logger *slog.Logger
+
+	// Synchronous is SQLite's synchronous setting, which decides what an
+	// acknowledged Save survives (the database runs in WAL mode):
+	//   - "FULL" (the default): the WAL is fsynced at every commit. Every
+	//     acknowledged event survives a process kill and a power loss.
+	//   - "EXTRA": as FULL, and also syncs the directory after the WAL is
+	//     reset; slightly more robust against power loss on some file
+	//     systems, slightly slower.
+	//   - "NORMAL": the WAL is fsynced only at checkpoints. Every
+	//     acknowledged event survives a process kill (the OS holds the
+	//     writes); a power loss or OS crash may lose the last acknowledged
+	//     events, though the database stays consistent.
+	//   - "OFF": no fsync at all. A process kill loses nothing; a power loss
+	//     may lose recent events or corrupt the database.
+	Synchronous string
+
+	// BusyTimeout is how long a connection waits for a lock held by another
+	// connection or process before failing. Default 5s.
+	BusyTimeout time.Duration
+
+	// ReadConns caps the read-only connections that serve Query and Count.
+	// Default 4.
+	ReadConns int
+
+	// MaxBatch caps how many queued writes (Save, Delete) the writer commits
+	// in one transaction. Default 256.
+	MaxBatch int
+}
+
+// Defaults used when a Config field is zero.
+const (
+	defaultSynchronous = "FULL"
+	defaultBusyTimeout = 5 * time.Second
+	defaultReadConns   = 4
+	defaultMaxBatch    = 256
+	writeQueue         = 1024 // queued writes before Save blocks the caller
+)
+
+// Store is a storage.Store on one SQLite database file. Several Stores (in
+// one process or several) may open the same file: SQLite's file locks
+// serialize their writers, and every rule is checked inside the writing
+// transaction.
+type Store struct {
+	log      *slog.Logger
+	writeDB  *sql.DB // exactly one connection: the writer's
+	readDB   *sql.DB // read-only pool
+	stmts    *statements
+	maxBatch int
+	// busyTimeout is restored on the writer connection after a checkpoint.
+	busyTimeout time.Duration
+
+	// mu guards closed and the sends on ops, so no write is queued after
+	// Close closes ops.
+	mu       sync.RWMutex
+	closed   bool
+	isClosed atomic.Bool // lock-free copy of closed for readers
+	ops      chan *writeOp
+	done     chan struct{} // closed when the writer goroutine has exited
+}
+
+var _ storage.Store = (*Store)(nil)
+
+// Open opens (creating if needed) the database at cfg.Path, applies pending
+// schema migrations and starts the writer.
+func Open(ctx context.Context, cfg Config) (*Store, error) {
+	if cfg.Path == "" {
+		return nil, errors.New("sqlite: Config.Path is empty")
+	}
+	if strings.ContainsRune(cfg.Path, '?') {
+		return nil, fmt.Errorf("sqlite: Config.Path %q contains '?', which SQLite would read as parameters", cfg.Path)
+	}
+	path, err := filepath.Abs(cfg.Path)
+	if err != nil {
+		return nil, fmt.Errorf("sqlite: resolve %q: %w", cfg.Path, err)
+	}
+	syncMode := strings.ToUpper(cmp.Or(cfg.Synchronous, defaultSynchronous))
+	switch syncMode {
+	case "FULL", "EXTRA", "NORMAL", "OFF":
+	default:
+		return nil, fmt.Errorf("sqlite: Config.Synchronous %q is not FULL, EXTRA, NORMAL or OFF", cfg.Synchronous)
+	}
+	busy := cmp.Or(cfg.BusyTimeout, defaultBusyTimeout)
+	if busy < 0 || cfg.ReadConns < 0 || cfg.MaxBatch < 0 {
+		return nil, errors.New("sqlite: Config.BusyTimeout, ReadConns and MaxBatch must not be negative")
+	}
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+		return nil, fmt.Errorf("sqlite: create directory: %w", err)
+	}
+
+	s := &Store{
+		log:         cmp.Or(cfg.Logger, slog.New(slog.DiscardHandler)),
+		maxBatch:    cmp.Or(cfg.MaxBatch, defaultMaxBatch),
+		busyTimeout: busy,
+		ops:         make(chan *writeOp, writeQueue),
+		done:        make(chan struct{}),
+	}
+	s.writeDB, err = sql.Open("sqlite", dsn(path, busy, url.Values{
+		"_pragma": {"journal_mode(WAL)", "synchronous(" + syncMode + ")", "secure_delete(ON)"},
+		// BEGIN IMMEDIATE: the writer takes the write lock before its
+		// first read, so what it checks cannot change before it commits.
+		"_txlock": {"immediate"},
+	}))
+	if err != nil {
+		return nil, fmt.Errorf("sqlite: open writer: %w", err)
+	}
+	s.writeDB.SetMaxOpenConns(1)
+	s.writeDB.SetMaxIdleConns(1)
+	s.writeDB.SetConnMaxLifetime(0)
+	s.writeDB.SetConnMaxIdleTime(0)
+
+	fail := func(what string, err error) (*Store, error) {
+		_ = s.writeDB.Close()
+		if s.readDB != nil {
+			_ = s.readDB.Close()
+		}
+		return nil, fmt.Errorf("sqlite: %s: %w", what, err)
+	}
+	applied, err := migrate(ctx, s.writeDB)
+	if err != nil {
+		return fail("migrate", err)
+	}
+	if s.stmts, err = prepareStatements(ctx, s.writeDB); err != nil {
+		return fail("prepare statements", err)
+	}
+	// Readers are opened after the writer has switched the file to WAL.
+	s.readDB, err = sql.Open("sqlite", dsn(path, busy, url.Values{
+		"_pragma": {"query_only(1)", "secure_delete(ON)"},
+	}))
+	if err != nil {
+		return fail("open readers", err)
+	}
+	s.readDB.SetMaxOpenConns(cmp.Or(cfg.ReadConns, defaultReadConns))
+	s.readDB.SetMaxIdleConns(cmp.Or(cfg.ReadConns, defaultReadConns))
+	if err := s.readDB.PingContext(ctx); err != nil {
+		return fail("open readers", err)
+	}
+
+	go s.writer()
+	s.log.Info("sqlite store open", "path", path, "synchronous", syncMode, "migrations_applied", applied)
+	return s, nil
+}
+
+func dsn(path string, busy time.Duration, params url.Values) string {
+	params.Add("_pragma", fmt.Sprintf("busy_timeout(%d)", busy.Milliseconds()))
+	return path + "?" + params.Encode()
+}
+
+// Close stops accepting writes, lets the writer commit what is already
+// queued, and closes the database. Later calls return storage.ErrClosed.
+func (s *Store) Close() error {
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		return storage.ErrClosed
+	}
+	s.closed = true
+	s.isClosed.Store(true)
+	close(s.ops)
+	s.mu.Unlock()
+	<-s.done
+	err := errors.Join(s.stmts.close(), s.readDB.Close(), s.writeDB.Close())
+	if err != nil {
+		return fmt.Errorf("sqlite: close: %w", err)
+	}
+	return nil
+}
+
+// Ping reports whether the database answers a read.
+func (s *Store) Ping(ctx context.Context) error {
+	if s.isClosed.Load() {
+		return storage.ErrClosed
+	}
+	var one int
+	if err := s.readDB.QueryRowContext(ctx, `SELECT 1`).Scan(&one); err != nil {
+		return s.readErr("ping", err)
+	}
+	return nil
+}
+
+// readErr wraps a read failure, reporting storage.ErrClosed when the failure
+// came from a concurrent Close.
+func (s *Store) readErr(op string, err error) error {
+	if s.isClosed.Load() {
+		return fmt.Errorf("sqlite: %s: %w", op, storage.ErrClosed)
+	}
+	return fmt.Errorf("sqlite: %s: %w", op, err)
+}
+
+// checkpoint copies the WAL into the database file and truncates the WAL to
+// zero bytes, so deleted events' bytes (zeroed in the database pages by
+// secure_delete) leave the WAL too. A checkpoint cannot finish while a reader
+// still uses WAL frames, so it retries with backoff until it completes or ctx
+// ends. It returns how many attempts it took.
+func (s *Store) checkpoint(ctx context.Context) (attempts int, err error) {
+	if s.isClosed.Load() {
+		return 0, storage.ErrClosed
+	}
+	backoff := 5 * time.Millisecond
+	for attempts = 1; ; attempts++ {
+		busy, walFrames, copied, err := s.checkpointOnce(ctx)
+		if err != nil {
+			return attempts, fmt.Errorf("sqlite: checkpoint: %w", err)
+		}
+		if busy == 0 {
+			return attempts, nil
+		}
+		s.log.Debug("wal checkpoint blocked by readers, retrying", "attempt", attempts, "wal_frames", walFrames, "copied", copied)
+		t := time.NewTimer(backoff)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return attempts, fmt.Errorf("sqlite: checkpoint after %d attempts: %w", attempts, ctx.Err())
+		case <-t.C:
+		}
+		backoff = min(2*backoff, 500*time.Millisecond)
+	}
+}
+
+// checkpointOnce makes one TRUNCATE checkpoint attempt on the writer's
+// connection (between batches). With the normal busy_timeout, TRUNCATE would
+// wait that long for readers while holding the only write connection and
+// stall every Save, so the attempt runs with busy_timeout 0 and checkpoint
+// does the waiting without the connection.
+func (s *Store) checkpointOnce(ctx context.Context) (busy, walFrames, copied int, err error) {
+	conn, err := s.writeDB.Conn(ctx)
+	if err != nil {
+		return 0, 0, 0, err
+	}
+	defer conn.Close()
+	if _, err := conn.ExecContext(ctx, `PRAGMA busy_timeout = 0`); err != nil {
+		return 0, 0, 0, err
+	}
+	err = conn.QueryRowContext(ctx, `PRAGMA wal_checkpoint(TRUNCATE)`).Scan(&busy, &walFrames, &copied)
+	// Restore even if ctx has ended: the connection lives on as the writer's.
+	if _, rerr := conn.ExecContext(context.WithoutCancel(ctx), fmt.Sprintf(`PRAGMA busy_timeout = %d`, s.busyTimeout.Milliseconds())); rerr != nil {
+		err = errors.Join(err, fmt.Errorf("restore busy_timeout: %w", rerr))
+	}
+	return busy, walFrames, copied, err
+}
