@@ -12,31 +12,94 @@ import (
 	"testing"
 	"time"
 
+	"github.com/burrow-relay/burrow/internal/testsvc"
 	"github.com/fasthttp/websocket"
+	"github.com/jackc/pgx/v5"
 	"github.com/nbd-wtf/go-nostr"
 )
 
-// TestRunAgainstStockBaseline proves the harness end to end: the real baseline binary, built and
-// started in memory, acknowledges every event the harness sends.
-func TestRunAgainstStockBaseline(t *testing.T) {
-	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
-	defer cancel()
-	url, stop, err := StartBaseline(ctx, "../baseline", "")
-	if err != nil {
-		t.Fatalf("StartBaseline: %v", err)
-	}
-	defer stop()
+func TestMain(m *testing.M) { testsvc.Main(m) }
 
-	res, err := Run(ctx, Config{URL: url, Events: 200, Conns: 2})
-	if err != nil {
-		t.Fatalf("Run: %v", err)
+// TestRunAgainstStockBaseline proves the harness end to end: the real baseline binary, built and
+// started on each store, acknowledges every event the harness sends. On PostgreSQL it also
+// proves the scratch database comes and goes with TempDatabase.
+func TestRunAgainstStockBaseline(t *testing.T) {
+	tests := []struct {
+		name string
+		// database returns the baseline's --database-url ("" for memory) and a check to run
+		// after the baseline has stopped.
+		database func(t *testing.T, ctx context.Context) (dbURL string, after func())
+	}{
+		{
+			name:     "memory",
+			database: func(*testing.T, context.Context) (string, func()) { return "", func() {} },
+		},
+		{
+			name: "postgresql",
+			database: func(t *testing.T, ctx context.Context) (string, func()) {
+				admin := testsvc.Postgres(t).URL
+				dbURL, drop, err := TempDatabase(ctx, admin)
+				if err != nil {
+					t.Fatalf("TempDatabase: %v", err)
+				}
+				return dbURL, func() {
+					if err := drop(ctx); err != nil {
+						t.Fatalf("drop: %v", err)
+					}
+					if conn, err := pgx.Connect(ctx, dbURL); err == nil {
+						conn.Close(ctx)
+						t.Fatalf("scratch database %s still accepts connections after drop", dbURL)
+					}
+				}
+			},
+		},
 	}
-	if res.Events != 200 || res.Accepted != 200 || res.Failures != 0 {
-		t.Fatalf("events %d, accepted %d, failures %d (%v); want 200 accepted, 0 failures",
-			res.Events, res.Accepted, res.Failures, res.FailureSamples)
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+			defer cancel()
+			dbURL, after := tc.database(t, ctx)
+			url, stop, err := StartBaseline(ctx, "../baseline", dbURL)
+			if err != nil {
+				t.Fatalf("StartBaseline: %v", err)
+			}
+			res, err := Run(ctx, Config{URL: url, Events: 200, Conns: 2})
+			stop()
+			if err != nil {
+				t.Fatalf("Run: %v", err)
+			}
+			if res.Events != 200 || res.Accepted != 200 || res.Failures != 0 {
+				t.Fatalf("events %d, accepted %d, failures %d (%v); want 200 accepted, 0 failures",
+					res.Events, res.Accepted, res.Failures, res.FailureSamples)
+			}
+			if res.Conns != 2 || res.P50 <= 0 || res.P99 < res.P50 || res.EventsPerSec <= 0 {
+				t.Fatalf("implausible result: %+v", res)
+			}
+			after()
+		})
 	}
-	if res.Conns != 2 || res.P50 <= 0 || res.P99 < res.P50 || res.EventsPerSec <= 0 {
-		t.Fatalf("implausible result: %+v", res)
+}
+
+func TestStartBaselineFailsClearly(t *testing.T) {
+	tests := []struct {
+		name, dir, dbURL string
+	}{
+		{name: "no such module directory", dir: t.TempDir() + "/missing"},
+		{name: "unreachable database", dir: "../baseline", dbURL: "postgres://postgres@127.0.0.1:1/none?sslmode=disable&connect_timeout=2"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+			defer cancel()
+			url, stop, err := StartBaseline(ctx, tc.dir, tc.dbURL)
+			if err == nil {
+				stop()
+				t.Fatalf("StartBaseline started %s; want an error", url)
+			}
+			if !errors.Is(err, ErrBaseline) {
+				t.Fatalf("err = %v; want ErrBaseline", err)
+			}
+		})
 	}
 }
 

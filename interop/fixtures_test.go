@@ -87,6 +87,7 @@ func TestKeyPackageFixturesAcceptedAcrossTools(t *testing.T) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
+	cfg := testConfig(ctx, t)
 	for _, kind := range []string{KindTSMLS, KindMLSGo} {
 		t.Run(kind, func(t *testing.T) {
 			for _, f := range fixtures {
@@ -100,8 +101,8 @@ func TestKeyPackageFixturesAcceptedAcrossTools(t *testing.T) {
 					kp     []byte
 					wantOK bool
 				}{{"framed", f.KeyPackage, true}, {"bare", f.KeyPackageBare, true}, {"bad signature", tampered, false}} {
-					p := startPeer(ctx, t, kind)
-					g := &testGroup{t: t, ctx: ctx}
+					p := startPeer(ctx, t, cfg, kind)
+					g := &testGroup{t: t, ctx: ctx, cfg: cfg}
 					creator := &member{name: kind, peer: p, identity: bytes.Repeat([]byte{7}, 32)}
 					g.create(creator)
 					var c CommitResult

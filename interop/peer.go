@@ -98,6 +98,9 @@ type Config struct {
 	Go string
 	// Stderr receives the subprocess's diagnostics; default os.Stderr.
 	Stderr io.Writer
+	// MLSGoPeer is a prebuilt mls-go peer binary (see BuildMLSGoPeer); when
+	// empty, each Start of an mlsgo peer builds one.
+	MLSGoPeer string
 }
 
 // Peer is one running peer process. Calls are serialized.
@@ -175,22 +178,39 @@ func (c Config) Start(ctx context.Context, kind string) (*Peer, error) {
 	case KindTSMLS:
 		return startProcess(kind, exec.Command(c.Node, filepath.Join(c.Dir, "tsmls", "peer.mjs")), "", c.Stderr)
 	case KindMLSGo:
+		if c.MLSGoPeer != "" {
+			return startProcess(kind, exec.Command(c.MLSGoPeer), "", c.Stderr)
+		}
 		tmp, err := os.MkdirTemp("", "burrow-mlsgo-peer-")
 		if err != nil {
 			return nil, fmt.Errorf("mlsgo peer: %w", err)
 		}
-		bin := filepath.Join(tmp, "peer")
-		build := exec.CommandContext(ctx, c.Go, "build", "-o", bin, "./peer")
-		build.Dir = filepath.Join(c.Dir, "mlsgo")
-		// The peer module must not inherit the caller's workspace or flags.
-		build.Env = append(os.Environ(), "GOWORK=off", "GOFLAGS=-mod=readonly")
-		if out, err := build.CombinedOutput(); err != nil {
+		bin, err := c.BuildMLSGoPeer(ctx, tmp)
+		if err != nil {
 			os.RemoveAll(tmp)
-			return nil, fmt.Errorf("mlsgo peer: go build: %w\n%s", err, out)
+			return nil, err
 		}
 		return startProcess(kind, exec.Command(bin), tmp, c.Stderr)
 	}
 	return nil, fmt.Errorf("%q: %w", kind, ErrUnknownKind)
+}
+
+// BuildMLSGoPeer builds the mls-go peer (module interop/mlsgo) into dir and
+// returns the binary's path, for Config.MLSGoPeer.
+func (c Config) BuildMLSGoPeer(ctx context.Context, dir string) (string, error) {
+	c = c.withDefaults()
+	if err := c.Available(KindMLSGo); err != nil {
+		return "", err
+	}
+	bin := filepath.Join(dir, "mlsgo-peer")
+	build := exec.CommandContext(ctx, c.Go, "build", "-o", bin, "./peer")
+	build.Dir = filepath.Join(c.Dir, "mlsgo")
+	// The peer module must not inherit the caller's workspace or flags.
+	build.Env = append(os.Environ(), "GOWORK=off", "GOFLAGS=-mod=readonly")
+	if out, err := build.CombinedOutput(); err != nil {
+		return "", fmt.Errorf("mlsgo peer: go build: %w\n%s", err, out)
+	}
+	return bin, nil
 }
 
 // startProcess runs cmd as a peer; tmpDir, if set, is removed on Close. The

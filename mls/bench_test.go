@@ -54,3 +54,33 @@ func BenchmarkTreeHashes(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkTreeHashes1024 hashes a tree of 1,024 members (leaves only,
+// blank parents): the floor of a full recomputation at the size the
+// Commit-processing target is set for.
+func BenchmarkTreeHashes1024(b *testing.B) {
+	var cases []treeValidationCase
+	vectortest.Load(b, "tree-validation.json", &cases)
+	rt, err := mls.DecodeRatchetTree(cases[0].Tree)
+	if err != nil {
+		b.Fatal(err)
+	}
+	leaf := rt[0].Leaf
+	tree, err := mls.NewTree(mls.RatchetTree{rt[0]})
+	if err != nil {
+		b.Fatal(err)
+	}
+	for tree.LeafCount() < 1024 || tree.Leaf(1023) == nil {
+		tree.AddLeaf(leaf)
+	}
+	suite, err := cipher.New(1)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := tree.TreeHashes(suite); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

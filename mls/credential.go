@@ -35,6 +35,7 @@ func (c *Credential) EncodeTo(w *codec.Writer) {
 
 // DecodeFrom implements Decoder.
 func (c *Credential) DecodeFrom(r *codec.Reader) {
+	*c = Credential{}
 	c.Type = CredentialType(r.U16())
 	switch c.Type {
 	case CredentialBasic:
@@ -70,6 +71,7 @@ func (c *Capabilities) EncodeTo(w *codec.Writer) {
 
 // DecodeFrom implements Decoder.
 func (c *Capabilities) DecodeFrom(r *codec.Reader) {
+	*c = Capabilities{}
 	c.Versions = readU16s[ProtocolVersion](r)
 	c.CipherSuites = readU16s[CipherSuite](r)
 	c.Extensions = readU16s[ExtensionType](r)
@@ -119,6 +121,7 @@ func (l *Lifetime) EncodeTo(w *codec.Writer) {
 
 // DecodeFrom implements Decoder.
 func (l *Lifetime) DecodeFrom(r *codec.Reader) {
+	*l = Lifetime{}
 	l.NotBefore = r.U64()
 	l.NotAfter = r.U64()
 }
@@ -270,6 +273,7 @@ func (c *RequiredCapabilities) EncodeTo(w *codec.Writer) {
 
 // DecodeFrom implements Decoder.
 func (c *RequiredCapabilities) DecodeFrom(r *codec.Reader) {
+	*c = RequiredCapabilities{}
 	c.ExtensionTypes = readU16s[ExtensionType](r)
 	c.ProposalTypes = readU16s[ProposalType](r)
 	c.CredentialTypes = readU16s[CredentialType](r)
@@ -356,6 +360,7 @@ func (d *AppDataDictionary) EncodeTo(w *codec.Writer) {
 
 // DecodeFrom implements Decoder.
 func (d *AppDataDictionary) DecodeFrom(r *codec.Reader) {
+	*d = AppDataDictionary{}
 	s := r.OpenVector()
 	d.Components = nil
 	for r.More() {

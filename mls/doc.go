@@ -3,12 +3,23 @@
 // points Marmot groups use from the MLS extensions draft (SelfRemove,
 // AppDataUpdate, app_data_dictionary, last_resort).
 //
-// This package owns the wire structures: every struct of RFC 9420 that
-// travels or is signed, with a decoder and an encoder built on mls/codec.
-// Decoding followed by encoding reproduces the input bytes exactly: unknown
-// extension, proposal and credential types are kept. Decoded byte slices
-// alias the input buffer, and structures whose signatures are checked keep
-// the exact bytes they were decoded from (their Raw field).
+// So far it owns:
+//   - the wire structures: every struct of RFC 9420 that travels or is
+//     signed, with a decoder and an encoder built on mls/codec. Decoding
+//     followed by encoding reproduces the input bytes exactly: unknown
+//     extension, proposal and credential types are kept. Decoded byte slices
+//     alias the input buffer, and structures whose signatures are checked
+//     keep the exact bytes they were decoded from (their Raw field);
+//   - the ratchet tree (Tree): resolutions, tree hashes, parent-hash and
+//     unmerged-leaves verification, a joiner's integrity checks, adding,
+//     updating and removing leaves;
+//   - TreeKEM: creating an UpdatePath; merging one, locating and
+//     decrypting the receiver's path secret, deriving the commit secret;
+//   - message protection: content signatures, membership tags, and
+//     PrivateMessage encryption and decryption over mls/secrettree;
+//   - opening a Welcome (GroupSecrets, GroupInfo, its signature);
+//   - group-independent KeyPackage and LeafNode checks, and KeyPackage
+//     creation.
 //
 // Structs are plain and exported so that tests can build deliberately
 // invalid values; encoding does not validate semantics, only what the wire

@@ -26,6 +26,7 @@ func (s *Sender) EncodeTo(w *codec.Writer) {
 
 // DecodeFrom implements Decoder.
 func (s *Sender) DecodeFrom(r *codec.Reader) {
+	*s = Sender{}
 	s.Type = SenderType(r.U8())
 	switch s.Type {
 	case SenderMember, SenderExternal:
@@ -103,6 +104,7 @@ func decodeContentBody(r *codec.Reader, ct ContentType) (app []byte, p *Proposal
 
 // DecodeFrom implements Decoder.
 func (c *FramedContent) DecodeFrom(r *codec.Reader) {
+	*c = FramedContent{}
 	start := r.Offset()
 	c.GroupID = r.Opaque()
 	c.Epoch = r.U64()
@@ -138,6 +140,7 @@ func (a *FramedContentAuthData) EncodeTo(w *codec.Writer, ct ContentType) {
 
 // DecodeFrom reads the auth data of content of type ct.
 func (a *FramedContentAuthData) DecodeFrom(r *codec.Reader, ct ContentType) {
+	*a = FramedContentAuthData{}
 	a.Signature = r.Opaque()
 	a.ConfirmationTag = nil
 	if ct == ContentCommit {
@@ -166,6 +169,7 @@ func (a *AuthenticatedContent) EncodeTo(w *codec.Writer) {
 
 // DecodeFrom implements Decoder.
 func (a *AuthenticatedContent) DecodeFrom(r *codec.Reader) {
+	*a = AuthenticatedContent{}
 	a.WireFormat = WireFormat(r.U16())
 	a.Content.DecodeFrom(r)
 	a.Auth.DecodeFrom(r, a.Content.ContentType)
@@ -235,6 +239,7 @@ func (m *PublicMessage) EncodeTo(w *codec.Writer) {
 
 // DecodeFrom implements Decoder.
 func (m *PublicMessage) DecodeFrom(r *codec.Reader) {
+	*m = PublicMessage{}
 	m.Content.DecodeFrom(r)
 	m.Auth.DecodeFrom(r, m.Content.ContentType)
 	m.MembershipTag = nil
@@ -273,6 +278,7 @@ func (m *PrivateMessage) EncodeTo(w *codec.Writer) {
 // DecodeFrom implements Decoder. The content type is checked here because
 // it selects the plaintext's syntax.
 func (m *PrivateMessage) DecodeFrom(r *codec.Reader) {
+	*m = PrivateMessage{}
 	m.GroupID = r.Opaque()
 	m.Epoch = r.U64()
 	m.ContentType = ContentType(r.U8())
@@ -306,6 +312,7 @@ func (c *PrivateMessageContent) EncodeTo(w *codec.Writer, ct ContentType) {
 // DecodeFrom reads the plaintext of a message of content type ct, which
 // must fill the reader; every padding byte must be zero.
 func (c *PrivateMessageContent) DecodeFrom(r *codec.Reader, ct ContentType) {
+	*c = PrivateMessageContent{}
 	c.ApplicationData, c.Proposal, c.Commit = decodeContentBody(r, ct)
 	c.Auth.DecodeFrom(r, ct)
 	if r.Err() != nil {
@@ -338,6 +345,7 @@ func (s *SenderData) EncodeTo(w *codec.Writer) {
 
 // DecodeFrom implements Decoder.
 func (s *SenderData) DecodeFrom(r *codec.Reader) {
+	*s = SenderData{}
 	s.LeafIndex = r.U32()
 	s.Generation = r.U32()
 	copy(s.ReuseGuard[:], r.Fixed(4))
@@ -395,6 +403,7 @@ func (m *MLSMessage) EncodeTo(w *codec.Writer) {
 // DecodeFrom implements Decoder. Only the wire formats of RFC 9420 can be
 // decoded; any other is ErrInvalidEnum.
 func (m *MLSMessage) DecodeFrom(r *codec.Reader) {
+	*m = MLSMessage{}
 	m.Version = ProtocolVersion(r.U16())
 	m.WireFormat = WireFormat(r.U16())
 	switch m.WireFormat {

@@ -163,8 +163,7 @@ func exerciseTree(t *testing.T, rt mls.RatchetTree) {
 		t.Fatal("parent hash check is not deterministic")
 	}
 	_ = tree.VerifyUnmergedLeaves()
-	before, err := tree.TreeHash(h)
-	if err != nil {
+	if _, err := tree.TreeHash(h); err != nil {
 		return
 	}
 	l := tree.AddLeaf(&mls.LeafNode{Source: mls.LeafNodeSourceKeyPackage})
@@ -174,5 +173,4 @@ func exerciseTree(t *testing.T, rt mls.RatchetTree) {
 	if _, err := tree.TreeHash(h); err != nil {
 		t.Fatal(err)
 	}
-	_ = before
 }

@@ -48,6 +48,7 @@ func (ln *LeafNode) EncodeTo(w *codec.Writer) {
 
 // DecodeFrom implements Decoder.
 func (ln *LeafNode) DecodeFrom(r *codec.Reader) {
+	*ln = LeafNode{}
 	start := r.Offset()
 	ln.EncryptionKey = r.Opaque()
 	ln.SignatureKey = r.Opaque()
@@ -117,6 +118,7 @@ func (kp *KeyPackage) EncodeTo(w *codec.Writer) {
 
 // DecodeFrom implements Decoder.
 func (kp *KeyPackage) DecodeFrom(r *codec.Reader) {
+	*kp = KeyPackage{}
 	start := r.Offset()
 	kp.Version = ProtocolVersion(r.U16())
 	kp.CipherSuite = CipherSuite(r.U16())

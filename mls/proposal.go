@@ -32,6 +32,7 @@ func (p *PreSharedKeyID) EncodeTo(w *codec.Writer) {
 
 // DecodeFrom implements Decoder.
 func (p *PreSharedKeyID) DecodeFrom(r *codec.Reader) {
+	*p = PreSharedKeyID{}
 	p.Type = PSKType(r.U8())
 	switch p.Type {
 	case PSKExternal:
@@ -100,6 +101,7 @@ func (p *ReInit) EncodeTo(w *codec.Writer) {
 
 // DecodeFrom implements Decoder.
 func (p *ReInit) DecodeFrom(r *codec.Reader) {
+	*p = ReInit{}
 	p.GroupID = r.Opaque()
 	p.Version = ProtocolVersion(r.U16())
 	p.CipherSuite = CipherSuite(r.U16())
@@ -156,6 +158,7 @@ func (p *AppDataUpdate) EncodeTo(w *codec.Writer) {
 
 // DecodeFrom implements Decoder.
 func (p *AppDataUpdate) DecodeFrom(r *codec.Reader) {
+	*p = AppDataUpdate{}
 	p.ComponentID = ComponentID(r.U16())
 	p.Op = AppDataUpdateOp(r.U8())
 	switch p.Op {
@@ -237,6 +240,7 @@ func (p *Proposal) EncodeTo(w *codec.Writer) {
 
 // DecodeFrom implements Decoder.
 func (p *Proposal) DecodeFrom(r *codec.Reader) {
+	*p = Proposal{}
 	p.Type = ProposalType(r.U16())
 	switch p.Type {
 	case ProposalAdd:
@@ -295,6 +299,7 @@ func (p *ProposalOrRef) EncodeTo(w *codec.Writer) {
 
 // DecodeFrom implements Decoder.
 func (p *ProposalOrRef) DecodeFrom(r *codec.Reader) {
+	*p = ProposalOrRef{}
 	p.Type = ProposalOrRefType(r.U8())
 	switch p.Type {
 	case ProposalOrRefProposal:
@@ -329,6 +334,7 @@ func (c *Commit) EncodeTo(w *codec.Writer) {
 
 // DecodeFrom implements Decoder.
 func (c *Commit) DecodeFrom(r *codec.Reader) {
+	*c = Commit{}
 	s := r.OpenVector()
 	c.Proposals = nil
 	for r.More() {

@@ -98,6 +98,21 @@ func TestTreeValidationVectors(t *testing.T) {
 			if suite == nil {
 				return
 			}
+			ctx := &mls.GroupContext{Version: mls.MLS10, CipherSuite: mls.CipherSuite(cs), GroupID: tc.GroupID,
+				TreeHash: hashes[tree.Root()]}
+			if err := tree.VerifyIntegrity(suite, ctx, mls.LeafNodeRules{}); err != nil {
+				t.Errorf("integrity: %v", err)
+			}
+			other := *ctx
+			other.GroupID = append([]byte{1}, tc.GroupID...)
+			if err := tree.VerifyIntegrity(suite, &other, mls.LeafNodeRules{}); len(rt) > 1 && !errors.Is(err, mls.ErrInvalidLeafNode) && !errors.Is(err, cipher.ErrInvalidSignature) {
+				t.Errorf("integrity under another group id: %v", err)
+			}
+			other = *ctx
+			other.TreeHash = hashes[0]
+			if err := tree.VerifyIntegrity(suite, &other, mls.LeafNodeRules{}); !errors.Is(err, mls.ErrTreeHash) {
+				t.Errorf("integrity with a wrong tree hash: %v", err)
+			}
 			for l := treemath.LeafIndex(0); uint32(l) < tree.LeafCount(); l++ {
 				ln := tree.Leaf(l)
 				if ln == nil {

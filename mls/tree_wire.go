@@ -20,6 +20,7 @@ func (p *ParentNode) EncodeTo(w *codec.Writer) {
 
 // DecodeFrom implements Decoder.
 func (p *ParentNode) DecodeFrom(r *codec.Reader) {
+	*p = ParentNode{}
 	p.EncryptionKey = r.Opaque()
 	p.ParentHash = r.Opaque()
 	p.UnmergedLeaves = r.U32Vector()
@@ -56,6 +57,7 @@ func (n *Node) EncodeTo(w *codec.Writer) {
 
 // DecodeFrom implements Decoder.
 func (n *Node) DecodeFrom(r *codec.Reader) {
+	*n = Node{}
 	n.Type = NodeType(r.U8())
 	switch n.Type {
 	case NodeTypeLeaf:
@@ -128,6 +130,7 @@ func (c *HPKECiphertext) EncodeTo(w *codec.Writer) {
 
 // DecodeFrom implements Decoder.
 func (c *HPKECiphertext) DecodeFrom(r *codec.Reader) {
+	*c = HPKECiphertext{}
 	c.KEMOutput = r.Opaque()
 	c.Ciphertext = r.Opaque()
 }
@@ -150,6 +153,7 @@ func (n *UpdatePathNode) EncodeTo(w *codec.Writer) {
 
 // DecodeFrom implements Decoder.
 func (n *UpdatePathNode) DecodeFrom(r *codec.Reader) {
+	*n = UpdatePathNode{}
 	n.EncryptionKey = r.Opaque()
 	s := r.OpenVector()
 	n.EncryptedPathSecret = nil
@@ -180,6 +184,7 @@ func (p *UpdatePath) EncodeTo(w *codec.Writer) {
 
 // DecodeFrom implements Decoder.
 func (p *UpdatePath) DecodeFrom(r *codec.Reader) {
+	*p = UpdatePath{}
 	p.LeafNode.DecodeFrom(r)
 	s := r.OpenVector()
 	p.Nodes = nil

@@ -29,6 +29,7 @@ func (g *GroupContext) EncodeTo(w *codec.Writer) {
 
 // DecodeFrom implements Decoder.
 func (g *GroupContext) DecodeFrom(r *codec.Reader) {
+	*g = GroupContext{}
 	g.Version = ProtocolVersion(r.U16())
 	g.CipherSuite = CipherSuite(r.U16())
 	g.GroupID = r.Opaque()
@@ -67,6 +68,7 @@ func (g *GroupInfo) EncodeTo(w *codec.Writer) {
 
 // DecodeFrom implements Decoder.
 func (g *GroupInfo) DecodeFrom(r *codec.Reader) {
+	*g = GroupInfo{}
 	start := r.Offset()
 	g.GroupContext.DecodeFrom(r)
 	g.Extensions.DecodeFrom(r)
@@ -131,6 +133,7 @@ func (g *GroupSecrets) EncodeTo(w *codec.Writer) {
 
 // DecodeFrom implements Decoder.
 func (g *GroupSecrets) DecodeFrom(r *codec.Reader) {
+	*g = GroupSecrets{}
 	g.JoinerSecret = r.Opaque()
 	g.PathSecret = nil
 	if r.Present() {
@@ -161,6 +164,7 @@ func (e *EncryptedGroupSecrets) EncodeTo(w *codec.Writer) {
 
 // DecodeFrom implements Decoder.
 func (e *EncryptedGroupSecrets) DecodeFrom(r *codec.Reader) {
+	*e = EncryptedGroupSecrets{}
 	e.NewMember = r.Opaque()
 	e.EncryptedGroupSecrets.DecodeFrom(r)
 }
@@ -185,6 +189,7 @@ func (wl *Welcome) EncodeTo(w *codec.Writer) {
 
 // DecodeFrom implements Decoder.
 func (wl *Welcome) DecodeFrom(r *codec.Reader) {
+	*wl = Welcome{}
 	wl.CipherSuite = CipherSuite(r.U16())
 	s := r.OpenVector()
 	wl.Secrets = nil

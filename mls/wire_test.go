@@ -275,3 +275,29 @@ func TestEncodeErrors(t *testing.T) {
 		})
 	}
 }
+
+func TestDecodeIntoUsedValue(t *testing.T) {
+	x509 := mls.Credential{Type: mls.CredentialX509, Certificates: [][]byte{{1}, {2}}}
+	b, err := mls.Marshal(&x509)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var c mls.Credential
+	for range 2 {
+		if err := mls.Unmarshal(b, &c); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if len(c.Certificates) != 2 {
+		t.Fatalf("second decode kept old state: %d certificates", len(c.Certificates))
+	}
+	var m mls.MLSMessage
+	kp := &mls.MLSMessage{Version: mls.MLS10, WireFormat: mls.WireFormatPrivateMessage, PrivateMessage: &mls.PrivateMessage{ContentType: mls.ContentApplication}}
+	m.Welcome = &mls.Welcome{}
+	if err := mls.Unmarshal(mustMarshal(t, kp), &m); err != nil {
+		t.Fatal(err)
+	}
+	if m.Welcome != nil {
+		t.Fatal("stale Welcome left in a decoded PrivateMessage")
+	}
+}

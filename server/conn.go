@@ -173,6 +173,9 @@ func (c *conn) readLoop() {
 			continue
 		}
 		c.handleMessage(buf, oversize)
+		// A REQ streams its stored events from this goroutine; restart the
+		// idle clock so a long one does not count as silence.
+		c.extendReadDeadline()
 		if cap(buf) > 64<<10 {
 			buf = make([]byte, 0, 4096) // do not pin a large buffer per idle connection
 		}

@@ -96,6 +96,12 @@ func (s *Server) processEvent(c *conn, p *pendingEvent) {
 	res, err := s.store.Save(ctx, ev)
 	if err != nil {
 		ok, msg := s.storeErrorAnswer(ev, res, err)
+		if errors.Is(err, storage.ErrDuplicate) {
+			// Answered OK, but nothing new was accepted.
+			s.metrics.rejected(ev.Kind, "duplicate:")
+			c.send(s.hardCtx, encodeOK(ev.ID, ok, msg))
+			return
+		}
 		answer(ok, msg)
 		return
 	}

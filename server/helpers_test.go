@@ -29,7 +29,7 @@ type testRelay struct {
 
 // startRelay starts a Server on store with cfg (ServiceURL, Logger and
 // Registry filled in) and stops it when the test ends.
-func startRelay(t *testing.T, cfg Config, store storage.Store) *testRelay {
+func startRelay(t testing.TB, cfg Config, store storage.Store) *testRelay {
 	t.Helper()
 	ts := httptest.NewUnstartedServer(nil)
 	url := "ws://" + ts.Listener.Addr().String()

@@ -247,11 +247,13 @@ func (c *conn) handleReq(args []json.RawMessage) {
 		return
 	}
 	sub := &subscription{
-		id:        subID,
-		conn:      c,
-		filters:   filters,
-		prefix:    eventPrefix(subID),
-		state:     subLoading,
+		id:      subID,
+		conn:    c,
+		filters: filters,
+		prefix:  eventPrefix(subID),
+		state:   subLoading,
+		// Live events held during the stored query: a quarter of the queue,
+		// so the flush after EOSE fits in the half kept for live events.
 		bufferMax: max(1, s.limits.OutboundQueue/4),
 		sent:      make(map[[32]byte]struct{}),
 	}

@@ -162,19 +162,22 @@ func publishUntilStopped(ctx context.Context, url string, conns int, acked *sync
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			r, err := nostr.RelayConnect(ctx, url)
+			c, err := dial(ctx, url)
 			if err != nil {
 				return
 			}
-			defer r.Close()
+			defer c.Close()
 			sk := nostr.GeneratePrivateKey()
 			for n := 0; ctx.Err() == nil; n++ {
 				ev := nostr.Event{Kind: 1, CreatedAt: nostr.Now(), Content: fmt.Sprintf("durability %d", n)}
 				ev.Sign(sk)
-				if err := r.Publish(ctx, ev); err != nil {
+				ok, _, err := c.publish(ev, 10*time.Second)
+				if err != nil {
 					return // connection gone: the relay died
 				}
-				acked.Store(ev.ID, true)
+				if ok {
+					acked.Store(ev.ID, true)
+				}
 			}
 		}()
 	}
@@ -188,15 +191,15 @@ func assertAllStored(t *testing.T, url string, acked *sync.Map) int {
 	acked.Range(func(k, _ any) bool { ids = append(ids, k.(string)); return true })
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	r, err := nostr.RelayConnect(ctx, url)
+	c, err := dial(ctx, url)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer r.Close()
+	defer c.Close()
 	found := map[string]bool{}
 	for start := 0; start < len(ids); start += 400 {
 		end := min(start+400, len(ids))
-		evs, err := r.QuerySync(ctx, nostr.Filter{IDs: ids[start:end], Limit: end - start})
+		evs, err := c.query(nostr.Filter{IDs: ids[start:end], Limit: end - start}, 30*time.Second)
 		if err != nil {
 			t.Fatal(err)
 		}

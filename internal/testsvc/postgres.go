@@ -165,6 +165,7 @@ func startCluster(o options) (*pgCluster, func(), error) {
 	if err != nil {
 		return nil, nil, err
 	}
+	sweepStale("burrow-pg-", time.Now())
 	dir, err := os.MkdirTemp("", "burrow-pg-")
 	if err != nil {
 		return nil, nil, err

@@ -7,6 +7,7 @@ import (
 	"net/url"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strconv"
 	"sync"
 	"syscall"
@@ -210,6 +211,7 @@ func newRedisProc(o options) (*RedisProc, error) {
 	if err != nil {
 		return nil, err
 	}
+	sweepStale("burrow-redis-", time.Now())
 	dir, err := os.MkdirTemp("", "burrow-redis-")
 	if err != nil {
 		return nil, err
@@ -263,6 +265,8 @@ func (p *RedisProc) Start() error {
 		}
 	}
 	p.cmd, p.exited = cmd, exited
+	// Marks the directory as in use for sweepStale in other processes.
+	_ = os.WriteFile(filepath.Join(p.dir, serverPidFile), []byte(strconv.Itoa(cmd.Process.Pid)+"\n"), 0o644)
 	return nil
 }
 

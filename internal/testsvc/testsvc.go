@@ -16,8 +16,12 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
+	"strings"
 	"sync"
+	"syscall"
 	"testing"
+	"time"
 )
 
 // Environment variables read by this package.
@@ -68,7 +72,9 @@ type registry struct {
 var processServers registry
 
 // Main runs the package's tests, stops the throwaway servers they started
-// and exits with the tests' code. Call it from TestMain.
+// and exits with the tests' code. Call it from TestMain. Without it the
+// servers still die with the test process (parent-death signal), but their
+// temporary directories stay until a later run sweeps them (sweepStale).
 func Main(m *testing.M) {
 	code := m.Run()
 	processServers.stopAll()
@@ -112,6 +118,46 @@ func findBinary(name string, dirs []string) (string, error) {
 func isExecutable(p string) bool {
 	fi, err := os.Stat(p)
 	return err == nil && !fi.IsDir() && fi.Mode()&0o111 != 0
+}
+
+// staleAge is how old a leftover server directory must be before sweepStale
+// removes it.
+const staleAge = time.Hour
+
+// serverPidFile holds the pid of a throwaway redis-server in its directory.
+const serverPidFile = "server.pid"
+
+// sweepStale removes the directories (named prefix* in the temp dir) that
+// earlier test processes left behind when they were killed before Main
+// could stop their servers: older than staleAge and with no live server
+// (a postmaster.pid, or for redis-server a serverPidFile, naming a running
+// process). A cluster's files are tens of
+// megabytes, so leaks add up on a developer's machine.
+func sweepStale(prefix string, now time.Time) {
+	matches, _ := filepath.Glob(filepath.Join(os.TempDir(), prefix+"*"))
+	for _, dir := range matches {
+		fi, err := os.Stat(dir)
+		if err != nil || !fi.IsDir() || now.Sub(fi.ModTime()) < staleAge {
+			continue
+		}
+		if pidAlive(filepath.Join(dir, "data", "postmaster.pid")) || pidAlive(filepath.Join(dir, serverPidFile)) {
+			continue
+		}
+		_ = os.RemoveAll(dir)
+	}
+}
+
+// pidAlive reports whether the first line of pidFile names a running process.
+func pidAlive(pidFile string) bool {
+	b, err := os.ReadFile(pidFile)
+	if err != nil {
+		return false
+	}
+	pid, err := strconv.Atoi(strings.TrimSpace(strings.SplitN(string(b), "\n", 2)[0]))
+	if err != nil || pid <= 0 {
+		return false
+	}
+	return syscall.Kill(pid, 0) == nil
 }
 
 func randomHex(n int) string {

@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -311,6 +312,56 @@ func TestWithDatabase(t *testing.T) {
 		got, err := withDatabase(tc.in, "x")
 		if err != nil || got != tc.want {
 			t.Errorf("withDatabase(%q) = %q, %v; want %q", tc.in, got, err, tc.want)
+		}
+	}
+}
+
+func TestSweepStale(t *testing.T) {
+	old := time.Now().Add(-2 * staleAge)
+	mk := func(name, pid string, mtime time.Time) string {
+		dir, err := os.MkdirTemp("", "burrow-sweeptest-"+name+"-")
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { os.RemoveAll(dir) })
+		if pid != "" {
+			if err := os.MkdirAll(filepath.Join(dir, "data"), 0o755); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.WriteFile(filepath.Join(dir, "data", "postmaster.pid"), []byte(pid+"\n/data\n"), 0o644); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if err := os.Chtimes(dir, mtime, mtime); err != nil {
+			t.Fatal(err)
+		}
+		return dir
+	}
+	cases := []struct {
+		name     string
+		dir      string
+		wantKept bool
+	}{
+		{"old, no server", mk("dead", "", old), false},
+		{"old, server pid gone", mk("gone", "999999999", old), false},
+		{"old, server running", mk("live", strconv.Itoa(os.Getpid()), old), true},
+		{"recent, no server", mk("recent", "", time.Now()), true},
+		{"old, redis-server running", func() string {
+			dir := mk("redis", "", old)
+			if err := os.WriteFile(filepath.Join(dir, serverPidFile), []byte(strconv.Itoa(os.Getpid())), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.Chtimes(dir, old, old); err != nil {
+				t.Fatal(err)
+			}
+			return dir
+		}(), true},
+	}
+	sweepStale("burrow-sweeptest-", time.Now())
+	for _, tc := range cases {
+		_, err := os.Stat(tc.dir)
+		if kept := err == nil; kept != tc.wantKept {
+			t.Errorf("%s: kept = %v, want %v", tc.name, kept, tc.wantKept)
 		}
 	}
 }

@@ -149,6 +149,7 @@ type saveArgs struct {
 	eIDs              [][]byte
 	aKinds            []int32
 	aPubkeys, aDs     [][]byte
+	route             uint32 // picks the writer: the group for kind 445, else the author
 }
 
 func (a *saveArgs) values() []any {
@@ -253,6 +254,9 @@ func newSaveArgs(ev *nostr.Event) (*saveArgs, error) {
 	}
 	if ev.Kind == 445 && hCount == 1 {
 		a.h = []byte(h)
+		a.route = uint32(lockKey('h', h))
+	} else {
+		a.route = uint32(lockKey('p', ev.PubKey))
 	}
 
 	// Sorted, one entry per key, exclusive winning: every writer takes

@@ -3,11 +3,12 @@
 // every rule of the contract is enforced inside PostgreSQL (unique indexes,
 // counter rows and advisory locks), never by an in-process lock.
 //
-// Saves from all goroutines go to one writer that commits them in groups:
-// each group is one transaction in which every event is one call of the
-// burrow_save SQL function, all sent in one round trip; callers are answered
-// after COMMIT. With fsync and synchronous_commit on, this turns one WAL
-// flush per event into one per group.
+// Saves from all goroutines go to a few writers (Config.Writers) that
+// commit them in groups: each group is one transaction in which every event
+// is one call of the burrow_save SQL function, all sent in one round trip;
+// callers are answered after COMMIT. With fsync and synchronous_commit on,
+// this turns one WAL flush and a few round trips per event into one of each
+// per group.
 package postgres
 
 import (
@@ -36,11 +37,18 @@ type Config struct {
 	URL string
 	// Logger receives operational logs (never event content). Nil discards.
 	Logger *slog.Logger
-	// MaxConns caps the connection pool: one connection is the save writer's,
-	// the rest serve queries, counts and deletions. 0 means 10.
+	// MaxConns caps the connection pool: the save writers hold one each, the
+	// rest serve queries, counts and deletions. 0 means 10.
 	MaxConns int32
 	// MaxBatch caps how many saves one group commit holds. 0 means 256.
 	MaxBatch int
+	// Writers is how many group-commit writers run, each on its own
+	// connection. More writers let PostgreSQL use more cores and overlap one
+	// group's execution with another's WAL flush, but make groups smaller,
+	// which costs more CPU per event (BenchmarkSave reports both). Saves are
+	// routed by group ("h") or author, so events that lock the same rows meet
+	// in one writer. 0 means 2.
+	Writers int
 	// ConnectTimeout bounds each connection attempt, including Open's first
 	// one. 0 means 10 seconds.
 	ConnectTimeout time.Duration
@@ -83,10 +91,10 @@ type Store struct {
 	now      func() time.Time
 	maxBatch int
 
-	mu         sync.RWMutex // guards closed and sends on queue
-	closed     bool
-	queue      chan *saveReq
-	writerDone chan struct{}
+	mu      sync.RWMutex // guards closed and sends on queues
+	closed  bool
+	queues  []chan *saveReq // one per writer
+	writers sync.WaitGroup
 }
 
 var _ storage.Store = (*Store)(nil)
@@ -100,14 +108,18 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 	}
 	pcfg, err := pgxpool.ParseConfig(cfg.URL)
 	if err != nil {
-		return nil, &OpenError{URL: redacted, Reason: scrub(err.Error(), cfg.URL), Kind: ErrBadURL, Err: err}
+		reason := err.Error()
+		if _, after, ok := strings.Cut(reason, "`: "); ok {
+			reason = after // pgconn repeats the whole string before "`: "
+		}
+		return nil, &OpenError{URL: redacted, Reason: "invalid connection string: " + scrub(reason, cfg.URL), Kind: ErrBadURL, Err: err}
 	}
 	pcfg.MaxConns = cfg.MaxConns
 	if pcfg.MaxConns <= 0 {
 		pcfg.MaxConns = 10
 	}
-	if pcfg.MaxConns < 2 {
-		pcfg.MaxConns = 2 // the writer holds one
+	if least := int32(max(cfg.Writers, 2)) + 1; pcfg.MaxConns < least {
+		pcfg.MaxConns = least // the writers hold one each
 	}
 	pcfg.ConnConfig.ConnectTimeout = cfg.ConnectTimeout
 	if pcfg.ConnConfig.ConnectTimeout <= 0 {
@@ -128,12 +140,10 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 	}
 
 	s := &Store{
-		pool:       pool,
-		log:        cfg.Logger,
-		now:        cfg.Now,
-		maxBatch:   cfg.MaxBatch,
-		queue:      make(chan *saveReq, 1024),
-		writerDone: make(chan struct{}),
+		pool:     pool,
+		log:      cfg.Logger,
+		now:      cfg.Now,
+		maxBatch: cfg.MaxBatch,
 	}
 	if s.log == nil {
 		s.log = slog.New(slog.NewTextHandler(io.Discard, nil))
@@ -144,8 +154,16 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 	if s.maxBatch <= 0 {
 		s.maxBatch = 256
 	}
-	go s.writer()
-	s.log.Info("postgres store open", "url", redacted)
+	n := cfg.Writers
+	if n <= 0 {
+		n = 2
+	}
+	for range n {
+		q := make(chan *saveReq, 1024)
+		s.queues = append(s.queues, q)
+		s.writers.Go(func() { s.writer(q) })
+	}
+	s.log.Debug("postgres store open", "url", redacted)
 	return s, nil
 }
 
@@ -186,14 +204,15 @@ func isTimeout(err error) bool {
 
 var (
 	kvPassword = regexp.MustCompile(`(?i)\b(password|sslpassword)\s*=\s*('(?:[^'\\]|\\.)*'|\S*)`)
-	urlUserPW  = regexp.MustCompile(`://([^:/@]*):[^@]*@`)
+	urlUserPW  = regexp.MustCompile(`://([^:/@]*):[^/]*@`)
 )
 
-// RedactURL returns a PostgreSQL connection string fit for messages and
-// logs: any password (in the user info, or as a password or sslpassword
-// parameter) is replaced by "xxxxx".
+// RedactURL returns a connection string fit for messages and logs: any
+// password (in the user info of a URL of any scheme, or as a password or
+// sslpassword parameter) is replaced by "xxxxx". It accepts PostgreSQL URLs
+// and key=value strings, and also serves for Redis URLs.
 func RedactURL(s string) string {
-	if u, err := url.Parse(s); err == nil && (u.Scheme == "postgres" || u.Scheme == "postgresql") {
+	if u, err := url.Parse(s); err == nil && u.Scheme != "" && strings.Contains(s, "://") {
 		q := u.Query()
 		changed := false
 		for _, k := range []string{"password", "sslpassword"} {
@@ -263,9 +282,11 @@ func (s *Store) Close() error {
 		return storage.ErrClosed
 	}
 	s.closed = true
-	close(s.queue)
+	for _, q := range s.queues {
+		close(q)
+	}
 	s.mu.Unlock()
-	<-s.writerDone
+	s.writers.Wait()
 	s.pool.Close()
 	return nil
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net"
 	"net/url"
 	"strings"
@@ -27,12 +28,24 @@ func open(t testing.TB, u string) *postgres.Store {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	s, err := postgres.Open(ctx, postgres.Config{URL: u})
+	s, err := postgres.Open(ctx, postgres.Config{URL: u, Logger: testLogger(t)})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = s.Close() })
 	return s
+}
+
+// testLogger sends the store's logs to the test's output.
+func testLogger(t testing.TB) *slog.Logger {
+	return slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelDebug}))
+}
+
+type testWriter struct{ t testing.TB }
+
+func (w testWriter) Write(p []byte) (int, error) {
+	w.t.Log(strings.TrimSpace(string(p)))
+	return len(p), nil
 }
 
 func TestConformance(t *testing.T) {
@@ -126,7 +139,7 @@ func TestOpenErrors(t *testing.T) {
 		{name: "missing database", url: missing.String(), want: postgres.ErrNoDatabase, contains: "does not exist"},
 		{name: "bad password", url: badPW.String(), want: postgres.ErrAuthentication, contains: "authentication failed"},
 		{name: "no such role", url: noRole.String(), want: postgres.ErrAuthentication, contains: "authentication failed"},
-		{name: "bad URL", url: "postgres://u:" + secret + "@127.0.0.1:notaport/x", want: postgres.ErrBadURL, contains: "cannot open"},
+		{name: "bad URL", url: "postgres://u:" + secret + "@127.0.0.1:notaport/x", want: postgres.ErrBadURL, contains: "invalid connection string: invalid port"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -206,6 +219,8 @@ func TestRedactURL(t *testing.T) {
 		{"host=h user=u password=pw dbname=d", "host=h user=u password=xxxxx dbname=d"},
 		{"host=h password='p w' dbname=d", "host=h password=xxxxx dbname=d"},
 		{"postgres://u:p@w@h:bad/db", "postgres://u:xxxxx@h:bad/db"},
+		{"redis://:pw@127.0.0.1:6379/0", "redis://:xxxxx@127.0.0.1:6379/0"},
+		{"rediss://user:pw@h:6380", "rediss://user:xxxxx@h:6380"},
 	} {
 		if got := postgres.RedactURL(tc.in); got != tc.want {
 			t.Errorf("RedactURL(%q) = %q, want %q", tc.in, got, tc.want)

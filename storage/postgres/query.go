@@ -151,13 +151,17 @@ func (s *Store) Query(ctx context.Context, f nostr.Filter) iter.Seq2[*nostr.Even
 	}
 }
 
-func scanEvent(rows pgx.Rows) (*nostr.Event, error) {
+func scanEvent(rows pgx.Rows) (*nostr.Event, error) { return scanEventWith(rows) }
+
+// scanEventWith scans a row of extra columns followed by eventColumns.
+func scanEventWith(rows pgx.Rows, extra ...any) (*nostr.Event, error) {
 	var (
 		id, pubkey, tags, content, sig []byte
 		createdAt                      int64
 		kind                           int32
 	)
-	if err := rows.Scan(&id, &pubkey, &createdAt, &kind, &tags, &content, &sig); err != nil {
+	dest := append(extra, &id, &pubkey, &createdAt, &kind, &tags, &content, &sig)
+	if err := rows.Scan(dest...); err != nil {
 		return nil, fmt.Errorf("postgres scan: %w", err)
 	}
 	t, err := decodeTags(tags)

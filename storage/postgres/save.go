@@ -1,10 +1,12 @@
 package postgres
 
 import (
+	"cmp"
 	"context"
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/burrow-relay/burrow/storage"
@@ -42,6 +44,9 @@ type saveResp struct {
 
 // Save stores ev; see storage.Store.
 func (s *Store) Save(ctx context.Context, ev *nostr.Event) (storage.Result, error) {
+	if s.isClosed() {
+		return storage.Result{}, storage.ErrClosed
+	}
 	if exp, ok := expiration(ev); ok && exp <= s.now().Unix() {
 		return storage.Result{}, fmt.Errorf("save %s: expiration %d: %w", ev.ID, exp, storage.ErrExpired)
 	}
@@ -57,7 +62,7 @@ func (s *Store) Save(ctx context.Context, ev *nostr.Event) (storage.Result, erro
 		return storage.Result{}, storage.ErrClosed
 	}
 	select {
-	case s.queue <- req:
+	case s.queues[args.route%uint32(len(s.queues))] <- req:
 	case <-ctx.Done():
 		s.mu.RUnlock()
 		return storage.Result{}, ctx.Err()
@@ -92,15 +97,14 @@ func (s *Store) Save(ctx context.Context, ev *nostr.Event) (storage.Result, erro
 
 // writer commits queued saves in groups until the queue is closed. While one
 // group commits, the next accumulates, so the group size follows the load.
-func (s *Store) writer() {
-	defer close(s.writerDone)
+func (s *Store) writer(queue chan *saveReq) {
 	batch := make([]*saveReq, 0, s.maxBatch)
-	for req := range s.queue {
+	for req := range queue {
 		batch = append(batch[:0], req)
 	fill:
 		for len(batch) < s.maxBatch {
 			select {
-			case r, ok := <-s.queue:
+			case r, ok := <-queue:
 				if !ok {
 					break fill
 				}
@@ -129,6 +133,11 @@ func (s *Store) commitGroup(reqs []*saveReq) {
 	if len(live) == 0 {
 		return
 	}
+	// Instances sharing the database take the rows of a group in the same
+	// order (group counters above all), so their groups rarely deadlock.
+	// Order among different callers is free; one caller waits for each
+	// save, so its own saves are never in one group together.
+	slices.SortStableFunc(live, func(a, b *saveReq) int { return cmp.Compare(a.args.route, b.args.route) })
 	err := s.runGroup(live)
 	if err == nil {
 		for _, r := range live {
@@ -136,11 +145,7 @@ func (s *Store) commitGroup(reqs []*saveReq) {
 		}
 		return
 	}
-	fmt.Println("DEBUG fail", err)
-	if len(live) > 1 {
-		s.log.Warn("group commit failed; saving one by one", "events", len(live), "err", err)
-		fmt.Println("DEBUG group fail", len(live), err)
-	}
+	s.log.Warn("group commit failed; saving one by one", "events", len(live), "err", err)
 	for _, r := range live {
 		err := s.runGroup([]*saveReq{r})
 		for try := 1; err != nil && retryable(err) && try < 5; try++ {
@@ -148,6 +153,7 @@ func (s *Store) commitGroup(reqs []*saveReq) {
 			err = s.runGroup([]*saveReq{r})
 		}
 		if err != nil {
+			s.log.Warn("save failed", "id", r.id, "err", err)
 			r.resp <- saveResp{err: err}
 			continue
 		}
@@ -168,34 +174,30 @@ func retryable(err error) bool {
 	return pgconn.SafeToRetry(err)
 }
 
+// runGroup saves reqs atomically in one round trip: the calls are sent as
+// one pipeline ending in a single Sync, which PostgreSQL runs as one
+// implicit transaction, committed at the Sync (or rolled back whole if any
+// call fails). Results are kept in each request until the commit is known.
 func (s *Store) runGroup(reqs []*saveReq) error {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	tx, err := s.pool.Begin(ctx)
-	if err != nil {
-		return err
-	}
-	defer tx.Rollback(context.Background())
-
 	var b pgx.Batch
 	for _, r := range reqs {
 		b.Queue(saveSQL, r.args.values()...)
 	}
-	br := tx.SendBatch(ctx, &b)
+	br := s.pool.SendBatch(ctx, &b)
 	for _, r := range reqs {
 		var (
 			resp    saveResp
-			seq     int64
 			ids     [][]byte
 			kinds   []int32
 			pubkeys [][]byte
 			reasons []string
 		)
-		if err := br.QueryRow().Scan(&resp.status, &seq, &ids, &kinds, &pubkeys, &reasons); err != nil {
-			br.Close()
+		if err := br.QueryRow().Scan(&resp.status, &resp.res.Seq, &ids, &kinds, &pubkeys, &reasons); err != nil {
+			_ = br.Close()
 			return err
 		}
-		resp.res.Seq = seq
 		for i := range ids {
 			resp.res.Deleted = append(resp.res.Deleted, storage.Deletion{
 				ID:     hex.EncodeToString(ids[i]),
@@ -206,8 +208,6 @@ func (s *Store) runGroup(reqs []*saveReq) error {
 		}
 		r.res = resp
 	}
-	if err := br.Close(); err != nil {
-		return err
-	}
-	return tx.Commit(ctx)
+	// Close reads up to ReadyForQuery, which follows the commit.
+	return br.Close()
 }

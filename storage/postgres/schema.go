@@ -104,6 +104,8 @@ DECLARE
 	v_own     integer;
 	v_foreign integer;
 	v_rows    bigint;
+	v_found   boolean;
+	v_blocked boolean;
 	v_try     integer := 0;
 BEGIN
 	-- Locks, in the caller's sorted order: shared on this event's id,
@@ -124,22 +126,26 @@ BEGIN
 		v_try := v_try + 1;
 		o_status := 0; o_seq := 0;
 
-		SELECT e.seq INTO v_seq FROM events e WHERE e.id = p_id;
-		IF FOUND THEN
+		-- One statement for every refusal check: statements are what
+		-- PL/pgSQL spends its time on.
+		SELECT EXISTS (SELECT 1 FROM events e WHERE e.id = p_id),
+		       (SELECT e.seq FROM events e WHERE e.id = p_id),
+		       EXISTS (SELECT 1 FROM tombstones t WHERE t.id = p_id)
+		       -- NIP-09: a stored kind 5 from the same author naming this
+		       -- event (one naming a kind 5 has no effect).
+		       OR (p_kind <> 5 AND EXISTS (
+		           SELECT 1 FROM event_tags t JOIN events d ON d.id = t.event_id
+		            WHERE t.name = 'e' AND t.value = p_id_hex AND t.kind = 5 AND d.pubkey = p_pubkey))
+		       OR (p_addr IS NOT NULL AND EXISTS (
+		           SELECT 1 FROM event_tags t JOIN events d ON d.id = t.event_id
+		            WHERE t.name = 'a' AND t.value = p_addr AND t.kind = 5
+		              AND t.created_at >= p_created_at AND d.pubkey = p_pubkey))
+		  INTO v_found, v_seq, v_blocked;
+		IF v_found THEN
 			o_status := 1; o_seq := coalesce(v_seq, 0);
 			RETURN;
 		END IF;
-		IF EXISTS (SELECT 1 FROM tombstones t WHERE t.id = p_id) THEN
-			o_status := 2;
-			RETURN;
-		END IF;
-		-- NIP-09: a stored kind 5 from the same author naming this event.
-		IF EXISTS (SELECT 1 FROM event_tags t JOIN events d ON d.id = t.event_id
-		           WHERE t.name = 'e' AND t.value = p_id_hex AND t.kind = 5 AND d.pubkey = p_pubkey)
-		   OR (p_addr IS NOT NULL AND EXISTS (
-		           SELECT 1 FROM event_tags t JOIN events d ON d.id = t.event_id
-		           WHERE t.name = 'a' AND t.value = p_addr AND t.kind = 5
-		             AND t.created_at >= p_created_at AND d.pubkey = p_pubkey)) THEN
+		IF v_blocked THEN
 			o_status := 2;
 			RETURN;
 		END IF;

@@ -16,8 +16,13 @@ import (
 
 // where builds the WHERE clause for f with its arguments. ok is false when f
 // can match nothing (an empty ids, authors, kinds or tag value list), so no
-// query needs to run. Expired events never match.
+// query needs to run. Expired events never match. NIP-50 search is not
+// supported, so a filter with a search term matches nothing rather than
+// events that ignore it.
 func where(f nostr.Filter, now time.Time) (clause string, args []any, ok bool) {
+	if f.Search != "" {
+		return "", nil, false
+	}
 	var conds []string
 	in := func(column string, n int) string {
 		return column + " IN (" + strings.TrimSuffix(strings.Repeat("?,", n), ",") + ")"
@@ -72,8 +77,10 @@ func where(f nostr.Filter, now time.Time) (clause string, args []any, ok bool) {
 			return "", nil, false
 		}
 		// Matching on name and value together is what keeps {"#h":[X]} from
-		// matching an event whose "p" tag is X.
-		conds = append(conds, "EXISTS (SELECT 1 FROM tags t WHERE t.event = e.n AND t.name = ? AND "+in("t.value", len(values))+")")
+		// matching an event whose "p" tag is X. The IN form (equivalent to
+		// EXISTS here) lets SQLite drive the query from the tags key: with
+		// EXISTS it walks every event newest first and probes tags for each.
+		conds = append(conds, "e.n IN (SELECT t.event FROM tags t WHERE t.name = ? AND "+in("t.value", len(values))+")")
 		args = append(args, name)
 		for _, v := range values {
 			args = append(args, v)

@@ -107,11 +107,12 @@ type stored struct {
 	kind      int
 	pubkey    string
 	createdAt int64
+	tags      string // JSON, to find its tag rows
 }
 
 func scanStored(sc interface{ Scan(...any) error }) (stored, error) {
 	var e stored
-	err := sc.Scan(&e.n, &e.id, &e.kind, &e.pubkey, &e.createdAt)
+	err := sc.Scan(&e.n, &e.id, &e.kind, &e.pubkey, &e.createdAt, &e.tags)
 	return e, err
 }
 
@@ -170,15 +171,35 @@ func (tx *txn) save(r row, res *storage.Result) error {
 	if err != nil {
 		return fmt.Errorf("sqlite: insert %s: %w", ev.ID, err)
 	}
-	for _, t := range ev.Tags {
+	return tx.insertTags(n, ev.Tags)
+}
+
+// insertTags adds the (name, value) rows of tags for event row n.
+func (tx *txn) insertTags(n int64, tags nostr.Tags) error {
+	args := make([]any, 0, 3*min(len(tags), tagRowsPerInsert))
+	flush := func() error {
+		if len(args) == 0 {
+			return nil
+		}
+		_, err := tx.st.insertTags[len(args)/3-1].ExecContext(tx.ctx, args...)
+		args = args[:0]
+		if err != nil {
+			return fmt.Errorf("sqlite: insert tags: %w", err)
+		}
+		return nil
+	}
+	for _, t := range tags {
 		if len(t) < 2 {
 			continue
 		}
-		if _, err := tx.st.insertTag.ExecContext(tx.ctx, n, t[0], t[1]); err != nil {
-			return fmt.Errorf("sqlite: insert tag: %w", err)
+		args = append(args, t[0], t[1], n)
+		if len(args) == 3*tagRowsPerInsert {
+			if err := flush(); err != nil {
+				return err
+			}
 		}
 	}
-	return nil
+	return flush()
 }
 
 // deleteTargets applies kind 5 req: it deletes the events it names by "e" and
@@ -251,8 +272,17 @@ func parseAddress(a string) (string, bool) {
 
 // remove deletes a stored event with its tag rows and tombstones its id.
 func (tx *txn) remove(e stored, reason storage.Reason, deleted *[]storage.Deletion) error {
-	if _, err := tx.st.deleteTags.ExecContext(tx.ctx, e.n); err != nil {
-		return fmt.Errorf("sqlite: delete tags of %s: %w", e.id, err)
+	var tags nostr.Tags
+	if err := json.Unmarshal([]byte(e.tags), &tags); err != nil {
+		return fmt.Errorf("sqlite: decode tags of %s: %w", e.id, err)
+	}
+	for _, t := range tags {
+		if len(t) < 2 {
+			continue
+		}
+		if _, err := tx.st.deleteTag.ExecContext(tx.ctx, t[0], t[1], e.n); err != nil {
+			return fmt.Errorf("sqlite: delete tags of %s: %w", e.id, err)
+		}
 	}
 	if _, err := tx.st.deleteEvent.ExecContext(tx.ctx, e.n); err != nil {
 		return fmt.Errorf("sqlite: delete %s: %w", e.id, err)

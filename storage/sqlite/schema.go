@@ -27,24 +27,27 @@ CREATE TABLE events (
 	tags        TEXT    NOT NULL,         -- JSON array of arrays
 	content     TEXT    NOT NULL,
 	sig         TEXT    NOT NULL,
-	replace_key TEXT    UNIQUE,           -- "kind:pubkey:d" for replaceable/addressable kinds, else NULL
+	replace_key TEXT,                     -- "kind:pubkey:d" for replaceable/addressable kinds, else NULL
 	expires_at  INTEGER,                  -- NIP-40 expiration, NULL if none
 	seq         INTEGER NOT NULL DEFAULT 0 -- per-group seq of a kind 445 with one h, else 0
 );
+-- One stored version per replaceable or addressable slot, whoever writes.
+CREATE UNIQUE INDEX events_replace_key ON events (replace_key) WHERE replace_key IS NOT NULL;
 CREATE INDEX events_created ON events (created_at DESC, id);
 CREATE INDEX events_pubkey ON events (pubkey, created_at DESC);
 CREATE INDEX events_kind ON events (kind, created_at DESC);
 CREATE INDEX events_expires ON events (expires_at) WHERE expires_at IS NOT NULL;
 
--- One row per tag with at least a name and a value; "#x" filters match on
--- (name, value), so a value under another tag name never matches.
+-- One row per distinct (name, value) of an event's tags that have both; "#x"
+-- filters match on name and value together, so a value under another tag
+-- name never matches. A single b-tree keeps inserts cheap; deleting an
+-- event deletes its rows by this key, from the event's tags column.
 CREATE TABLE tags (
-	event INTEGER NOT NULL,  -- events.n
 	name  TEXT    NOT NULL,
-	value TEXT    NOT NULL
-);
-CREATE INDEX tags_name_value ON tags (name, value, event);
-CREATE INDEX tags_event ON tags (event);
+	value TEXT    NOT NULL,
+	event INTEGER NOT NULL,  -- events.n
+	PRIMARY KEY (name, value, event)
+) WITHOUT ROWID;
 
 -- Ids that may never be stored again. Never holds content.
 CREATE TABLE tombstones (

@@ -3,6 +3,7 @@ package sqlite
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"iter"
 	"os"
@@ -10,6 +11,7 @@ import (
 	"runtime"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/nbd-wtf/go-nostr"
 
@@ -128,9 +130,13 @@ func TestPragmas(t *testing.T) {
 			if secure != 1 || journal != "wal" || synchronous != sync.want {
 				t.Fatalf("secure_delete=%d journal_mode=%s synchronous=%d; want 1, wal, %d", secure, journal, synchronous, sync.want)
 			}
-			var readerSecure int
-			if err := s.readDB.QueryRow(`PRAGMA secure_delete`).Scan(&readerSecure); err != nil || readerSecure != 1 {
-				t.Fatalf("reader secure_delete = %d, %v", readerSecure, err)
+			var tempStore int
+			if err := conn.QueryRowContext(context.Background(), `PRAGMA temp_store`).Scan(&tempStore); err != nil || tempStore != 2 {
+				t.Fatalf("writer temp_store = %d, %v; want 2 (memory)", tempStore, err)
+			}
+			var readerSecure, readerTemp int
+			if err := s.readDB.QueryRow(`SELECT (SELECT secure_delete FROM pragma_secure_delete), (SELECT temp_store FROM pragma_temp_store)`).Scan(&readerSecure, &readerTemp); err != nil || readerSecure != 1 || readerTemp != 2 {
+				t.Fatalf("reader secure_delete = %d, temp_store = %d, %v; want 1, 2", readerSecure, readerTemp, err)
 			}
 		})
 	}
@@ -240,13 +246,15 @@ func BenchmarkSave(b *testing.B) {
 				if bc.kind == 445 {
 					tags = nostr.Tags{{"h", fmt.Sprintf("group-%d", i%4)}}
 				}
-				evs[i] = authors[i%8].Event(b, bc.kind, now-nostr.Timestamp(i%3600), tags, fmt.Sprintf("benchmark event %d", i))
+				// Live traffic: created_at within the last minute.
+				evs[i] = authors[i%8].Event(b, bc.kind, now-nostr.Timestamp(i%60), tags, fmt.Sprintf("benchmark event %d", i))
 			}
 			var next atomic.Int64
 			ctx := context.Background()
 			// 2 cores here: parallelism 4 gives 8 publishers.
 			b.SetParallelism(max(1, 8/runtime.GOMAXPROCS(0)))
 			b.ResetTimer()
+			cpu := processCPU()
 			b.RunParallel(func(pb *testing.PB) {
 				for pb.Next() {
 					if _, err := s.Save(ctx, evs[next.Add(1)-1]); err != nil {
@@ -256,6 +264,159 @@ func BenchmarkSave(b *testing.B) {
 				}
 			})
 			b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "events/s")
+			b.ReportMetric(float64((processCPU()-cpu).Microseconds())/float64(b.N), "cpu-µs/event")
+			b.ReportMetric(float64(s.batchedOps.Load())/float64(max(1, s.batches.Load())), "ops/commit")
+		})
+	}
+}
+
+func TestSlotKeysAndAddresses(t *testing.T) {
+	pk := "ab"
+	for _, tt := range []struct {
+		address string
+		key     string
+		ok      bool
+	}{
+		{"30443:ab:device", "30443:ab:device", true},
+		{"30443:ab:", "30443:ab:", true},
+		{"30443:ab", "30443:ab:", true},
+		{"30023:ab:with:colons", "30023:ab:with:colons", true},
+		{"10002:ab:", "10002:ab:", true},
+		{"10002:ab:ignored-d", "10002:ab:", true}, // replaceable kinds have one slot
+		{"0:ab:", "0:ab:", true},
+		{"1:ab:", "", false},     // regular kinds have no slot
+		{"20000:ab:", "", false}, // nor do ephemeral ones
+		{"x:ab:d", "", false},
+		{"30443", "", false},
+		{"", "", false},
+	} {
+		key, ok := parseAddress(tt.address)
+		if key != tt.key || ok != tt.ok {
+			t.Errorf("parseAddress(%q) = %q, %v; want %q, %v", tt.address, key, ok, tt.key, tt.ok)
+		}
+	}
+	// An event's own slot key is the address a kind 5 names it by.
+	if key, _ := slotKey(30443, pk, "device"); key != "30443:ab:device" {
+		t.Errorf("slotKey = %q", key)
+	}
+}
+
+func TestReplaceKeyIsUniqueInTheSchema(t *testing.T) {
+	s := openT(t, Config{Path: filepath.Join(t.TempDir(), "burrow.db")})
+	insert := `INSERT INTO events (id, pubkey, created_at, kind, tags, content, sig, replace_key) VALUES (?, 'pk', 1, 30443, '[]', '', '', 'slot')`
+	if _, err := s.writeDB.Exec(insert, "id1"); err != nil {
+		t.Fatalf("first row: %v", err)
+	}
+	if _, err := s.writeDB.Exec(insert, "id2"); err == nil {
+		t.Fatal("a second row with the same replace_key was accepted")
+	}
+	// Events without a slot are not constrained by it.
+	for _, id := range []string{"id3", "id4"} {
+		if _, err := s.writeDB.Exec(`INSERT INTO events (id, pubkey, created_at, kind, tags, content, sig) VALUES (?, 'pk', 1, 1, '[]', '', '')`, id); err != nil {
+			t.Fatalf("row without a slot: %v", err)
+		}
+	}
+}
+
+func TestSaveWithACancelledContextFails(t *testing.T) {
+	s := openT(t, Config{Path: filepath.Join(t.TempDir(), "burrow.db")})
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	ev := storetest.NewAuthor(t).Event(t, 1, nostr.Now()-60, nil, "never")
+	if _, err := s.Save(ctx, ev); !errors.Is(err, context.Canceled) {
+		t.Fatalf("Save with a cancelled context = %v, want context.Canceled", err)
+	}
+	if _, err := s.Save(context.Background(), ev); err != nil {
+		t.Fatalf("Save after a cancelled attempt: %v", err)
+	}
+}
+
+func TestCloseCommitsQueuedWrites(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "burrow.db")
+	s, err := Open(context.Background(), Config{Path: path})
+	if err != nil {
+		t.Fatal(err)
+	}
+	a := storetest.NewAuthor(t)
+	evs := make([]*nostr.Event, 40)
+	for i := range evs {
+		evs[i] = a.Event(t, 1, nostr.Now()-60, nil, fmt.Sprintf("queued %d", i))
+	}
+	errs := make(chan error, len(evs))
+	for _, ev := range evs {
+		go func() {
+			_, err := s.Save(context.Background(), ev)
+			errs <- err
+		}()
+	}
+	saved := 0
+	closed := make(chan error, 1)
+	for i := range evs {
+		if err := <-errs; err == nil {
+			saved++
+		} else if !errors.Is(err, storage.ErrClosed) {
+			t.Errorf("Save: %v", err)
+		}
+		if i == 9 {
+			// Close while about 30 Saves are queued or in flight.
+			go func() { closed <- s.Close() }()
+		}
+	}
+	if err := <-closed; err != nil {
+		t.Fatalf("Close: %v", err)
+	}
+	s2 := openT(t, Config{Path: path})
+	n, err := s2.Count(context.Background(), nostr.Filter{})
+	if err != nil || n != int64(saved) {
+		t.Fatalf("after Close: %d events stored, %d acknowledged (%v)", n, saved, err)
+	}
+}
+
+func TestEventsWithManyTagsAreIndexedAndDeleted(t *testing.T) {
+	s := openT(t, Config{Path: filepath.Join(t.TempDir(), "burrow.db")})
+	ctx := context.Background()
+	var tags nostr.Tags
+	for i := range 2*tagRowsPerInsert + 3 {
+		tags = append(tags, nostr.Tag{"t", fmt.Sprintf("tag-%d", i)})
+	}
+	tags = append(tags, nostr.Tag{"t", "tag-0"}, nostr.Tag{"single"}) // a repeat and a tag without value
+	ev := storetest.NewAuthor(t).Event(t, 1, nostr.Now()-60, tags, "many tags")
+	if _, err := s.Save(ctx, ev); err != nil {
+		t.Fatalf("Save: %v", err)
+	}
+	for _, v := range []string{"tag-0", "tag-8", "tag-18"} {
+		if n, err := s.Count(ctx, nostr.Filter{Tags: nostr.TagMap{"t": {v}}}); err != nil || n != 1 {
+			t.Fatalf("Count(#t=%s) = %d, %v; want 1", v, n, err)
+		}
+	}
+	if _, err := s.Delete(ctx, []string{ev.ID}, storage.ReasonAdmin); err != nil {
+		t.Fatalf("Delete: %v", err)
+	}
+	var rows int
+	if err := s.readDB.QueryRow(`SELECT COUNT(*) FROM tags`).Scan(&rows); err != nil || rows != 0 {
+		t.Fatalf("%d tag rows left after Delete (%v), want 0", rows, err)
+	}
+}
+
+func TestFiltersThatMatchNothingRunNoQuery(t *testing.T) {
+	now := time.Now()
+	for _, tt := range []struct {
+		name string
+		f    nostr.Filter
+		ok   bool
+	}{
+		{"empty filter", nostr.Filter{}, true},
+		{"empty ids", nostr.Filter{IDs: []string{}}, false},
+		{"empty authors", nostr.Filter{Authors: []string{}}, false},
+		{"empty kinds", nostr.Filter{Kinds: []int{}}, false},
+		{"empty tag values", nostr.Filter{Tags: nostr.TagMap{"p": {}}}, false},
+		{"nil tag values are ignored", nostr.Filter{Tags: nostr.TagMap{"p": nil}}, true},
+		{"search is unsupported", nostr.Filter{Search: "hello"}, false},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			if _, _, ok := where(tt.f, now); ok != tt.ok {
+				t.Fatalf("where(%v) ok = %v, want %v", tt.f, ok, tt.ok)
+			}
 		})
 	}
 }

@@ -5,6 +5,8 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"runtime"
+	"strings"
 
 	"github.com/burrow-relay/burrow/storage"
 )
@@ -55,6 +57,10 @@ func (s *Store) writer() {
 	batch := make([]*writeOp, 0, s.maxBatch)
 	for op := range s.ops {
 		batch = append(batch[:0], op)
+		// Publishers answered by the previous commit are usually runnable
+		// but not yet running; yielding once lets them queue their next
+		// write into this batch, which shares one commit and fsync.
+		runtime.Gosched()
 	drain:
 		for len(batch) < s.maxBatch {
 			select {
@@ -67,6 +73,8 @@ func (s *Store) writer() {
 				break drain
 			}
 		}
+		s.batches.Add(1)
+		s.batchedOps.Add(int64(len(batch)))
 		s.commit(batch)
 		clear(batch) // drop references for the garbage collector
 	}
@@ -153,26 +161,32 @@ type statements struct {
 	bySlot      *sql.Stmt
 	byID        *sql.Stmt
 	insertEvent *sql.Stmt
-	insertTag   *sql.Stmt
+	insertTags  [tagRowsPerInsert]*sql.Stmt // insertTags[k-1] inserts k rows
 	nextSeq     *sql.Stmt
-	deleteTags  *sql.Stmt
+	deleteTag   *sql.Stmt
 	deleteEvent *sql.Stmt
 	tombstone   *sql.Stmt
 	expired     *sql.Stmt
 }
 
-func (st *statements) list() []struct {
-	p *(*sql.Stmt)
-	q string
-} {
-	return []struct {
-		p *(*sql.Stmt)
-		q string
-	}{
-		// ?1 id, ?2 pubkey, ?3 the event's own address (NULL unless
-		// replaceable/addressable), ?4 created_at, ?5 1 if a kind 5 may
-		// block this event (any kind but 5).
-		{&st.check, `SELECT
+// pointers lists the statement fields in the order of statementSQL.
+func (st *statements) pointers() []**sql.Stmt {
+	p := []**sql.Stmt{&st.check, &st.bySlot, &st.byID, &st.insertEvent, &st.nextSeq,
+		&st.deleteTag, &st.deleteEvent, &st.tombstone, &st.expired}
+	for k := range st.insertTags {
+		p = append(p, &st.insertTags[k])
+	}
+	return p
+}
+
+// statementSQL is the text of each statement, in the order of pointers.
+func statementSQL() []string {
+	q := []string{
+		// check: ?1 id, ?2 pubkey, ?3 the event's own address (NULL unless
+		// replaceable/addressable), ?4 created_at, ?5 whether a kind 5 may
+		// block this event (any kind but 5). Answers the stored seq (NULL if
+		// not stored), tombstoned, blocked by a deletion request.
+		`SELECT
 	(SELECT seq FROM events WHERE id = ?1),
 	EXISTS (SELECT 1 FROM tombstones WHERE id = ?1),
 	?5 AND (
@@ -180,31 +194,37 @@ func (st *statements) list() []struct {
 			WHERE t.name = 'e' AND t.value = ?1 AND k.kind = 5 AND k.pubkey = ?2)
 		OR (?3 IS NOT NULL AND EXISTS (SELECT 1 FROM tags t JOIN events k ON k.n = t.event
 			WHERE t.name = 'a' AND t.value = ?3 AND k.kind = 5 AND k.pubkey = ?2 AND k.created_at >= ?4))
-	)`},
-		{&st.bySlot, `SELECT n, id, kind, pubkey, created_at FROM events WHERE replace_key = ?`},
-		{&st.byID, `SELECT n, id, kind, pubkey, created_at FROM events WHERE id = ?`},
-		{&st.insertEvent, `INSERT INTO events (id, pubkey, created_at, kind, tags, content, sig, replace_key, expires_at, seq)
-	VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`},
-		{&st.insertTag, `INSERT INTO tags (event, name, value) VALUES (?, ?, ?)`},
-		{&st.nextSeq, `INSERT INTO group_seq (h, last_seq) VALUES (?, 1)
-	ON CONFLICT (h) DO UPDATE SET last_seq = last_seq + 1 RETURNING last_seq`},
-		{&st.deleteTags, `DELETE FROM tags WHERE event = ?`},
-		{&st.deleteEvent, `DELETE FROM events WHERE n = ?`},
-		{&st.tombstone, `INSERT INTO tombstones (id, reason, deleted_at) VALUES (?, ?, ?) ON CONFLICT (id) DO NOTHING`},
-		{&st.expired, `SELECT n, id, kind, pubkey, created_at FROM events
-	WHERE expires_at IS NOT NULL AND expires_at <= ? ORDER BY expires_at LIMIT ?`},
+	)`,
+		`SELECT n, id, kind, pubkey, created_at, tags FROM events WHERE replace_key = ?`,
+		`SELECT n, id, kind, pubkey, created_at, tags FROM events WHERE id = ?`,
+		`INSERT INTO events (id, pubkey, created_at, kind, tags, content, sig, replace_key, expires_at, seq)
+	VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+		`INSERT INTO group_seq (h, last_seq) VALUES (?, 1)
+	ON CONFLICT (h) DO UPDATE SET last_seq = last_seq + 1 RETURNING last_seq`,
+		`DELETE FROM tags WHERE name = ? AND value = ? AND event = ?`,
+		`DELETE FROM events WHERE n = ?`,
+		`INSERT INTO tombstones (id, reason, deleted_at) VALUES (?, ?, ?) ON CONFLICT (id) DO NOTHING`,
+		`SELECT n, id, kind, pubkey, created_at, tags FROM events
+	WHERE expires_at IS NOT NULL AND expires_at <= ? ORDER BY expires_at LIMIT ?`,
 	}
+	// One statement per row count, so an event's tags go in with one or two
+	// executions instead of one per tag.
+	for k := 1; k <= tagRowsPerInsert; k++ {
+		q = append(q, `INSERT INTO tags (name, value, event) VALUES `+
+			strings.TrimSuffix(strings.Repeat("(?, ?, ?), ", k), ", ")+` ON CONFLICT DO NOTHING`)
+	}
+	return q
 }
 
 func prepareStatements(ctx context.Context, db *sql.DB) (*statements, error) {
 	st := &statements{}
-	for _, s := range st.list() {
-		p, err := db.PrepareContext(ctx, s.q)
+	for i, q := range statementSQL() {
+		p, err := db.PrepareContext(ctx, q)
 		if err != nil {
 			_ = st.close()
-			return nil, fmt.Errorf("prepare %q: %w", s.q, err)
+			return nil, fmt.Errorf("prepare %q: %w", q, err)
 		}
-		*s.p = p
+		*st.pointers()[i] = p
 	}
 	return st, nil
 }
@@ -212,19 +232,22 @@ func prepareStatements(ctx context.Context, db *sql.DB) (*statements, error) {
 // in returns the statements bound to tx; they close with it.
 func (st *statements) in(ctx context.Context, tx *sql.Tx) *statements {
 	bound := &statements{}
-	src, dst := st.list(), bound.list()
+	src, dst := st.pointers(), bound.pointers()
 	for i := range src {
-		*dst[i].p = tx.StmtContext(ctx, *src[i].p)
+		*dst[i] = tx.StmtContext(ctx, *src[i])
 	}
 	return bound
 }
 
 func (st *statements) close() error {
 	var errs []error
-	for _, s := range st.list() {
-		if *s.p != nil {
-			errs = append(errs, (*s.p).Close())
+	for _, p := range st.pointers() {
+		if *p != nil {
+			errs = append(errs, (*p).Close())
 		}
 	}
 	return errors.Join(errs...)
 }
+
+// tagRowsPerInsert is the most tag rows one INSERT carries.
+const tagRowsPerInsert = 8

@@ -3,6 +3,7 @@ package storetest
 import (
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 	"testing"
 
@@ -206,8 +207,8 @@ func testConcurrentSlot(t *testing.T, open Opener) {
 					t.Errorf("Save(version %d) = %v, want nil or ErrReplaced", i, err)
 				}
 			}
-			if errs[slicesIndex(evs, winner)] != nil {
-				t.Errorf("the winner was refused: %v", errs[slicesIndex(evs, winner)])
+			if err := errs[slices.IndexFunc(evs, func(ev *nostr.Event) bool { return ev.ID == winner })]; err != nil {
+				t.Errorf("the winner was refused: %v", err)
 			}
 			for _, ev := range evs {
 				if ev.ID != winner && !gone[ev.ID] {
@@ -222,15 +223,6 @@ func testConcurrentSlot(t *testing.T, open Opener) {
 			}
 		})
 	}
-}
-
-func slicesIndex(evs []*nostr.Event, id string) int {
-	for i, ev := range evs {
-		if ev.ID == id {
-			return i
-		}
-	}
-	return -1
 }
 
 // saveConcurrently saves evs from workers goroutines spread over handles and

@@ -12,21 +12,29 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"runtime"
 	"slices"
 	"strconv"
 	"testing"
 )
 
-// testdataDir returns mls/testdata, located from this source file so that
-// tests in any package directory find it.
+// testdataDir returns mls/testdata: the nearest testdata directory holding
+// vectors/, searching upwards from the test's working directory (its package
+// directory), so that it also works with -trimpath.
 func testdataDir(t testing.TB) string {
 	t.Helper()
-	_, file, _, ok := runtime.Caller(0)
-	if !ok {
-		t.Fatal("cryptotest: cannot locate source file")
+	dir, err := os.Getwd()
+	if err != nil {
+		t.Fatalf("cryptotest: %v", err)
 	}
-	return filepath.Join(filepath.Dir(file), "..", "..", "testdata")
+	for range 5 {
+		candidate := filepath.Join(dir, "testdata")
+		if st, err := os.Stat(filepath.Join(candidate, "vectors")); err == nil && st.IsDir() {
+			return candidate
+		}
+		dir = filepath.Dir(dir)
+	}
+	t.Fatal("cryptotest: no testdata/vectors directory above the working directory")
+	return ""
 }
 
 // LoadVectors decodes mls/testdata/vectors/<name>.gz (name like

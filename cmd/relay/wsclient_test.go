@@ -1,0 +1,103 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"time"
+
+	"github.com/fasthttp/websocket"
+	"github.com/nbd-wtf/go-nostr"
+)
+
+// wsClient is a minimal NIP-01 client for these tests. go-nostr's Relay
+// reports a publish as successful when the connection drops before the OK
+// arrives, which would make a durability test believe in acknowledgements
+// that never came; this client counts an event only on its own OK true.
+type wsClient struct{ c *websocket.Conn }
+
+func dial(ctx context.Context, url string) (*wsClient, error) {
+	c, _, err := websocket.DefaultDialer.DialContext(ctx, url, nil)
+	if err != nil {
+		return nil, err
+	}
+	return &wsClient{c: c}, nil
+}
+
+func (w *wsClient) Close() error { return w.c.Close() }
+
+// publish sends ev and waits for its OK; it returns whether the relay said
+// true, its message, and an error if no OK arrived.
+func (w *wsClient) publish(ev nostr.Event, timeout time.Duration) (bool, string, error) {
+	msg, _ := json.Marshal([]any{"EVENT", ev})
+	w.c.SetWriteDeadline(time.Now().Add(timeout))
+	if err := w.c.WriteMessage(websocket.TextMessage, msg); err != nil {
+		return false, "", err
+	}
+	w.c.SetReadDeadline(time.Now().Add(timeout))
+	for {
+		_, data, err := w.c.ReadMessage()
+		if err != nil {
+			return false, "", err
+		}
+		var frame []json.RawMessage
+		if json.Unmarshal(data, &frame) != nil || len(frame) < 3 {
+			continue
+		}
+		var typ, id string
+		json.Unmarshal(frame[0], &typ)
+		json.Unmarshal(frame[1], &id)
+		if typ != "OK" || id != ev.ID {
+			continue
+		}
+		var ok bool
+		var reason string
+		json.Unmarshal(frame[2], &ok)
+		if len(frame) > 3 {
+			json.Unmarshal(frame[3], &reason)
+		}
+		return ok, reason, nil
+	}
+}
+
+// query runs one REQ and collects the stored events up to EOSE.
+func (w *wsClient) query(f nostr.Filter, timeout time.Duration) ([]nostr.Event, error) {
+	sub := fmt.Sprintf("q%d", time.Now().UnixNano())
+	msg, _ := json.Marshal([]any{"REQ", sub, f})
+	w.c.SetWriteDeadline(time.Now().Add(timeout))
+	if err := w.c.WriteMessage(websocket.TextMessage, msg); err != nil {
+		return nil, err
+	}
+	w.c.SetReadDeadline(time.Now().Add(timeout))
+	var out []nostr.Event
+	for {
+		_, data, err := w.c.ReadMessage()
+		if err != nil {
+			return nil, err
+		}
+		var frame []json.RawMessage
+		if json.Unmarshal(data, &frame) != nil || len(frame) < 2 {
+			continue
+		}
+		var typ, id string
+		json.Unmarshal(frame[0], &typ)
+		json.Unmarshal(frame[1], &id)
+		if id != sub {
+			continue
+		}
+		switch typ {
+		case "EVENT":
+			var ev nostr.Event
+			if len(frame) < 3 || json.Unmarshal(frame[2], &ev) != nil {
+				return nil, fmt.Errorf("bad EVENT frame %s", data)
+			}
+			out = append(out, ev)
+		case "EOSE":
+			close, _ := json.Marshal([]any{"CLOSE", sub})
+			w.c.WriteMessage(websocket.TextMessage, close)
+			return out, nil
+		case "CLOSED":
+			return nil, fmt.Errorf("subscription closed: %s", data)
+		}
+	}
+}
