@@ -21,6 +21,7 @@ import (
 type config struct {
 	Listen          string
 	DataDir         string
+	SQLiteSync      string
 	DatabaseURL     string
 	RedisURL        string
 	Admins          []string
@@ -61,6 +62,7 @@ func serveFlags(stderr io.Writer, cfg *config, raw *rawServe) *envFlags {
 	f := newEnvFlags("relay serve", stderr)
 	f.String(&cfg.Listen, "listen", "127.0.0.1:3334", "address to listen on, host:port")
 	f.String(&cfg.DataDir, "data-dir", "./data", "directory of the embedded SQLite database (unused with --database-url)")
+	f.String(&cfg.SQLiteSync, "sqlite-synchronous", "full", "embedded SQLite durability: full (every acknowledged event survives power loss) or normal (survives a process kill; power loss may lose the last acknowledged events)")
 	f.String(&cfg.DatabaseURL, "database-url", "", "postgres:// URL to use PostgreSQL instead of embedded SQLite")
 	f.String(&cfg.RedisURL, "redis-url", "", "redis:// URL for coordination between several instances (optional; checked at start)")
 	f.Var(stringValue{&raw.admins}, "admin", "RELAY_ADMIN_PUBKEYS", "comma-separated hex pubkeys allowed to use the NIP-86 management API")
@@ -152,6 +154,9 @@ func (c config) validate() error {
 		if err != nil || (u.Scheme != "ws" && u.Scheme != "wss") || u.Host == "" {
 			return fmt.Errorf("--service-url %q: want a ws:// or wss:// URL", c.ServiceURL)
 		}
+	}
+	if c.SQLiteSync != "full" && c.SQLiteSync != "normal" {
+		return fmt.Errorf("--sqlite-synchronous %q: want full or normal", c.SQLiteSync)
 	}
 	if c.LogFormat != "text" && c.LogFormat != "json" {
 		return fmt.Errorf("--log-format %q: want text or json", c.LogFormat)

@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"sync"
 	"syscall"
 	"testing"
@@ -294,5 +295,74 @@ func waitForAcks(t *testing.T, acked *sync.Map, n int) {
 			t.Fatalf("only %d events acknowledged within 60 s", count)
 		}
 		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// syncBuffer is a bytes.Buffer safe for the logger's concurrent writes.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  []byte
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.b = append(s.b, p...)
+	return len(p), nil
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return string(s.b)
+}
+
+// TestLogsNeverContainEventContentOrKeys runs the relay with debug logging,
+// drives accepted, refused and broken events through it, and checks that no
+// content, signature or secret key reaches the log.
+func TestLogsNeverContainEventContentOrKeys(t *testing.T) {
+	var logs syncBuffer
+	c := testConfig(t)
+	c.DataDir = t.TempDir()
+	c.LogLevel = slog.LevelDebug
+	r, err := startRelay(context.Background(), c, slog.New(slog.NewJSONHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug})))
+	if err != nil {
+		t.Fatal(err)
+	}
+	client, err := dial(context.Background(), "ws://"+r.Addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sk := nostr.GeneratePrivateKey()
+	secretContent := "do-not-log-" + sk[:16]
+	var sigs []string
+	for i, mutate := range []func(*nostr.Event){
+		func(*nostr.Event) {},                               // accepted
+		func(e *nostr.Event) { e.Content += "x" },           // wrong id
+		func(e *nostr.Event) { e.Sig = e.Sig[:126] + "00" }, // bad signature
+		func(e *nostr.Event) { e.Tags = nostr.Tags{{"-"}} }, // protected, no AUTH
+	} {
+		ev := nostr.Event{Kind: 1, CreatedAt: nostr.Now(), Content: fmt.Sprintf("%s %d", secretContent, i)}
+		ev.Sign(sk)
+		mutate(&ev)
+		sigs = append(sigs, ev.Sig)
+		if _, _, err := client.publish(ev, 10*time.Second); err != nil {
+			t.Fatal(err)
+		}
+	}
+	client.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := r.Close(ctx); err != nil {
+		t.Fatal(err)
+	}
+	out := logs.String()
+	if !strings.Contains(out, "relay listening") {
+		t.Fatalf("the log captured nothing useful: %q", out)
+	}
+	for _, secret := range append([]string{secretContent, sk}, sigs...) {
+		if strings.Contains(out, secret) {
+			t.Fatalf("log contains %q:\n%s", secret, out)
+		}
 	}
 }

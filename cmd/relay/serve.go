@@ -137,11 +137,11 @@ func openStore(ctx context.Context, cfg config, logger *slog.Logger) (storage.St
 		return s, "postgres", nil
 	}
 	path := filepath.Join(cfg.DataDir, "relay.db")
-	s, err := sqlite.Open(ctx, sqlite.Config{Path: path, Logger: logger})
+	s, err := sqlite.Open(ctx, sqlite.Config{Path: path, Logger: logger, Synchronous: cfg.SQLiteSync})
 	if err != nil {
 		return nil, "", fmt.Errorf("open embedded database %s: %w", path, err)
 	}
-	return s, "sqlite " + path, nil
+	return s, "sqlite " + path + " synchronous=" + cfg.SQLiteSync, nil
 }
 
 // pingRedis checks at start-up that the configured Redis answers, so a typo

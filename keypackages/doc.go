@@ -1,0 +1,29 @@
+// Package keypackages owns the lifecycle of Marmot KeyPackage events (kind
+// 30443, current and addressable, and kind 443, legacy) in Burrow. So far it
+// owns validation on ingest: Validator parses the KeyPackage through Burrow's
+// own MLS engine (package mls) and applies the relay's rules, including the
+// lifetime grace and the 84 days + 1 hour cap, which are relay rules and
+// therefore live here rather than in mls. Replacement, deletion, tombstones,
+// expiry and scrubbing of stored KeyPackages will live here too.
+//
+// What is checked, and what is deliberately not, is written down in
+// README.md next to this file. In short, an event passes when:
+//   - its content decodes: standard padded base64, or on kind 443 hex when
+//     the encoding tag is absent or "hex";
+//   - the bytes are exactly one KeyPackage, bare or framed in an MLSMessage
+//     of wire format mls_key_package, with protocol version mls10;
+//   - the KeyPackage's ciphersuite equals the mls_ciphersuite tag and is one
+//     the engine implements;
+//   - the KeyPackage and leaf node signatures and the other group-independent
+//     checks of RFC 9420 section 10.1 pass;
+//   - the BasicCredential identity is the author's pubkey (32 raw bytes, or on
+//     kind 443 also its 64 hex characters);
+//   - the lifetime is current within the grace, and on current-profile
+//     events (those with an app_components tag) no longer than the cap;
+//   - the i tag, required on 30443, equals the KeyPackageRef computed over
+//     the inner KeyPackage;
+//   - a 30443 has exactly one d tag of 64 lowercase hex characters.
+//
+// Validate does not check the Nostr event id or signature: the server does
+// that before any admission rule runs.
+package keypackages

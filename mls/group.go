@@ -1,0 +1,379 @@
+package mls
+
+import (
+	"bytes"
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"math"
+
+	"github.com/burrow-relay/burrow/mls/cipher"
+	"github.com/burrow-relay/burrow/mls/keyschedule"
+	"github.com/burrow-relay/burrow/mls/secrettree"
+	"github.com/burrow-relay/burrow/mls/treemath"
+)
+
+// Errors reported by the group state machine; match with errors.Is.
+var (
+	// ErrWrongGroup means a message names another group.
+	ErrWrongGroup = errors.New("mls: message for another group")
+	// ErrWrongEpoch means a message was sent in an epoch other than the
+	// group's current one (old epochs' secrets are deleted).
+	ErrWrongEpoch = errors.New("mls: message for another epoch")
+	// ErrInvalidProposal means a proposal breaks a rule of RFC 9420 section
+	// 12.1 (or of the extensions draft for SelfRemove and AppDataUpdate).
+	ErrInvalidProposal = errors.New("mls: invalid proposal")
+	// ErrInvalidProposalList means a Commit's proposal list breaks a rule of
+	// RFC 9420 section 12.2.
+	ErrInvalidProposalList = errors.New("mls: invalid proposal list")
+	// ErrUnknownProposal means a Commit references a proposal this member
+	// has not received in the current epoch.
+	ErrUnknownProposal = errors.New("mls: unknown proposal reference")
+	// ErrPathRequired means a Commit lacks the UpdatePath its proposals
+	// require (RFC 9420 section 12.4).
+	ErrPathRequired = errors.New("mls: commit requires an UpdatePath")
+	// ErrConfirmationTag means a Commit's or GroupInfo's confirmation tag
+	// does not verify.
+	ErrConfirmationTag = errors.New("mls: confirmation tag does not verify")
+	// ErrUnknownPSK means a pre-shared key named by a proposal or Welcome is
+	// not available to this member.
+	ErrUnknownPSK = errors.New("mls: unknown pre-shared key")
+	// ErrInvalidSender means a message's sender is not allowed to send its
+	// content, or does not exist.
+	ErrInvalidSender = errors.New("mls: invalid sender")
+	// ErrInactive means the group can no longer be used: this member was
+	// removed, or a ReInit was committed.
+	ErrInactive = errors.New("mls: group is no longer active")
+	// ErrNoPendingCommit means there is no locally created commit to merge.
+	ErrNoPendingCommit = errors.New("mls: no pending commit")
+	// ErrWireFormat means a message uses a wire format not allowed for its
+	// content (RFC 9420 section 6).
+	ErrWireFormat = errors.New("mls: wire format not allowed here")
+	// ErrInvalidGroupInfo means a GroupInfo is unusable: bad signature,
+	// missing tree, missing external_pub, wrong suite.
+	ErrInvalidGroupInfo = errors.New("mls: invalid GroupInfo")
+)
+
+// GroupConfig is a member's local policy for a group.
+type GroupConfig struct {
+	// HandshakeWireFormat frames this member's proposals and commits:
+	// WireFormatPublicMessage (the zero value selects it) or
+	// WireFormatPrivateMessage.
+	HandshakeWireFormat WireFormat
+	// RatchetTreeInWelcome puts the ratchet_tree extension in the GroupInfo
+	// of Welcomes; otherwise the tree travels out of band.
+	RatchetTreeInWelcome bool
+	// SecretTree bounds out-of-order decryption.
+	SecretTree secrettree.Config
+	// LeafRules are the lifetime rules applied to KeyPackages and leaves.
+	LeafRules LeafNodeRules
+	// PaddingBlock pads PrivateMessage plaintexts to a multiple of this many
+	// bytes; zero means no padding.
+	PaddingBlock int
+	// ResumptionEpochs is how many past epochs' resumption PSKs are kept
+	// (zero keeps 8).
+	ResumptionEpochs int
+}
+
+// LeafParams is the content of a member's own leaf.
+type LeafParams struct {
+	Credential   Credential
+	Capabilities Capabilities
+	Extensions   Extensions
+	// Lifetime applies to the key_package leaf of a group's creator; the
+	// zero value means "always valid".
+	Lifetime Lifetime
+}
+
+// withDefaults fills empty capability lists with what this member uses.
+func (p LeafParams) withDefaults(cs CipherSuite) LeafParams {
+	if len(p.Capabilities.Versions) == 0 {
+		p.Capabilities.Versions = []ProtocolVersion{MLS10}
+	}
+	if len(p.Capabilities.CipherSuites) == 0 {
+		p.Capabilities.CipherSuites = []CipherSuite{cs}
+	}
+	if len(p.Capabilities.Credentials) == 0 {
+		p.Capabilities.Credentials = []CredentialType{p.Credential.Type}
+	}
+	if p.Lifetime == (Lifetime{}) {
+		p.Lifetime = Lifetime{NotBefore: 0, NotAfter: math.MaxUint64}
+	}
+	return p
+}
+
+// epochState is everything that changes when a commit is accepted. It is
+// built whole and swapped in, so a rejected commit leaves nothing behind.
+type epochState struct {
+	ctx             GroupContext
+	tree            *Tree
+	interim         []byte
+	confirmationTag []byte
+	keys            *keyschedule.Epoch
+	secrets         *secrettree.Tree
+	myLeaf          treemath.LeafIndex
+	// nodeKeys holds the private keys this member knows: its leaf and the
+	// path nodes it received or created.
+	nodeKeys map[treemath.NodeIndex]*cipher.HPKEPrivateKey
+}
+
+// storedProposal is a proposal received (or sent) in the current epoch.
+type storedProposal struct {
+	ref      []byte
+	proposal *Proposal
+	sender   Sender
+}
+
+// pendingCommit is a commit this member created and has not merged yet.
+type pendingCommit struct {
+	next      *epochState
+	signature []byte
+	removed   bool
+	reinit    *ReInit
+}
+
+// Group is one member's view of an MLS group (RFC 9420): its epoch
+// state, the proposals received in the current epoch, and the keys it
+// holds. A Group is not safe for concurrent use.
+type Group struct {
+	cfg    GroupConfig
+	suite  *cipher.Suite
+	signer *cipher.SignatureKey
+	st     *epochState
+
+	proposals []storedProposal
+	// updateKeys holds the leaf private keys of this member's own Update
+	// proposals, by proposal reference.
+	updateKeys map[string]*cipher.HPKEPrivateKey
+	pending    *pendingCommit
+
+	externalPSKs map[string]cipher.Secret
+	resumption   map[uint64]cipher.Secret
+
+	inactive error
+	reinit   *ReInit
+}
+
+func newSuite(cs CipherSuite) (*cipher.Suite, error) {
+	return cipher.New(cipher.CipherSuite(cs))
+}
+
+func (c GroupConfig) withDefaults() GroupConfig {
+	if c.HandshakeWireFormat == 0 {
+		c.HandshakeWireFormat = WireFormatPublicMessage
+	}
+	if c.ResumptionEpochs == 0 {
+		c.ResumptionEpochs = 8
+	}
+	return c
+}
+
+func newGroup(cfg GroupConfig, suite *cipher.Suite, signer *cipher.SignatureKey) (*Group, error) {
+	cfg = cfg.withDefaults()
+	if cfg.HandshakeWireFormat != WireFormatPublicMessage && cfg.HandshakeWireFormat != WireFormatPrivateMessage {
+		return nil, fmt.Errorf("%w: handshake wire format %d", ErrWireFormat, cfg.HandshakeWireFormat)
+	}
+	return &Group{
+		cfg: cfg, suite: suite, signer: signer,
+		updateKeys:   map[string]*cipher.HPKEPrivateKey{},
+		externalPSKs: map[string]cipher.Secret{},
+		resumption:   map[uint64]cipher.Secret{},
+	}, nil
+}
+
+// CreateGroup starts a group with one member, the caller (RFC 9420
+// section 11), in epoch 0.
+func CreateGroup(cs CipherSuite, groupID []byte, signer *cipher.SignatureKey, leaf LeafParams, extensions Extensions, cfg GroupConfig) (*Group, error) {
+	suite, err := newSuite(cs)
+	if err != nil {
+		return nil, err
+	}
+	g, err := newGroup(cfg, suite, signer)
+	if err != nil {
+		return nil, err
+	}
+	leaf = leaf.withDefaults(cs)
+	encKey, err := suite.GenerateHPKEKey()
+	if err != nil {
+		return nil, err
+	}
+	ln := &LeafNode{
+		EncryptionKey: encKey.PublicKey(), SignatureKey: signer.PublicKey(),
+		Credential: leaf.Credential, Capabilities: leaf.Capabilities,
+		Source: LeafNodeSourceKeyPackage, Lifetime: leaf.Lifetime, Extensions: leaf.Extensions,
+	}
+	if ln.Signature, err = suite.SignWithLabel(signer, LabelLeafNodeTBS, ln.TBS(nil, 0)); err != nil {
+		return nil, err
+	}
+	tree, err := NewTree(RatchetTree{{Type: NodeTypeLeaf, Leaf: ln}})
+	if err != nil {
+		return nil, err
+	}
+	ctx := GroupContext{Version: MLS10, CipherSuite: cs, GroupID: bytes.Clone(groupID), Extensions: extensions}
+	if t, dup := extensions.Duplicate(); dup {
+		return nil, fmt.Errorf("%w: group extension 0x%04x twice", ErrInvalidProposal, uint16(t))
+	}
+	required, _, err := extensions.RequiredCapabilities()
+	if err != nil {
+		return nil, err
+	}
+	if err := supportsGroup(ln, &ctx, &required); err != nil {
+		return nil, err
+	}
+	if ctx.TreeHash, err = tree.TreeHash(suite); err != nil {
+		return nil, err
+	}
+	initSecret := make(cipher.Secret, suite.Nh())
+	if _, err := rand.Read(initSecret); err != nil {
+		return nil, err
+	}
+	defer initSecret.Zero()
+	ctxBytes, err := Marshal(&ctx)
+	if err != nil {
+		return nil, err
+	}
+	keys, err := keyschedule.Derive(suite, initSecret, nil, nil, ctxBytes)
+	if err != nil {
+		return nil, err
+	}
+	st := &epochState{ctx: ctx, tree: tree, keys: keys, myLeaf: 0,
+		nodeKeys: map[treemath.NodeIndex]*cipher.HPKEPrivateKey{0: encKey}}
+	if err := g.finishEpochState(st); err != nil {
+		keys.Drop()
+		return nil, err
+	}
+	keys.DropWelcomeSecrets()
+	g.st = st
+	return g, nil
+}
+
+// finishEpochState computes the confirmation tag and interim transcript
+// hash of a state whose keys and confirmed transcript hash are set, and
+// its secret tree.
+func (g *Group) finishEpochState(st *epochState) error {
+	tag, err := st.keys.ConfirmationTag(st.ctx.ConfirmedTranscriptHash)
+	if err != nil {
+		return err
+	}
+	return g.finishWithTag(st, tag)
+}
+
+func (g *Group) finishWithTag(st *epochState, tag []byte) error {
+	var err error
+	st.confirmationTag = tag
+	if st.interim, err = keyschedule.InterimTranscriptHash(g.suite, st.ctx.ConfirmedTranscriptHash, tag); err != nil {
+		return err
+	}
+	st.secrets, err = st.keys.NewSecretTree(st.tree.LeafCount(), g.cfg.SecretTree)
+	return err
+}
+
+// install makes next the current epoch and deletes the old epoch's
+// secrets (RFC 9420 section 9.2), keeping only its resumption PSK.
+func (g *Group) install(next *epochState) {
+	old := g.st
+	if old != nil {
+		if r := old.keys.ResumptionPSK(); r != nil {
+			g.resumption[old.ctx.Epoch] = r.Clone()
+		}
+		old.keys.Drop()
+		if old.secrets != nil {
+			old.secrets.Drop()
+		}
+	}
+	if r := next.keys.ResumptionPSK(); r != nil {
+		g.resumption[next.ctx.Epoch] = r.Clone()
+	}
+	for e, s := range g.resumption {
+		if e+uint64(g.cfg.ResumptionEpochs) <= next.ctx.Epoch {
+			s.Zero()
+			delete(g.resumption, e)
+		}
+	}
+	next.keys.DropWelcomeSecrets()
+	g.st = next
+	g.proposals = nil
+	clear(g.updateKeys)
+	g.pending = nil
+}
+
+// GroupID returns the group's identifier.
+func (g *Group) GroupID() []byte { return g.st.ctx.GroupID }
+
+// Epoch returns the current epoch number.
+func (g *Group) Epoch() uint64 { return g.st.ctx.Epoch }
+
+// CipherSuite returns the group's cipher suite.
+func (g *Group) CipherSuite() CipherSuite { return g.st.ctx.CipherSuite }
+
+// GroupContext returns a copy of the current GroupContext.
+func (g *Group) GroupContext() GroupContext { return g.st.ctx }
+
+// Extensions returns the current GroupContext extensions.
+func (g *Group) Extensions() Extensions { return g.st.ctx.Extensions }
+
+// LeafIndex is this member's leaf.
+func (g *Group) LeafIndex() uint32 { return uint32(g.st.myLeaf) }
+
+// Tree returns the current ratchet tree in its array form; callers must not
+// modify it.
+func (g *Group) Tree() RatchetTree { return g.st.tree.RatchetTree() }
+
+// EpochAuthenticator returns the current epoch_authenticator (RFC 9420
+// section 8.7), or nil when the group is inactive.
+func (g *Group) EpochAuthenticator() []byte {
+	if g.inactive != nil {
+		return nil
+	}
+	return bytes.Clone(g.st.keys.EpochAuthenticator())
+}
+
+// Export derives an exported secret (RFC 9420 section 8.5, MLS-Exporter).
+func (g *Group) Export(label string, context []byte, length int) (cipher.Secret, error) {
+	if g.inactive != nil {
+		return nil, g.inactive
+	}
+	return g.st.keys.Exporter(label, context, length)
+}
+
+// Active reports nil while the group can be used, otherwise why not
+// (wrapping ErrInactive).
+func (g *Group) Active() error { return g.inactive }
+
+// PendingReInit returns the committed ReInit proposal, if any.
+func (g *Group) PendingReInit() *ReInit { return g.reinit }
+
+// Member is one occupied leaf of the tree.
+type Member struct {
+	Index        uint32
+	Credential   Credential
+	SignatureKey []byte
+	// EncryptionKey is the leaf's current HPKE public key.
+	EncryptionKey []byte
+}
+
+// Members lists the current members by leaf index.
+func (g *Group) Members() []Member {
+	var out []Member
+	for l := uint32(0); l < g.st.tree.LeafCount(); l++ {
+		if ln := g.st.tree.Leaf(treemath.LeafIndex(l)); ln != nil {
+			out = append(out, Member{Index: l, Credential: ln.Credential, SignatureKey: ln.SignatureKey, EncryptionKey: ln.EncryptionKey})
+		}
+	}
+	return out
+}
+
+// AddExternalPSK registers an external pre-shared key usable in
+// PreSharedKey proposals and Welcomes.
+func (g *Group) AddExternalPSK(id []byte, secret []byte) {
+	g.externalPSKs[string(id)] = cipher.Secret(secret).Clone()
+}
+
+// clone copies the tree's node slice; nodes themselves are never mutated
+// in place by tree operations, so sharing them is safe.
+func (t *Tree) clone() *Tree {
+	return &Tree{nodes: append([]*Node(nil), t.nodes...), leaves: t.leaves}
+}
+
+// ctxBytes encodes a GroupContext.
+func ctxBytes(ctx *GroupContext) ([]byte, error) { return Marshal(ctx) }
