@@ -167,6 +167,23 @@ func (c Config) Available(kind string) error {
 	return fmt.Errorf("%q: %w", kind, ErrUnknownKind)
 }
 
+// InstallNodePackages runs `npm ci` in the ts-mls peer's folder, installing
+// the exact versions its lockfile pins, so a fresh checkout needs no manual
+// step before the interop tests.
+func (c Config) InstallNodePackages(ctx context.Context) error {
+	c = c.withDefaults()
+	npm, err := exec.LookPath("npm")
+	if err != nil {
+		return fmt.Errorf("%w: npm not found: %v", ErrUnavailable, err)
+	}
+	cmd := exec.CommandContext(ctx, npm, "ci", "--no-audit", "--no-fund", "--loglevel=error")
+	cmd.Dir = filepath.Join(c.Dir, "tsmls")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		return fmt.Errorf("%w: npm ci in %s: %v\n%s", ErrUnavailable, cmd.Dir, err, out)
+	}
+	return nil
+}
+
 // Start runs a peer of the given kind. The mls-go peer is built into a
 // temporary directory first (the Go build cache makes repeats cheap).
 func (c Config) Start(ctx context.Context, kind string) (*Peer, error) {

@@ -21,6 +21,14 @@ const requireServicesEnv = "RELAY_TEST_REQUIRE_SERVICES"
 func startPeer(ctx context.Context, t *testing.T, cfg Config, kind string) *Peer {
 	t.Helper()
 	p, err := cfg.Start(ctx, kind)
+	if errors.Is(err, ErrUnavailable) && kind == KindTSMLS {
+		// A fresh checkout has no node_modules: install the locked versions.
+		if ierr := cfg.InstallNodePackages(ctx); ierr == nil {
+			p, err = cfg.Start(ctx, kind)
+		} else {
+			err = errors.Join(err, ierr)
+		}
+	}
 	if errors.Is(err, ErrUnavailable) {
 		if os.Getenv(requireServicesEnv) == "1" {
 			t.Fatalf("%s=1 but the %s peer cannot run: %v", requireServicesEnv, kind, err)

@@ -230,6 +230,9 @@ func TestKillNineKeepsEveryAcknowledgedEvent(t *testing.T) {
 		args func(t *testing.T) []string
 	}{
 		{"sqlite", func(t *testing.T) []string { return []string{"--data-dir", t.TempDir()} }},
+		{"sqlite-normal", func(t *testing.T) []string {
+			return []string{"--data-dir", t.TempDir(), "--sqlite-synchronous", "normal"}
+		}},
 		{"postgres", func(t *testing.T) []string { return []string{"--database-url", testsvc.Postgres(t).URL} }},
 	} {
 		t.Run(b.name, func(t *testing.T) {
