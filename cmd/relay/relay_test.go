@@ -119,9 +119,10 @@ func freeAddr(t *testing.T) string {
 
 // relayProc is the relay binary running as a child process.
 type relayProc struct {
-	cmd  *exec.Cmd
-	addr string
-	done chan error
+	cmd     *exec.Cmd
+	addr    string
+	done    chan struct{} // closed when the process has exited
+	waitErr error         // its exit status, set before done is closed
 }
 
 func startProcess(t *testing.T, bin, addr string, args ...string) *relayProc {
@@ -131,8 +132,8 @@ func startProcess(t *testing.T, bin, addr string, args ...string) *relayProc {
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	p := &relayProc{cmd: cmd, addr: addr, done: make(chan error, 1)}
-	go func() { p.done <- cmd.Wait() }()
+	p := &relayProc{cmd: cmd, addr: addr, done: make(chan struct{})}
+	go func() { p.waitErr = cmd.Wait(); close(p.done) }()
 	t.Cleanup(func() { p.cmd.Process.Kill(); <-p.done })
 	deadline := time.Now().Add(30 * time.Second)
 	for {
@@ -144,8 +145,8 @@ func startProcess(t *testing.T, bin, addr string, args ...string) *relayProc {
 			}
 		}
 		select {
-		case err := <-p.done:
-			t.Fatalf("relay exited before becoming ready: %v", err)
+		case <-p.done:
+			t.Fatalf("relay exited before becoming ready: %v", p.waitErr)
 		default:
 		}
 		if time.Now().After(deadline) {
@@ -272,9 +273,9 @@ func TestSIGTERMLetsInFlightWritesFinish(t *testing.T) {
 		t.Fatal(err)
 	}
 	select {
-	case err := <-p.done:
-		if err != nil {
-			t.Fatalf("relay exited with %v after SIGTERM, want status 0", err)
+	case <-p.done:
+		if p.waitErr != nil {
+			t.Fatalf("relay exited with %v after SIGTERM, want status 0", p.waitErr)
 		}
 	case <-time.After(20 * time.Second):
 		t.Fatal("relay did not exit within 20 s of SIGTERM")

@@ -11,6 +11,8 @@ import (
 	"path/filepath"
 	"time"
 
+	"github.com/burrow-relay/burrow/keypackages"
+	"github.com/burrow-relay/burrow/policy"
 	"github.com/burrow-relay/burrow/server"
 	"github.com/burrow-relay/burrow/storage"
 	"github.com/burrow-relay/burrow/storage/postgres"
@@ -85,6 +87,7 @@ func startRelay(ctx context.Context, cfg config, logger *slog.Logger) (*runningR
 		TrustedProxies: cfg.TrustedProxies,
 		Kinds:          cfg.Kinds,
 		Limits:         cfg.Limits,
+		Rules:          []policy.Rule{keypackages.Validator{}.Rule()},
 		Logger:         logger,
 		Registry:       reg,
 	}, store)

@@ -1,0 +1,82 @@
+package main
+
+import (
+	"context"
+	"encoding/base64"
+	"encoding/hex"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/burrow-relay/burrow/interop"
+	"github.com/nbd-wtf/go-nostr"
+)
+
+// TestKeyPackagesAreValidatedOnIngest checks the relay wiring: KeyPackage
+// events go through keypackages.Validator before storage (the validator's
+// own cases are in package keypackages).
+func TestKeyPackagesAreValidatedOnIngest(t *testing.T) {
+	fixtures, err := interop.LoadKeyPackageFixtures(interop.FixturesDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	var fx *interop.KeyPackageFixture
+	for i := range fixtures {
+		if fixtures[i].Lifetime == "10y" {
+			fx = &fixtures[i]
+			break
+		}
+	}
+	if fx == nil {
+		t.Fatal("no 10-year KeyPackage fixture in interop/fixtures")
+	}
+	c := testConfig(t)
+	c.DataDir = t.TempDir()
+	client, err := dial(context.Background(), startInProcess(t, c))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer client.Close()
+	sk := hex.EncodeToString(fx.NostrSecretKey)
+	content := base64.StdEncoding.EncodeToString(fx.KeyPackage)
+
+	tests := []struct {
+		name   string
+		kind   int
+		tags   nostr.Tags
+		body   string
+		ok     bool
+		prefix string
+	}{
+		{"a legacy 443 with a real KeyPackage is stored", 443,
+			nostr.Tags{{"encoding", "base64"}, {"mls_protocol_version", "1.0"}, {"mls_ciphersuite", "0x0001"}}, content, true, ""},
+		{"garbage content is refused as invalid", 30443,
+			nostr.Tags{{"d", strings.Repeat("a", 64)}, {"i", hex.EncodeToString(fx.KeyPackageRef)}, {"mls_ciphersuite", "0x0001"}},
+			base64.StdEncoding.EncodeToString([]byte("not a key package")), false, "invalid:"},
+		{"a current-profile event over the lifetime cap is refused", 30443,
+			nostr.Tags{{"d", strings.Repeat("b", 64)}, {"i", hex.EncodeToString(fx.KeyPackageRef)},
+				{"mls_ciphersuite", "0x0001"}, {"app_components", "0xf2ee"}}, content, false, "invalid:"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			ev := nostr.Event{Kind: tt.kind, CreatedAt: nostr.Now(), Tags: tt.tags, Content: tt.body}
+			if err := ev.Sign(sk); err != nil {
+				t.Fatal(err)
+			}
+			ok, msg, err := client.publish(ev, 10*time.Second)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if ok != tt.ok || !strings.HasPrefix(msg, tt.prefix) {
+				t.Fatalf("OK %v %q, want %v with prefix %q", ok, msg, tt.ok, tt.prefix)
+			}
+			stored, err := client.query(nostr.Filter{IDs: []string{ev.ID}}, 10*time.Second)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if (len(stored) == 1) != tt.ok {
+				t.Fatalf("stored %d events, want stored=%v", len(stored), tt.ok)
+			}
+		})
+	}
+}
