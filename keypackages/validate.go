@@ -147,7 +147,7 @@ func (v Validator) Validate(ev *nostr.Event) (Info, error) {
 		}
 		info.Slot = slot
 	}
-	tagSuite, err := suiteTag(ev.Kind, ev.Tags)
+	tagSuite, tagName, err := suiteTag(ev.Kind, ev.Tags)
 	if err != nil {
 		return Info{}, err
 	}
@@ -171,7 +171,7 @@ func (v Validator) Validate(ev *nostr.Event) (Info, error) {
 	}
 	if uint16(kp.CipherSuite) != tagSuite {
 		return Info{}, fail(ErrCipherSuiteMismatch, nil,
-			"KeyPackage ciphersuite is 0x%04x but the mls_ciphersuite tag says 0x%04x", uint16(kp.CipherSuite), tagSuite)
+			"KeyPackage ciphersuite is 0x%04x but the %s tag says 0x%04x", uint16(kp.CipherSuite), tagName, tagSuite)
 	}
 	suite, err := cipher.New(cipher.CipherSuite(kp.CipherSuite))
 	if err != nil {
@@ -184,7 +184,7 @@ func (v Validator) Validate(ev *nostr.Event) (Info, error) {
 	// No time and no bound here: the grace and the cap are relay rules,
 	// applied by checkLifetime below.
 	if err := mls.VerifyKeyPackage(suite, kp, mls.LeafNodeRules{}); err != nil {
-		return Info{}, classifyVerify(err)
+		return Info{}, classifyVerify(err, kp.LeafNode.Lifetime)
 	}
 	lt := kp.LeafNode.Lifetime
 	info.NotBefore, info.NotAfter = lt.NotBefore, lt.NotAfter
@@ -264,8 +264,8 @@ func isLowerHex(s string) bool {
 
 // suiteTag reads the mls_ciphersuite tag. On kind 443 it falls back to the
 // NIP-EE era's name, ciphersuite, so that era's tag set passes.
-func suiteTag(kind int, tags nostr.Tags) (uint16, error) {
-	name := "mls_ciphersuite"
+func suiteTag(kind int, tags nostr.Tags) (suite uint16, name string, err error) {
+	name = "mls_ciphersuite"
 	vals := tagValues(tags, name)
 	if len(vals) == 0 && kind == KindLegacyKeyPackage {
 		name = "ciphersuite"
@@ -273,25 +273,22 @@ func suiteTag(kind int, tags nostr.Tags) (uint16, error) {
 	}
 	switch len(vals) {
 	case 0:
-		return 0, fail(ErrCipherSuite, nil, "missing mls_ciphersuite tag")
+		return 0, "", fail(ErrCipherSuite, nil, "missing mls_ciphersuite tag")
 	case 1:
 	default:
-		return 0, fail(ErrCipherSuite, nil, "%d %s tags, want one", len(vals), name)
+		return 0, "", fail(ErrCipherSuite, nil, "%d %s tags, want one", len(vals), name)
 	}
 	s := vals[0]
-	var (
-		n   uint64
-		err error
-	)
+	var n uint64
 	if h, ok := strings.CutPrefix(strings.ToLower(s), "0x"); ok {
 		n, err = strconv.ParseUint(h, 16, 16)
 	} else {
 		n, err = strconv.ParseUint(s, 10, 16)
 	}
 	if err != nil || s == "" {
-		return 0, fail(ErrCipherSuite, nil, "%s tag %s is not a ciphersuite number such as 0x0001", name, quote(s))
+		return 0, "", fail(ErrCipherSuite, nil, "%s tag %s is not a ciphersuite number such as 0x0001", name, quote(s))
 	}
-	return uint16(n), nil
+	return uint16(n), name, nil
 }
 
 // iTag returns the i tag's value, or nil if there is none.
@@ -338,13 +335,14 @@ func decodeContent(kind int, content string, tags nostr.Tags) ([]byte, error) {
 		}
 		return b, nil
 	}
+	// The decoder skips line breaks even in strict mode; the canonical
+	// form has none.
+	if strings.ContainsAny(content, "\r\n") {
+		return nil, fail(ErrEncoding, nil, "content has line breaks; standard padded base64 has none")
+	}
 	b, err := base64.StdEncoding.Strict().DecodeString(content)
 	if err != nil {
 		return nil, fail(ErrEncoding, err, "content is not standard padded base64: %v", err)
-	}
-	// The decoder skips line breaks; the canonical form has none.
-	if base64.StdEncoding.EncodeToString(b) != content {
-		return nil, fail(ErrEncoding, nil, "content is not canonical standard padded base64 (line breaks or stray characters)")
 	}
 	return b, nil
 }
@@ -357,39 +355,51 @@ func parseKeyPackage(b []byte) (kp *mls.KeyPackage, framed bool, err error) {
 		return nil, false, fail(ErrFraming, nil, "content is %d bytes, too short for a KeyPackage", len(b))
 	}
 	if mls.WireFormat(binary.BigEndian.Uint16(b[2:4])) == mls.WireFormatKeyPackage {
-		m, merr := mls.DecodeMLSMessage(b)
-		if merr == nil {
-			if m.Version != mls.MLS10 {
-				return nil, false, fail(ErrVersion, nil, "MLSMessage protocol version is %d, want mls10 (1)", m.Version)
-			}
+		m := new(mls.MLSMessage)
+		trailing, merr := decode(b, m)
+		switch {
+		case merr == nil && trailing > 0:
+			return nil, false, trailingBytes(trailing)
+		case merr == nil && m.Version != mls.MLS10:
+			return nil, false, fail(ErrVersion, nil, "MLSMessage protocol version is %d, want mls10 (1)", m.Version)
+		case merr == nil:
 			return m.KeyPackage, true, nil
 		}
 		// A bare KeyPackage of ciphersuite 5 also has 00 05 there; the
-		// ciphersuite checks will refuse it with a clearer reason.
-		if kp, err := mls.DecodeKeyPackage(b); err == nil {
+		// ciphersuite checks refuse it with a clearer reason.
+		kp := new(mls.KeyPackage)
+		if trailing, err := decode(b, kp); err == nil && trailing == 0 {
 			return kp, false, nil
 		}
-		return nil, false, decodeFailure("content is an MLSMessage of wire format mls_key_package that does not decode", b, merr)
+		return nil, false, fail(ErrFraming, merr, "content is an MLSMessage of wire format mls_key_package that does not decode: %v", merr)
 	}
-	kp, err = mls.DecodeKeyPackage(b)
-	if err == nil {
+	kp = new(mls.KeyPackage)
+	trailing, err := decode(b, kp)
+	switch {
+	case err == nil && trailing > 0:
+		return nil, false, trailingBytes(trailing)
+	case err == nil:
 		return kp, false, nil
 	}
 	if m, merr := mls.DecodeMLSMessage(b); merr == nil {
 		return nil, false, fail(ErrFraming, nil, "content is an MLSMessage of wire format %d, want mls_key_package (5)", m.WireFormat)
 	}
-	return nil, false, decodeFailure("content is not a KeyPackage", b, err)
+	return nil, false, fail(ErrFraming, err, "content is not a KeyPackage: %v", err)
 }
 
-func decodeFailure(what string, b []byte, err error) error {
-	var ce *codec.Error
-	if errors.As(err, &ce) {
-		if errors.Is(err, codec.ErrTrailingBytes) {
-			return fail(ErrFraming, err, "%s: %d trailing bytes after the KeyPackage", what, len(b)-ce.Offset)
-		}
-		return fail(ErrFraming, err, "%s: %v", what, ce)
+// decode reads one v from the start of b and says how many bytes are left
+// after it; mls.Unmarshal would refuse them without saying how many.
+func decode(b []byte, v mls.Decoder) (trailing int, err error) {
+	r := codec.NewReader(b)
+	v.DecodeFrom(r)
+	if err := r.Err(); err != nil {
+		return 0, err
 	}
-	return fail(ErrFraming, err, "%s: %v", what, err)
+	return len(b) - r.Offset(), nil
+}
+
+func trailingBytes(n int) error {
+	return fail(ErrFraming, codec.ErrTrailingBytes, "trailing bytes after the KeyPackage (%d)", n)
 }
 
 func checkIdentity(ev *nostr.Event, cred *mls.Credential) error {
@@ -414,10 +424,10 @@ func checkIdentity(ev *nostr.Event, cred *mls.Credential) error {
 }
 
 // classifyVerify turns an mls.VerifyKeyPackage error into a check.
-func classifyVerify(err error) error {
+func classifyVerify(err error, lt mls.Lifetime) error {
 	switch {
 	case errors.Is(err, mls.ErrLifetime):
-		return fail(ErrLifetime, err, "lifetime not_before is after not_after")
+		return fail(ErrLifetime, err, "lifetime not_before %s is after not_after %s", unixText(lt.NotBefore), unixText(lt.NotAfter))
 	case errors.Is(err, cipher.ErrInvalidSignature) && errors.Is(err, mls.ErrInvalidLeafNode):
 		return fail(ErrSignature, err, "leaf node signature does not verify")
 	case errors.Is(err, cipher.ErrInvalidSignature):
@@ -441,10 +451,23 @@ func (v Validator) checkLifetime(lt mls.Lifetime, current bool) error {
 	if limit := v.maxLifetime(); current && limit > 0 {
 		span := lt.NotAfter - lt.NotBefore
 		if maxSpan := uint64(limit / time.Second); span > maxSpan {
-			return fail(ErrLifetime, nil, "lifetime lasts %d s, more than the %d s (%v) allowed on events with app_components", span, maxSpan, limit)
+			return fail(ErrLifetime, nil, "lifetime lasts %d s, more than the %d s (%s) allowed on events with app_components", span, maxSpan, days(limit))
 		}
 	}
 	return nil
+}
+
+// days shows a long duration with its days, e.g. "84 days 1h0m0s".
+func days(d time.Duration) string {
+	const day = 24 * time.Hour
+	n, rest := d/day, d%day
+	switch {
+	case n == 0:
+		return rest.String()
+	case rest == 0:
+		return fmt.Sprintf("%d days", n)
+	}
+	return fmt.Sprintf("%d days %v", n, rest)
 }
 
 // unixText shows a lifetime bound as a date when it is one.
