@@ -19,7 +19,13 @@
 //     PrivateMessage encryption and decryption over mls/secrettree;
 //   - opening a Welcome (GroupSecrets, GroupInfo, its signature);
 //   - group-independent KeyPackage and LeafNode checks, and KeyPackage
-//     creation.
+//     creation;
+//   - the group state machine (Group): creating a group, proposing,
+//     committing with Welcomes, processing received proposals and commits
+//     with every check of RFC 9420 section 12.2 (a rejected commit leaves
+//     the state as it was), joining from a Welcome or by external commit,
+//     application message protection, the exporter, and deletion of each
+//     old epoch's secrets when a commit is accepted.
 //
 // Structs are plain and exported so that tests can build deliberately
 // invalid values; encoding does not validate semantics, only what the wire

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"slices"
 
 	"github.com/burrow-relay/burrow/mls/cipher"
 	"github.com/burrow-relay/burrow/mls/keyschedule"
@@ -209,6 +210,7 @@ func CreateGroup(cs CipherSuite, groupID []byte, signer *cipher.SignatureKey, le
 	if err != nil {
 		return nil, err
 	}
+	tree.cacheHashes()
 	ctx := GroupContext{Version: MLS10, CipherSuite: cs, GroupID: bytes.Clone(groupID), Extensions: extensions}
 	if t, dup := extensions.Duplicate(); dup {
 		return nil, fmt.Errorf("%w: group extension 0x%04x twice", ErrInvalidProposal, uint16(t))
@@ -272,7 +274,7 @@ func (g *Group) finishWithTag(st *epochState, tag []byte) error {
 // secrets (RFC 9420 section 9.2), keeping only its resumption PSK.
 func (g *Group) install(next *epochState) {
 	old := g.st
-	if old != nil {
+	if old != nil && old.keys != nil {
 		if r := old.keys.ResumptionPSK(); r != nil {
 			g.resumption[old.ctx.Epoch] = r.Clone()
 		}
@@ -291,6 +293,11 @@ func (g *Group) install(next *epochState) {
 		}
 	}
 	next.keys.DropWelcomeSecrets()
+	if g.pending != nil && g.pending.next != next {
+		// Another member's commit won: this member's own is void.
+		g.pending.next.keys.Drop()
+		g.pending.next.secrets.Drop()
+	}
 	g.st = next
 	g.proposals = nil
 	clear(g.updateKeys)
@@ -372,7 +379,20 @@ func (g *Group) AddExternalPSK(id []byte, secret []byte) {
 // clone copies the tree's node slice; nodes themselves are never mutated
 // in place by tree operations, so sharing them is safe.
 func (t *Tree) clone() *Tree {
-	return &Tree{nodes: append([]*Node(nil), t.nodes...), leaves: t.leaves}
+	c := &Tree{nodes: slices.Clone(t.nodes), leaves: t.leaves}
+	if t.hashes != nil {
+		c.hashes = slices.Clone(t.hashes)
+	}
+	return c
+}
+
+// cacheHashes makes the tree keep per-node tree hashes between calls, so a
+// commit rehashes only the nodes it changed. The caller promises that the
+// nodes are changed only through Tree's methods from now on.
+func (t *Tree) cacheHashes() {
+	if t.hashes == nil {
+		t.hashes = make([][]byte, len(t.nodes))
+	}
 }
 
 // ctxBytes encodes a GroupContext.

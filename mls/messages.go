@@ -51,15 +51,15 @@ func (g *Group) Process(m *MLSMessage) (*Processed, error) {
 		auth    *FramedContentAuthData
 		err     error
 	)
-	switch m.WireFormat {
-	case WireFormatPublicMessage:
+	switch {
+	case m.WireFormat == WireFormatPublicMessage && m.PublicMessage != nil:
 		wf = WireFormatPublicMessage
 		content, auth, err = g.openPublic(m.PublicMessage)
-	case WireFormatPrivateMessage:
+	case m.WireFormat == WireFormatPrivateMessage && m.PrivateMessage != nil:
 		wf = WireFormatPrivateMessage
 		content, auth, err = g.openPrivate(m.PrivateMessage)
 	default:
-		return nil, fmt.Errorf("%w: %d is not a group message", ErrWireFormat, m.WireFormat)
+		return nil, fmt.Errorf("%w: %d is not a group message (or has no body)", ErrWireFormat, m.WireFormat)
 	}
 	if err != nil {
 		return nil, err

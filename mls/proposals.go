@@ -82,6 +82,11 @@ func (g *Group) applyProposals(list []storedProposal, committer Sender, byRef []
 		if external && byRef != nil && byRef[i] {
 			return nil, fmt.Errorf("%w: external commit references a proposal", ErrInvalidProposalList)
 		}
+		if !isDefaultProposal(p.Type) {
+			if err := allSupport(st.tree, p.Type); err != nil {
+				return nil, err
+			}
+		}
 		switch p.Type {
 		case ProposalAdd:
 			adds = append(adds, &p.Add.KeyPackage)
@@ -157,23 +162,6 @@ func (g *Group) applyProposals(list []storedProposal, committer Sender, byRef []
 			gce = p.GroupContextExtensions
 		case ProposalAppDataUpdate:
 			appUpdates = append(appUpdates, p.AppDataUpdate)
-		default:
-			// Custom proposal types must be supported by every member.
-			for _, m := range g.Members() {
-				if ln := st.tree.Leaf(treemath.LeafIndex(m.Index)); !contains(ln.Capabilities.Proposals, p.Type) {
-					return nil, fmt.Errorf("%w: proposal type 0x%04x not supported by leaf %d", ErrInvalidProposal, uint16(p.Type), m.Index)
-				}
-			}
-		}
-		if !isDefaultProposal(p.Type) && p.Type != ProposalSelfRemove && p.Type != ProposalAppDataUpdate {
-			continue
-		}
-		if p.Type == ProposalSelfRemove || p.Type == ProposalAppDataUpdate {
-			for _, m := range g.Members() {
-				if ln := st.tree.Leaf(treemath.LeafIndex(m.Index)); !contains(ln.Capabilities.Proposals, p.Type) {
-					return nil, fmt.Errorf("%w: proposal type 0x%04x not supported by leaf %d", ErrInvalidProposal, uint16(p.Type), m.Index)
-				}
-			}
 		}
 	}
 	if external {
@@ -238,76 +226,136 @@ func (g *Group) applyProposals(list []storedProposal, committer Sender, byRef []
 		s.added = append(s.added, s.tree.AddLeaf(&ln))
 		s.addedKPs = append(s.addedKPs, kp)
 	}
-	if err := checkStagedLeaves(s, gce != nil || len(appUpdates) > 0, updates); err != nil {
+	fresh := slices.Clone(s.added)
+	for _, u := range updates {
+		fresh = append(fresh, treemath.LeafIndex(u.sender.Index))
+	}
+	if err := checkStagedLeaves(s, gce != nil || len(appUpdates) > 0, fresh); err != nil {
 		return nil, err
 	}
 	return s, nil
 }
 
+// allSupport checks that every member lists proposal type pt in its
+// capabilities, as a non-default type requires (RFC 9420 section 12.1).
+func allSupport(t *Tree, pt ProposalType) error {
+	for x := 0; x < len(t.nodes); x += 2 {
+		if n := t.nodes[x]; n != nil && !contains(n.Leaf.Capabilities.Proposals, pt) {
+			return fmt.Errorf("%w: proposal type 0x%04x not supported by leaf %d", ErrInvalidProposal, uint16(pt), x/2)
+		}
+	}
+	return nil
+}
+
 // checkStagedLeaves runs the group-dependent leaf checks of RFC 9420
-// section 7.3 on the staged tree: every leaf supports the (possibly new)
-// GroupContext extensions and required capabilities, signature and
-// encryption keys are unique, and every credential type in use is
-// supported by every member. Leaves added or updated are always checked;
-// all leaves when the extensions changed.
-func checkStagedLeaves(s *staged, extChanged bool, updates []storedProposal) error {
+// section 7.3 on the staged tree for the leaves in fresh (added, updated,
+// or the committer's new leaf): they support the GroupContext extensions
+// and required capabilities, their encryption and signature keys appear
+// nowhere else in the tree, they support every credential type in use and
+// every member supports theirs. When the extensions changed, every leaf
+// must support them. Unchanged leaves were checked when they arrived, so
+// a commit costs O(n) comparisons without allocation.
+func checkStagedLeaves(s *staged, extChanged bool, fresh []treemath.LeafIndex) error {
 	required, _, err := s.ctx.Extensions.RequiredCapabilities()
 	if err != nil {
 		return fmt.Errorf("%w: %w", ErrInvalidProposal, err)
 	}
-	fresh := map[treemath.LeafIndex]bool{}
-	for _, l := range s.added {
-		fresh[l] = true
-	}
-	for _, u := range updates {
-		fresh[treemath.LeafIndex(u.sender.Index)] = true
-	}
-	sigKeys := map[string]treemath.LeafIndex{}
-	encKeys := map[string]bool{}
-	var credTypes []CredentialType
 	t := s.tree
-	for x, n := range t.nodes {
-		if n == nil {
-			continue
-		}
-		if n.Parent != nil {
-			encKeys[string(n.Parent.EncryptionKey)] = true
-			continue
-		}
-		l := treemath.NodeIndex(x).LeafIndex()
-		ln := n.Leaf
-		if extChanged || fresh[l] {
-			if err := supportsGroup(ln, &s.ctx, &required); err != nil {
-				return fmt.Errorf("%w: leaf %d: %w", ErrInvalidProposal, l, err)
+	check := fresh
+	if extChanged {
+		check = nil
+		for l := uint32(0); l < t.leaves; l++ {
+			if t.Leaf(treemath.LeafIndex(l)) != nil {
+				check = append(check, treemath.LeafIndex(l))
 			}
 		}
-		if _, dup := sigKeys[string(ln.SignatureKey)]; dup {
-			return fmt.Errorf("%w: signature key of leaf %d already in the group", ErrInvalidProposalList, l)
-		}
-		sigKeys[string(ln.SignatureKey)] = l
-		if encKeys[string(ln.EncryptionKey)] {
-			return fmt.Errorf("%w: encryption key of leaf %d already in the group", ErrInvalidProposal, l)
-		}
-		encKeys[string(ln.EncryptionKey)] = true
-		if !contains(credTypes, ln.Credential.Type) {
-			credTypes = append(credTypes, ln.Credential.Type)
-		}
 	}
-	for _, kp := range s.addedKPs {
-		if encKeys[string(kp.InitKey)] && bytes.Equal(kp.InitKey, kp.LeafNode.EncryptionKey) {
-			return fmt.Errorf("%w: init key reused", ErrInvalidProposal)
+	for _, l := range check {
+		if err := supportsGroup(t.Leaf(l), &s.ctx, &required); err != nil {
+			return fmt.Errorf("%w: leaf %d: %w", ErrInvalidProposal, l, err)
 		}
 	}
 	if len(fresh) == 0 {
 		return nil
 	}
+	if err := t.checkUniqueKeys(fresh); err != nil {
+		return err
+	}
+	var inUse []CredentialType
+	for x := 0; x < len(t.nodes); x += 2 {
+		if n := t.nodes[x]; n != nil && !contains(inUse, n.Leaf.Credential.Type) {
+			inUse = append(inUse, n.Leaf.Credential.Type)
+		}
+	}
+	var freshTypes []CredentialType
+	for _, l := range fresh {
+		ln := t.Leaf(l)
+		for _, ct := range inUse {
+			if !contains(ln.Capabilities.Credentials, ct) {
+				return fmt.Errorf("%w: leaf %d does not support credential type 0x%04x in use", ErrInvalidProposal, l, uint16(ct))
+			}
+		}
+		if !contains(freshTypes, ln.Credential.Type) {
+			freshTypes = append(freshTypes, ln.Credential.Type)
+		}
+	}
 	for x := 0; x < len(t.nodes); x += 2 {
 		if n := t.nodes[x]; n != nil {
-			for _, ct := range credTypes {
+			for _, ct := range freshTypes {
 				if !contains(n.Leaf.Capabilities.Credentials, ct) {
 					return fmt.Errorf("%w: leaf %d does not support credential type 0x%04x", ErrInvalidProposal, x/2, uint16(ct))
 				}
 			}
+		}
+	}
+	return nil
+}
+
+// checkUniqueKeys checks that the encryption and signature keys of the
+// leaves in fresh appear in no other node. A few leaves are compared
+// against every node directly; many (a large Add) go through maps.
+func (t *Tree) checkUniqueKeys(fresh []treemath.LeafIndex) error {
+	if len(fresh) <= 8 {
+		for _, f := range fresh {
+			fl := t.Leaf(f)
+			for x, n := range t.nodes {
+				switch {
+				case n == nil || treemath.NodeIndex(x) == f.NodeIndex():
+				case n.Parent != nil:
+					if bytes.Equal(n.Parent.EncryptionKey, fl.EncryptionKey) {
+						return fmt.Errorf("%w: encryption key of leaf %d already in the tree", ErrInvalidProposal, f)
+					}
+				default:
+					if bytes.Equal(n.Leaf.EncryptionKey, fl.EncryptionKey) {
+						return fmt.Errorf("%w: encryption key of leaf %d already in the tree", ErrInvalidProposal, f)
+					}
+					if bytes.Equal(n.Leaf.SignatureKey, fl.SignatureKey) {
+						return fmt.Errorf("%w: signature key of leaf %d already in the group", ErrInvalidProposalList, f)
+					}
+				}
+			}
+		}
+		return nil
+	}
+	sigKeys := make(map[string]bool, t.leaves)
+	encKeys := make(map[string]bool, len(t.nodes))
+	for x, n := range t.nodes {
+		switch {
+		case n == nil:
+		case n.Parent != nil:
+			if encKeys[string(n.Parent.EncryptionKey)] {
+				return fmt.Errorf("%w: encryption key of node %d appears twice", ErrInvalidProposal, x)
+			}
+			encKeys[string(n.Parent.EncryptionKey)] = true
+		default:
+			if encKeys[string(n.Leaf.EncryptionKey)] {
+				return fmt.Errorf("%w: encryption key of leaf %d appears twice", ErrInvalidProposal, x/2)
+			}
+			encKeys[string(n.Leaf.EncryptionKey)] = true
+			if sigKeys[string(n.Leaf.SignatureKey)] {
+				return fmt.Errorf("%w: signature key of leaf %d already in the group", ErrInvalidProposalList, x/2)
+			}
+			sigKeys[string(n.Leaf.SignatureKey)] = true
 		}
 	}
 	return nil

@@ -34,6 +34,27 @@ type Hasher interface {
 type Tree struct {
 	nodes  []*Node
 	leaves uint32
+	// hashes, when non-nil, caches the tree hash of every node; a nil
+	// entry is stale. Only trees a Group owns use it (see cacheHashes):
+	// their nodes are never changed except through setNode.
+	hashes [][]byte
+}
+
+// setNode replaces node x and marks the cached hashes of x and its
+// ancestors stale.
+func (t *Tree) setNode(x treemath.NodeIndex, n *Node) {
+	t.nodes[x] = n
+	if t.hashes == nil {
+		return
+	}
+	for {
+		t.hashes[x] = nil
+		p, ok := treemath.Parent(x, t.leaves)
+		if !ok {
+			return
+		}
+		x = p
+	}
 }
 
 // NewTree builds a Tree from the array form carried in a ratchet_tree
@@ -184,9 +205,15 @@ func (t *Tree) parentHashInput(w *codec.Writer, x treemath.NodeIndex, left, righ
 // TreeHashes returns the tree hash of every node (RFC 9420 section 7.8),
 // indexed by node index, computed bottom-up with one encoding buffer.
 func (t *Tree) TreeHashes(h Hasher) ([][]byte, error) {
-	hashes := make([][]byte, len(t.nodes))
+	hashes := t.hashes
+	if hashes == nil {
+		hashes = make([][]byte, len(t.nodes))
+	}
 	var w codec.Writer
 	for x := 0; x < len(t.nodes); x += 2 {
+		if hashes[x] != nil {
+			continue
+		}
 		w.Reset()
 		t.leafHashInput(&w, treemath.NodeIndex(x), false)
 		if err := w.Err(); err != nil {
@@ -198,6 +225,9 @@ func (t *Tree) TreeHashes(h Hasher) ([][]byte, error) {
 	for level := uint(1); level <= treemath.Level(root); level++ {
 		// Nodes at this level are 2^level - 1 plus multiples of 2^(level+1).
 		for x := (1 << level) - 1; x < len(t.nodes); x += 1 << (level + 1) {
+			if hashes[x] != nil {
+				continue
+			}
 			l, _ := treemath.Left(treemath.NodeIndex(x))
 			r, _ := treemath.Right(treemath.NodeIndex(x))
 			w.Reset()
@@ -207,6 +237,11 @@ func (t *Tree) TreeHashes(h Hasher) ([][]byte, error) {
 			}
 			hashes[x] = h.Hash(w.Bytes())
 		}
+	}
+	if t.hashes != nil {
+		// Callers keep the result while the tree changes; give them a
+		// snapshot, not the cache.
+		return slices.Clone(hashes), nil
 	}
 	return hashes, nil
 }
@@ -361,16 +396,16 @@ func (t *Tree) VerifyUnmergedLeaves() error {
 // be shared with a decoded RatchetTree).
 func (t *Tree) setParent(x treemath.NodeIndex, p *ParentNode) {
 	if p == nil {
-		t.nodes[x] = nil
+		t.setNode(x, nil)
 		return
 	}
-	t.nodes[x] = &Node{Type: NodeTypeParent, Parent: p}
+	t.setNode(x, &Node{Type: NodeTypeParent, Parent: p})
 }
 
 // blankDirectPath blanks every parent node above leaf l.
 func (t *Tree) blankDirectPath(l treemath.LeafIndex) {
 	for y, ok := treemath.Parent(l.NodeIndex(), t.leaves); ok; y, ok = treemath.Parent(y, t.leaves) {
-		t.nodes[y] = nil
+		t.setNode(y, nil)
 	}
 }
 
@@ -381,6 +416,11 @@ func (t *Tree) extend() {
 	nodes := make([]*Node, treemath.NodeWidth(t.leaves))
 	copy(nodes, t.nodes)
 	t.nodes = nodes
+	if t.hashes != nil {
+		hashes := make([][]byte, len(nodes))
+		copy(hashes, t.hashes)
+		t.hashes = hashes
+	}
 }
 
 // AddLeaf puts ln in the leftmost blank leaf, extending the tree when
@@ -393,7 +433,7 @@ func (t *Tree) AddLeaf(ln *LeafNode) treemath.LeafIndex {
 	if uint32(l) == t.leaves {
 		t.extend()
 	}
-	t.nodes[l.NodeIndex()] = &Node{Type: NodeTypeLeaf, Leaf: ln}
+	t.setNode(l.NodeIndex(), &Node{Type: NodeTypeLeaf, Leaf: ln})
 	for y, ok := treemath.Parent(l.NodeIndex(), t.leaves); ok; y, ok = treemath.Parent(y, t.leaves) {
 		p := t.Parent(y)
 		if p == nil {
@@ -415,7 +455,7 @@ func (t *Tree) UpdateLeaf(l treemath.LeafIndex, ln *LeafNode) error {
 	if uint32(l) >= t.leaves || t.Leaf(l) == nil {
 		return fmt.Errorf("%w: leaf %d is blank or outside the tree", ErrInvalidTree, l)
 	}
-	t.nodes[l.NodeIndex()] = &Node{Type: NodeTypeLeaf, Leaf: ln}
+	t.setNode(l.NodeIndex(), &Node{Type: NodeTypeLeaf, Leaf: ln})
 	t.blankDirectPath(l)
 	return nil
 }
@@ -426,7 +466,7 @@ func (t *Tree) RemoveLeaf(l treemath.LeafIndex) error {
 	if uint32(l) >= t.leaves || t.Leaf(l) == nil {
 		return fmt.Errorf("%w: leaf %d is blank or outside the tree", ErrInvalidTree, l)
 	}
-	t.nodes[l.NodeIndex()] = nil
+	t.setNode(l.NodeIndex(), nil)
 	t.blankDirectPath(l)
 	t.truncate()
 	return nil
@@ -443,5 +483,8 @@ func (t *Tree) truncate() {
 		}
 		t.leaves = half
 		t.nodes = t.nodes[:treemath.NodeWidth(half)]
+		if t.hashes != nil {
+			t.hashes = t.hashes[:len(t.nodes)]
+		}
 	}
 }

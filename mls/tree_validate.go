@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"runtime"
+	"sync"
 
 	"github.com/burrow-relay/burrow/mls/cipher"
 	"github.com/burrow-relay/burrow/mls/treemath"
@@ -42,6 +44,9 @@ func (t *Tree) VerifyIntegrity(suite *cipher.Suite, ctx *GroupContext, rules Lea
 	if err != nil {
 		return err
 	}
+	if err := t.verifyLeaves(suite, ctx.GroupID, rules); err != nil {
+		return err
+	}
 	encKeys := make(map[string]bool, len(t.nodes))
 	sigKeys := make(map[string]bool, t.leaves)
 	var credTypes []CredentialType
@@ -58,9 +63,6 @@ func (t *Tree) VerifyIntegrity(suite *cipher.Suite, ctx *GroupContext, rules Lea
 		}
 		ln := n.Leaf
 		leaf := treemath.NodeIndex(x).LeafIndex()
-		if err := VerifyLeafNode(suite, ln, ln.Source, ctx.GroupID, uint32(leaf), rules); err != nil {
-			return fmt.Errorf("leaf %d: %w", leaf, err)
-		}
 		if err := supportsGroup(ln, ctx, &required); err != nil {
 			return fmt.Errorf("leaf %d: %w", leaf, err)
 		}
@@ -121,4 +123,34 @@ func supportsGroup(ln *LeafNode, ctx *GroupContext, required *RequiredCapabiliti
 // section 7.2 calls default: they are never listed in capabilities.
 func isDefaultProposal(t ProposalType) bool {
 	return t >= ProposalAdd && t <= ProposalGroupContextExtensions
+}
+
+// verifyLeaves runs VerifyLeafNode on every leaf, spread over the available
+// CPUs: the signature checks dominate the cost of joining a large group.
+// The error reported is that of the lowest failing leaf.
+func (t *Tree) verifyLeaves(suite *cipher.Suite, groupID []byte, rules LeafNodeRules) error {
+	var leaves []treemath.LeafIndex
+	for l := uint32(0); l < t.leaves; l++ {
+		if t.Leaf(treemath.LeafIndex(l)) != nil {
+			leaves = append(leaves, treemath.LeafIndex(l))
+		}
+	}
+	errs := make([]error, len(leaves))
+	workers := min(runtime.GOMAXPROCS(0), len(leaves)/32+1)
+	var wg sync.WaitGroup
+	for w := range workers {
+		wg.Go(func() {
+			for i := w; i < len(leaves); i += workers {
+				ln := t.Leaf(leaves[i])
+				errs[i] = VerifyLeafNode(suite, ln, ln.Source, groupID, uint32(leaves[i]), rules)
+			}
+		})
+	}
+	wg.Wait()
+	for i, err := range errs {
+		if err != nil {
+			return fmt.Errorf("leaf %d: %w", leaves[i], err)
+		}
+	}
+	return nil
 }

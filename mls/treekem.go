@@ -91,7 +91,7 @@ func (t *Tree) ApplyUpdatePath(h Hasher, sender treemath.LeafIndex, path *Update
 		restore()
 		return fmt.Errorf("%w: leaf parent_hash does not match the path", ErrUpdatePath)
 	}
-	t.nodes[sender.NodeIndex()] = &Node{Type: NodeTypeLeaf, Leaf: &path.LeafNode}
+	t.setNode(sender.NodeIndex(), &Node{Type: NodeTypeLeaf, Leaf: &path.LeafNode})
 	return nil
 }
 
@@ -140,7 +140,7 @@ func (t *Tree) mergePath(h Hasher, hashes [][]byte, sender treemath.LeafIndex, f
 	}
 	return func() {
 		for i, x := range direct {
-			t.nodes[x] = saved[i]
+			t.setNode(x, saved[i])
 		}
 	}
 }
@@ -209,7 +209,7 @@ func (t *Tree) CreateUpdatePath(suite *cipher.Suite, sender treemath.LeafIndex, 
 	oldLeaf := t.nodes[sender.NodeIndex()]
 	fail := func(err error) (*NewUpdatePath, error) {
 		restore()
-		t.nodes[sender.NodeIndex()] = oldLeaf
+		t.setNode(sender.NodeIndex(), oldLeaf)
 		return nil, err
 	}
 	leaf.Source = LeafNodeSourceCommit
@@ -224,7 +224,7 @@ func (t *Tree) CreateUpdatePath(suite *cipher.Suite, sender treemath.LeafIndex, 
 		return fail(fmt.Errorf("mls: sign leaf: %w", err))
 	}
 	out.Path.LeafNode = leaf
-	t.nodes[sender.NodeIndex()] = &Node{Type: NodeTypeLeaf, Leaf: &out.Path.LeafNode}
+	t.setNode(sender.NodeIndex(), &Node{Type: NodeTypeLeaf, Leaf: &out.Path.LeafNode})
 	if out.TreeHash, err = t.TreeHash(suite); err != nil {
 		return fail(err)
 	}

@@ -1,0 +1,338 @@
+package mls
+
+import (
+	"bytes"
+	"fmt"
+	"math"
+
+	"github.com/burrow-relay/burrow/mls/cipher"
+	"github.com/burrow-relay/burrow/mls/keyschedule"
+	"github.com/burrow-relay/burrow/mls/treemath"
+)
+
+// PSKEntry is a pre-shared key a joiner holds: an external PSK by id, or a
+// resumption PSK of another group's epoch (for branch and re-init).
+type PSKEntry struct {
+	// ID is the psk_id of an external PSK (nil for a resumption PSK).
+	ID []byte
+	// GroupID and Epoch name a resumption PSK.
+	GroupID []byte
+	Epoch   uint64
+	Secret  []byte
+}
+
+// JoinOptions are the inputs of a join besides the Welcome or GroupInfo.
+type JoinOptions struct {
+	// RatchetTree is the tree when it travels out of band; nil means the
+	// GroupInfo's ratchet_tree extension must carry it.
+	RatchetTree RatchetTree
+	// PSKs are the pre-shared keys the Welcome may name.
+	PSKs []PSKEntry
+}
+
+// joinerPSKSecret resolves the PSKs a Welcome names from opts.
+func joinerPSKSecret(suite *cipher.Suite, ids []PreSharedKeyID, opts *JoinOptions) ([]byte, error) {
+	if len(ids) == 0 {
+		return nil, nil
+	}
+	psks := make([]keyschedule.PSK, len(ids))
+	for i := range ids {
+		id := &ids[i]
+		enc, err := Marshal(id)
+		if err != nil {
+			return nil, err
+		}
+		psks[i].ID = enc
+		for _, e := range opts.PSKs {
+			if (id.Type == PSKExternal && e.ID != nil && bytes.Equal(e.ID, id.PSKID)) ||
+				(id.Type == PSKResumption && e.ID == nil && bytes.Equal(e.GroupID, id.PSKGroupID) && e.Epoch == id.PSKEpoch) {
+				psks[i].Secret = e.Secret
+				break
+			}
+		}
+		if psks[i].Secret == nil {
+			return nil, fmt.Errorf("%w: type %d", ErrUnknownPSK, id.Type)
+		}
+	}
+	return keyschedule.PSKSecret(suite, psks)
+}
+
+// checkedTree builds the group's tree from the GroupInfo or opts, checks
+// the GroupInfo's signature with its signer's leaf and runs the joiner's
+// integrity checks (RFC 9420 section 12.4.3.1).
+func checkedTree(suite *cipher.Suite, gi *GroupInfo, rt RatchetTree, rules LeafNodeRules) (*Tree, error) {
+	if t, dup := gi.Extensions.Duplicate(); dup {
+		return nil, fmt.Errorf("%w: extension 0x%04x twice", ErrInvalidGroupInfo, uint16(t))
+	}
+	if rt == nil {
+		var found bool
+		var err error
+		if rt, found, err = gi.Extensions.RatchetTree(); err != nil {
+			return nil, fmt.Errorf("%w: %w", ErrInvalidGroupInfo, err)
+		} else if !found {
+			return nil, fmt.Errorf("%w: no ratchet tree given or in the GroupInfo", ErrInvalidGroupInfo)
+		}
+	}
+	tree, err := NewTree(rt)
+	if err != nil {
+		return nil, err
+	}
+	tree.cacheHashes()
+	signer := tree.Leaf(treemath.LeafIndex(gi.Signer))
+	if gi.Signer >= tree.LeafCount() || signer == nil {
+		return nil, fmt.Errorf("%w: signer %d is not a member", ErrInvalidGroupInfo, gi.Signer)
+	}
+	if err := VerifyGroupInfoSignature(suite, gi, signer.SignatureKey); err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrInvalidGroupInfo, err)
+	}
+	if err := tree.VerifyIntegrity(suite, &gi.GroupContext, rules); err != nil {
+		return nil, err
+	}
+	return tree, nil
+}
+
+// JoinFromWelcome joins a group from a Welcome addressed to kp (RFC 9420
+// section 12.4.3.1): it opens the GroupSecrets and GroupInfo, validates
+// the tree fully, locates this member's leaf, derives the path secrets it
+// was given, and checks the confirmation tag.
+func JoinFromWelcome(welcome []byte, kp *KeyPackage, priv *KeyPackagePrivate, signer *cipher.SignatureKey, opts JoinOptions, cfg GroupConfig) (*Group, error) {
+	m, err := DecodeMLSMessage(welcome)
+	if err != nil {
+		return nil, err
+	}
+	if m.WireFormat != WireFormatWelcome {
+		return nil, fmt.Errorf("%w: wire format %d, want Welcome", ErrWireFormat, m.WireFormat)
+	}
+	wl := m.Welcome
+	if wl.CipherSuite != kp.CipherSuite {
+		return nil, fmt.Errorf("%w: Welcome suite 0x%04x, KeyPackage suite 0x%04x", ErrInvalidGroupInfo, uint16(wl.CipherSuite), uint16(kp.CipherSuite))
+	}
+	suite, err := newSuite(wl.CipherSuite)
+	if err != nil {
+		return nil, err
+	}
+	kpBytes, err := kp.Bytes()
+	if err != nil {
+		return nil, err
+	}
+	ref, err := suite.KeyPackageRef(kpBytes)
+	if err != nil {
+		return nil, err
+	}
+	egs, err := wl.FindSecrets(ref)
+	if err != nil {
+		return nil, err
+	}
+	gs, err := DecryptGroupSecrets(suite, egs, priv.InitKey, wl.EncryptedGroupInfo)
+	if err != nil {
+		return nil, err
+	}
+	pskSecret, err := joinerPSKSecret(suite, gs.PSKs, &opts)
+	if err != nil {
+		return nil, err
+	}
+	welcomeSecret, err := keyschedule.WelcomeSecret(suite, gs.JoinerSecret, pskSecret)
+	if err != nil {
+		return nil, err
+	}
+	defer welcomeSecret.Zero()
+	gi, err := DecryptGroupInfo(suite, welcomeSecret, wl.EncryptedGroupInfo)
+	if err != nil {
+		return nil, err
+	}
+	if gi.GroupContext.CipherSuite != wl.CipherSuite || gi.GroupContext.Version != MLS10 {
+		return nil, fmt.Errorf("%w: GroupContext suite or version differs", ErrInvalidGroupInfo)
+	}
+	tree, err := checkedTree(suite, gi, opts.RatchetTree, cfg.LeafRules)
+	if err != nil {
+		return nil, err
+	}
+	me := treemath.LeafIndex(math.MaxUint32)
+	for l := uint32(0); l < tree.LeafCount(); l++ {
+		if ln := tree.Leaf(treemath.LeafIndex(l)); ln != nil && bytes.Equal(ln.EncryptionKey, kp.LeafNode.EncryptionKey) && bytes.Equal(ln.SignatureKey, kp.LeafNode.SignatureKey) {
+			me = treemath.LeafIndex(l)
+			break
+		}
+	}
+	if me == treemath.LeafIndex(math.MaxUint32) {
+		return nil, fmt.Errorf("%w: the KeyPackage's leaf is not in the tree", ErrInvalidGroupInfo)
+	}
+	g, err := newGroup(cfg, suite, signer)
+	if err != nil {
+		return nil, err
+	}
+	for _, p := range opts.PSKs {
+		if p.ID != nil {
+			g.AddExternalPSK(p.ID, p.Secret)
+		}
+	}
+	nodeKeys := map[treemath.NodeIndex]*cipher.HPKEPrivateKey{me.NodeIndex(): priv.EncryptionKey}
+	if gs.PathSecret != nil {
+		signerLeaf := treemath.LeafIndex(gi.Signer)
+		anc := treemath.CommonAncestor(me.NodeIndex(), signerLeaf.NodeIndex())
+		fdp, _ := tree.FilteredDirectPath(signerLeaf)
+		start := -1
+		for i, x := range fdp {
+			if x == anc {
+				start = i
+			}
+		}
+		if start < 0 {
+			return nil, fmt.Errorf("%w: path secret for a node off the signer's path", ErrInvalidGroupInfo)
+		}
+		ps := cipher.Secret(gs.PathSecret.PathSecret)
+		for i := start; i < len(fdp); i++ {
+			if i > start {
+				if ps, err = NextPathSecret(suite, ps); err != nil {
+					return nil, err
+				}
+			}
+			k, err := NodeKey(suite, ps)
+			if err != nil {
+				return nil, err
+			}
+			if !bytes.Equal(k.PublicKey(), nodePublicKey(tree, fdp[i])) {
+				return nil, fmt.Errorf("%w: path secret does not give node %d's key", ErrInvalidGroupInfo, fdp[i])
+			}
+			nodeKeys[fdp[i]] = k
+		}
+	}
+	ctxEnc, err := ctxBytes(&gi.GroupContext)
+	if err != nil {
+		return nil, err
+	}
+	keys, err := keyschedule.FromJoiner(suite, gs.JoinerSecret, pskSecret, ctxEnc)
+	if err != nil {
+		return nil, err
+	}
+	if !keys.VerifyConfirmationTag(gi.GroupContext.ConfirmedTranscriptHash, gi.ConfirmationTag) {
+		keys.Drop()
+		return nil, ErrConfirmationTag
+	}
+	st := &epochState{ctx: gi.GroupContext, tree: tree, keys: keys, myLeaf: me, nodeKeys: nodeKeys}
+	if err := g.finishWithTag(st, gi.ConfirmationTag); err != nil {
+		keys.Drop()
+		return nil, err
+	}
+	g.install(st)
+	return g, nil
+}
+
+// ExternalJoinOptions are the choices of an external joiner.
+type ExternalJoinOptions struct {
+	JoinOptions
+	// RemoveLeaf, when set, removes this client's previous leaf in the same
+	// commit (resynchronisation, RFC 9420 section 12.4.3.2).
+	RemoveLeaf *uint32
+	// AuthenticatedData is sent in clear with the commit.
+	AuthenticatedData []byte
+}
+
+// JoinExternal joins a group by external commit (RFC 9420 section
+// 12.4.3.2) from its GroupInfo, which must carry external_pub. It returns
+// the new member's group, already in the new epoch, and the encoded
+// commit to send to the group.
+func JoinExternal(groupInfo []byte, signer *cipher.SignatureKey, leaf LeafParams, opts ExternalJoinOptions, cfg GroupConfig) (*Group, []byte, error) {
+	m, err := DecodeMLSMessage(groupInfo)
+	if err != nil {
+		return nil, nil, err
+	}
+	if m.WireFormat != WireFormatGroupInfo {
+		return nil, nil, fmt.Errorf("%w: wire format %d, want GroupInfo", ErrWireFormat, m.WireFormat)
+	}
+	gi := m.GroupInfo
+	cs := gi.GroupContext.CipherSuite
+	suite, err := newSuite(cs)
+	if err != nil {
+		return nil, nil, err
+	}
+	tree, err := checkedTree(suite, gi, opts.RatchetTree, cfg.LeafRules)
+	if err != nil {
+		return nil, nil, err
+	}
+	ep, found, err := gi.Extensions.ExternalPub()
+	if err != nil || !found {
+		return nil, nil, fmt.Errorf("%w: no usable external_pub (%v)", ErrInvalidGroupInfo, err)
+	}
+	g, err := newGroup(cfg, suite, signer)
+	if err != nil {
+		return nil, nil, err
+	}
+	for _, p := range opts.PSKs {
+		if p.ID != nil {
+			g.AddExternalPSK(p.ID, p.Secret)
+		}
+	}
+	interim, err := keyschedule.InterimTranscriptHash(suite, gi.GroupContext.ConfirmedTranscriptHash, gi.ConfirmationTag)
+	if err != nil {
+		return nil, nil, err
+	}
+	g.st = &epochState{ctx: gi.GroupContext, tree: tree, interim: interim, myLeaf: treemath.LeafIndex(math.MaxUint32)}
+	kem, initSecret, err := newExternalInit(cs, suite, ep.PublicKey)
+	if err != nil {
+		return nil, nil, err
+	}
+	defer initSecret.Zero()
+	commit := Commit{Proposals: []ProposalOrRef{{Type: ProposalOrRefProposal, Proposal: &Proposal{Type: ProposalExternalInit, ExternalInit: &ExternalInit{KEMOutput: kem}}}}}
+	if opts.RemoveLeaf != nil {
+		commit.Proposals = append(commit.Proposals, ProposalOrRef{Type: ProposalOrRefProposal, Proposal: &Proposal{Type: ProposalRemove, Remove: &Remove{Removed: *opts.RemoveLeaf}}})
+	}
+	me := Sender{Type: SenderNewMemberCommit}
+	list := make([]storedProposal, len(commit.Proposals))
+	for i := range commit.Proposals {
+		list[i] = storedProposal{proposal: commit.Proposals[i].Proposal, sender: me}
+	}
+	s, err := g.applyProposals(list, me, nil)
+	if err != nil {
+		return nil, nil, err
+	}
+	leaf = leaf.withDefaults(cs)
+	ph := &LeafNode{SignatureKey: signer.PublicKey(), Credential: leaf.Credential, Capabilities: leaf.Capabilities, Source: LeafNodeSourceUpdate, Extensions: leaf.Extensions}
+	myLeaf := s.tree.AddLeaf(ph)
+	content := LeafNode{SignatureKey: signer.PublicKey(), Credential: leaf.Credential, Capabilities: leaf.Capabilities, Extensions: leaf.Extensions}
+	old := g.st
+	upd, err := s.tree.CreateUpdatePath(suite, myLeaf, content, signer, old.ctx.GroupID, func(treeHash []byte) ([]byte, error) {
+		prov := provisionalContext(&old.ctx, s, treeHash)
+		return ctxBytes(&prov)
+	}, nil)
+	if err != nil {
+		return nil, nil, err
+	}
+	commit.Path = upd.Path
+	if err := checkStagedLeaves(s, false, []treemath.LeafIndex{myLeaf}); err != nil {
+		return nil, nil, err
+	}
+	nodeKeys := map[treemath.NodeIndex]*cipher.HPKEPrivateKey{myLeaf.NodeIndex(): upd.LeafKey}
+	fdp, _ := s.tree.FilteredDirectPath(myLeaf)
+	for i, ps := range upd.PathSecrets {
+		k, err := NodeKey(suite, ps)
+		if err != nil {
+			return nil, nil, err
+		}
+		nodeKeys[fdp[i]] = k
+	}
+	c := &FramedContent{GroupID: old.ctx.GroupID, Epoch: old.ctx.Epoch, Sender: me, AuthenticatedData: opts.AuthenticatedData, ContentType: ContentCommit, Commit: &commit}
+	sig, err := SignContent(suite, signer, WireFormatPublicMessage, c, &old.ctx)
+	if err != nil {
+		return nil, nil, err
+	}
+	next, err := g.nextEpoch(s, WireFormatPublicMessage, c, sig, upd.CommitSecret, nodeKeys, initSecret)
+	if err != nil {
+		return nil, nil, err
+	}
+	next.myLeaf = myLeaf
+	next.nodeKeys = nodeKeys
+	tag, err := next.keys.ConfirmationTag(next.ctx.ConfirmedTranscriptHash)
+	if err != nil {
+		return nil, nil, err
+	}
+	if err := g.finishWithTag(next, tag); err != nil {
+		return nil, nil, err
+	}
+	msg, err := Marshal(&MLSMessage{Version: MLS10, WireFormat: WireFormatPublicMessage, PublicMessage: &PublicMessage{Content: *c, Auth: FramedContentAuthData{Signature: sig, ConfirmationTag: tag}}})
+	if err != nil {
+		return nil, nil, err
+	}
+	g.install(next)
+	return g, msg, nil
+}
