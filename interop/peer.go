@@ -3,8 +3,9 @@
 //
 // Each peer (ts-mls under node in interop/tsmls, mls-go in its own module in
 // interop/mlsgo) speaks the same line-delimited JSON protocol on stdin/stdout;
-// interop/README.md lists the ops. Burrow's own engine is meant to speak it
-// too, so a test can pair any two implementations.
+// interop/README.md lists the ops. Burrow's own engine speaks it too (Engine
+// in burrow.go, in process, or cmd/burrowpeer as a process), so a test can
+// pair any two implementations.
 package interop
 
 import (
