@@ -3,6 +3,7 @@ package mls
 import (
 	"bytes"
 	"crypto/rand"
+	"errors"
 	"fmt"
 	"maps"
 
@@ -284,11 +285,11 @@ func (g *Group) nextEpoch(s *staged, wf WireFormat, c *FramedContent, signature 
 	case initOverride != nil:
 		initSecret = initOverride
 	case s.externalInit != nil:
-		extKey, kerr := old.keys.ExternalKeyPair()
-		if kerr != nil {
-			return nil, kerr
-		}
-		if initSecret, err = externalInitSecret(old.ctx.CipherSuite, g.suite, extKey, s.externalInit.KEMOutput); err != nil {
+		initSecret, err = old.keys.ExternalInitSecret(s.externalInit.KEMOutput)
+		switch {
+		case errors.Is(err, keyschedule.ErrDropped):
+			return nil, err // our state, not the proposal, is at fault
+		case err != nil:
 			return nil, fmt.Errorf("%w: external init: %w", ErrInvalidProposal, err)
 		}
 		defer initSecret.Zero()

@@ -14,8 +14,9 @@ import (
 // UpdatePath, so no parent node is blank (apart from those over the
 // unused leaf slots when n is not a power of two) and none has unmerged
 // leaves. One Group ("god") plays every committer in turn by taking its
-// leaf and signing key; receiver is member 1, which processed every
-// commit like any member.
+// leaf and signing key; receiver is member 1, which joined from the
+// Welcome, committed once itself and processed every other commit like
+// any member.
 func fullTree(b *testing.B, n int) (god, receiver *Group, signers []*cipher.SignatureKey) {
 	b.Helper()
 	suite := mustSuite(b, X25519AES128GCMSHA256Ed25519)
@@ -47,6 +48,18 @@ func fullTree(b *testing.B, n int) (god, receiver *Group, signers []*cipher.Sign
 		b.Fatal(err)
 	}
 	if receiver, err = JoinFromWelcome(out.Welcome, kp1, priv1, clients[1].signer, JoinOptions{}, GroupConfig{}); err != nil {
+		b.Fatal(err)
+	}
+	// The receiver commits once as well, so that every leaf, its own
+	// included, comes from a commit.
+	rc, err := receiver.Commit(CommitOptions{ForcePath: true})
+	if err != nil {
+		b.Fatal(err)
+	}
+	if err := receiver.MergePendingCommit(); err != nil {
+		b.Fatal(err)
+	}
+	if _, err := god.ProcessMessage(rc.Commit); err != nil {
 		b.Fatal(err)
 	}
 	// Commit in bit-reversed leaf order, which fills the tree top-down:
@@ -85,24 +98,71 @@ func commitAs(b *testing.B, god *Group, leaf int, signer *cipher.SignatureKey, r
 	return out.Commit
 }
 
-// BenchmarkFullTree1000 measures, in a full tree of 1,000 members, a
-// member processing a commit with an UpdatePath (all section 12.2 checks)
-// and a new member joining from a Welcome with full tree validation.
-func BenchmarkFullTree1000(b *testing.B) {
-	const members = 1000
+// The FullTree benchmarks measure the MLS performance goals of the design
+// (issue 3) in a full tree of n members, suite 0x0001:
+//
+//   - CreateCommit: a member creates a Commit with an UpdatePath (not
+//     merged, so every iteration starts from the same full tree);
+//   - ProcessCommit: a member processes another member's Commit with an
+//     UpdatePath, with every check of RFC 9420 section 12.2;
+//   - AddMember: a member commits an Add of one new member with an
+//     UpdatePath, producing the Commit and the Welcome (ratchet tree
+//     inside); welcome-bytes is the Welcome's size;
+//   - JoinFromWelcome: the new member joins from that Welcome, validating
+//     the received tree in full.
+//
+// Committers vary across iterations so the receiver's position on their
+// paths does.
+func BenchmarkFullTree2(b *testing.B)    { benchFullTree(b, 2) }
+func BenchmarkFullTree10(b *testing.B)   { benchFullTree(b, 10) }
+func BenchmarkFullTree100(b *testing.B)  { benchFullTree(b, 100) }
+func BenchmarkFullTree1000(b *testing.B) { benchFullTree(b, 1000) }
+func BenchmarkFullTree5000(b *testing.B) { benchFullTree(b, 5000) }
+
+func benchFullTree(b *testing.B, members int) {
+	start := time.Now()
 	god, receiver, signers := fullTree(b, members)
-	for _, x := range receiver.st.tree.nodes[:2*members-1] {
-		if x == nil || (x.Parent != nil && len(x.Parent.UnmergedLeaves) > 0) {
-			b.Fatal("tree is not full")
+	b.Logf("%d members: full tree built in %v", members, time.Since(start).Round(time.Millisecond))
+	tree := receiver.st.tree
+	if int(tree.LeafCount()) < members {
+		b.Fatalf("tree has %d leaves, want %d", tree.LeafCount(), members)
+	}
+	for i, x := range tree.nodes[:2*members-1] {
+		switch {
+		case x == nil:
+			b.Fatalf("node %d is blank: tree is not full", i)
+		case x.Parent != nil && len(x.Parent.UnmergedLeaves) > 0:
+			b.Fatalf("node %d has unmerged leaves: tree is not full", i)
+		case x.Leaf != nil && x.Leaf.Source != LeafNodeSourceCommit:
+			b.Fatalf("leaf at node %d has source %d: not every member has committed", i, x.Leaf.Source)
 		}
 	}
-	b.Run("ProcessCommit", func(b *testing.B) {
-		var elapsed time.Duration
+	// committer returns the i-th committer: any leaf but the receiver's (1).
+	committer := func(i int) int {
+		if k := (i * 389) % (members - 1); k > 0 {
+			return k + 1
+		}
+		return 0
+	}
+	b.Run("CreateCommit", func(b *testing.B) {
 		i := 0
 		for b.Loop() {
 			b.StopTimer()
-			// Committers vary so the receiver's position on their paths does.
-			leaf := 2 + (i*389)%(members-2)
+			leaf := committer(i)
+			i++
+			god.st.myLeaf, god.signer = treeLeaf(leaf), signers[leaf]
+			b.StartTimer()
+			if _, err := god.Commit(CommitOptions{ForcePath: true}); err != nil {
+				b.Fatal(err)
+			}
+		}
+		god.DiscardPendingCommit()
+	})
+	b.Run("ProcessCommit", func(b *testing.B) {
+		i := 0
+		for b.Loop() {
+			b.StopTimer()
+			leaf := committer(i)
 			i++
 			god.st.myLeaf, god.signer = treeLeaf(leaf), signers[leaf]
 			out, err := god.Commit(CommitOptions{ForcePath: true})
@@ -113,23 +173,35 @@ func BenchmarkFullTree1000(b *testing.B) {
 				b.Fatal(err)
 			}
 			b.StartTimer()
-			start := time.Now()
 			if _, err := receiver.ProcessMessage(out.Commit); err != nil {
 				b.Fatal(err)
 			}
-			elapsed += time.Since(start)
 		}
-		b.ReportMetric(float64(elapsed.Nanoseconds())/float64(b.N), "process-ns/op")
+	})
+	suite := god.suite
+	joiner := newTestClient(b, suite, "joiner")
+	kp, priv := joiner.keyPackage(b, suite)
+	add := CommitOptions{Proposals: []Proposal{{Type: ProposalAdd, Add: &Add{KeyPackage: *kp}}}, ForcePath: true}
+	b.Run("AddMember", func(b *testing.B) {
+		god.st.myLeaf, god.signer = 0, signers[0]
+		var out *CommitOutput
+		for b.Loop() {
+			var err error
+			if out, err = god.Commit(add); err != nil {
+				b.Fatal(err)
+			}
+		}
+		god.DiscardPendingCommit()
+		b.ReportMetric(float64(len(out.Welcome)), "welcome-bytes")
+		b.ReportMetric(float64(len(out.Commit)), "commit-bytes")
 	})
 	b.Run("JoinFromWelcome", func(b *testing.B) {
-		suite := god.suite
-		joiner := newTestClient(b, suite, "joiner")
-		kp, priv := joiner.keyPackage(b, suite)
 		god.st.myLeaf, god.signer = 0, signers[0]
-		out, err := god.Commit(CommitOptions{Proposals: []Proposal{{Type: ProposalAdd, Add: &Add{KeyPackage: *kp}}}, ForcePath: true})
+		out, err := god.Commit(add)
 		if err != nil {
 			b.Fatal(err)
 		}
+		god.DiscardPendingCommit()
 		for b.Loop() {
 			if _, err := JoinFromWelcome(out.Welcome, kp, priv, joiner.signer, JoinOptions{}, GroupConfig{}); err != nil {
 				b.Fatal(err)

@@ -2,71 +2,14 @@ package mls_test
 
 import (
 	"bytes"
-	"encoding/json"
 	"errors"
 	"fmt"
-	"os"
-	"path/filepath"
-	"sort"
 	"testing"
 
 	"github.com/burrow-relay/burrow/mls"
 	"github.com/burrow-relay/burrow/mls/cipher"
 	"github.com/burrow-relay/burrow/mls/internal/vectortest"
 )
-
-// groupCounter counts cases per file and group like vectortest.Counter,
-// against mls/testdata/counts_group.json.
-type groupCounter struct {
-	file   string
-	counts map[string]int
-}
-
-func newGroupCounter(file string) *groupCounter {
-	return &groupCounter{file: file, counts: map[string]int{}}
-}
-
-func (c *groupCounter) add(group string) { c.counts[group]++ }
-
-func (c *groupCounter) check(t *testing.T, total int) {
-	t.Helper()
-	sum := 0
-	for _, n := range c.counts {
-		sum += n
-	}
-	if sum != total {
-		t.Errorf("%s: counted %d cases, file has %d", c.file, sum, total)
-	}
-	raw, err := os.ReadFile(filepath.Join("testdata", "counts_group.json"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	var all map[string]map[string]int
-	if err := json.Unmarshal(raw, &all); err != nil {
-		t.Fatalf("counts_group.json: %v", err)
-	}
-	want, ok := all[c.file]
-	if !ok {
-		t.Fatalf("counts_group.json has no entry for %s (ran %v)", c.file, c.counts)
-	}
-	names := map[string]bool{}
-	for g := range want {
-		names[g] = true
-	}
-	for g := range c.counts {
-		names[g] = true
-	}
-	sorted := make([]string, 0, len(names))
-	for g := range names {
-		sorted = append(sorted, g)
-	}
-	sort.Strings(sorted)
-	for _, g := range sorted {
-		if c.counts[g] != want[g] {
-			t.Errorf("%s [%s]: ran %d cases, expected %d", c.file, g, c.counts[g], want[g])
-		}
-	}
-}
 
 type passiveCase struct {
 	CipherSuite  vectortest.Uint `json:"cipher_suite"`
@@ -159,13 +102,13 @@ func TestPassiveClientVectors(t *testing.T) {
 		t.Run(file, func(t *testing.T) {
 			var cases []passiveCase
 			vectortest.Load(t, file, &cases)
-			count := newGroupCounter(file)
+			count := vectortest.NewCounterIn("counts_group.json", file)
 			for i := range cases {
 				tc := &cases[i]
 				cs := uint64(tc.CipherSuite)
 				suite, err := cipher.New(cipher.CipherSuite(cs))
 				if errors.Is(err, cipher.ErrUnsupportedCipherSuite) {
-					count.add(vectortest.Suite(cs) + " (unsupported)")
+					count.Add(vectortest.Suite(cs) + " (unsupported)")
 					continue
 				}
 				if err != nil {
@@ -173,12 +116,12 @@ func TestPassiveClientVectors(t *testing.T) {
 				}
 				if err := runPassive(suite, tc); err != nil {
 					t.Errorf("case %d (suite %d): %v", i, cs, err)
-					count.add(vectortest.Suite(cs) + " (failed)")
+					count.Add(vectortest.Suite(cs) + " (failed)")
 					continue
 				}
-				count.add(vectortest.Suite(cs))
+				count.Add(vectortest.Suite(cs))
 			}
-			count.check(t, len(cases))
+			count.Check(t, len(cases))
 		})
 	}
 }

@@ -2,6 +2,7 @@ package mls
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
 	"math"
 
@@ -268,9 +269,12 @@ func JoinExternal(groupInfo []byte, signer *cipher.SignatureKey, leaf LeafParams
 		return nil, nil, err
 	}
 	g.st = &epochState{ctx: gi.GroupContext, tree: tree, interim: interim, myLeaf: treemath.LeafIndex(math.MaxUint32)}
-	kem, initSecret, err := newExternalInit(cs, suite, ep.PublicKey)
+	kem, initSecret, err := keyschedule.NewExternalInit(suite, ep.PublicKey)
+	if errors.Is(err, cipher.ErrInvalidKey) {
+		return nil, nil, fmt.Errorf("%w: external_pub: %w", ErrInvalidGroupInfo, err)
+	}
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, fmt.Errorf("mls: external init: %w", err)
 	}
 	defer initSecret.Zero()
 	commit := Commit{Proposals: []ProposalOrRef{{Type: ProposalOrRefProposal, Proposal: &Proposal{Type: ProposalExternalInit, ExternalInit: &ExternalInit{KEMOutput: kem}}}}}

@@ -133,13 +133,16 @@ func (s *Suite) DecryptWithLabel(priv *HPKEPrivateKey, label string, context, ke
 
 // ExportSender runs SetupBaseS(pub, info) and exports length bytes under
 // exporterContext. RFC 9420 section 8.3 uses it with info "" and the context
-// "MLS 1.0 external init secret" for external joins.
+// "MLS 1.0 external init secret" for external joins. The context is set up
+// with the suite's own AEAD, not as export-only: the AEAD id is part of the
+// HPKE key schedule's suite_id (RFC 9180 section 5.1), so it changes every
+// exported secret.
 func (s *Suite) ExportSender(pub, info []byte, exporterContext string, length int) (kemOutput []byte, secret Secret, err error) {
 	pk, err := s.kem.NewPublicKey(pub)
 	if err != nil {
 		return nil, nil, fmt.Errorf("%w: HPKE public key: %w", ErrInvalidKey, err)
 	}
-	enc, sender, err := hpke.NewSender(pk, s.kdf, hpke.ExportOnly(), info)
+	enc, sender, err := hpke.NewSender(pk, s.kdf, s.aead, info)
 	if err != nil {
 		return nil, nil, fmt.Errorf("mls/cipher: HPKE setup: %w", err)
 	}
@@ -150,13 +153,14 @@ func (s *Suite) ExportSender(pub, info []byte, exporterContext string, length in
 	return enc, out, nil
 }
 
-// ExportReceiver runs SetupBaseR(kemOutput, priv, info) and exports length
-// bytes under exporterContext; the receiving half of ExportSender.
+// ExportReceiver runs SetupBaseR(kemOutput, priv, info) with the suite's
+// AEAD and exports length bytes under exporterContext; the receiving half
+// of ExportSender.
 func (s *Suite) ExportReceiver(priv *HPKEPrivateKey, kemOutput, info []byte, exporterContext string, length int) (Secret, error) {
 	if priv == nil || priv.suite != s.id {
 		return nil, fmt.Errorf("%w: HPKE key does not belong to %v", ErrInvalidKey, s.id)
 	}
-	r, err := hpke.NewRecipient(kemOutput, priv.k, s.kdf, hpke.ExportOnly(), info)
+	r, err := hpke.NewRecipient(kemOutput, priv.k, s.kdf, s.aead, info)
 	if err != nil {
 		return nil, fmt.Errorf("%w: HPKE setup: %w", ErrDecrypt, err)
 	}

@@ -6,10 +6,10 @@ import (
 	"testing"
 
 	"github.com/burrow-relay/burrow/mls/cipher"
-	"github.com/burrow-relay/burrow/mls/internal/cryptotest"
+	"github.com/burrow-relay/burrow/mls/internal/vectortest"
 )
 
-type hexb = cryptotest.Hex
+type hexb = vectortest.Hex
 
 type cryptoBasics struct {
 	CipherSuite uint16 `json:"cipher_suite"`
@@ -22,7 +22,7 @@ type cryptoBasics struct {
 		Secret  hexb            `json:"secret"`
 		Label   string          `json:"label"`
 		Context hexb            `json:"context"`
-		Length  cryptotest.Uint `json:"length"`
+		Length  vectortest.Uint `json:"length"`
 		Out     hexb            `json:"out"`
 	} `json:"expand_with_label"`
 	DeriveSecret struct {
@@ -33,8 +33,8 @@ type cryptoBasics struct {
 	DeriveTreeSecret struct {
 		Secret     hexb            `json:"secret"`
 		Label      string          `json:"label"`
-		Generation cryptotest.Uint `json:"generation"`
-		Length     cryptotest.Uint `json:"length"`
+		Generation vectortest.Uint `json:"generation"`
+		Length     vectortest.Uint `json:"length"`
 		Out        hexb            `json:"out"`
 	} `json:"derive_tree_secret"`
 	SignWithLabel struct {
@@ -71,9 +71,9 @@ func suiteOrUnsupported(t *testing.T, id uint16) *cipher.Suite {
 
 func TestCryptoBasicsVectors(t *testing.T) {
 	var cases []cryptoBasics
-	cryptotest.LoadVectors(t, "crypto-basics.json", &cases)
+	vectortest.Load(t, "crypto-basics.json", &cases)
 	const file = "crypto-basics.json"
-	counter := cryptotest.NewCounter()
+	counter := vectortest.NewSuiteCounter()
 	for _, tc := range cases {
 		s := suiteOrUnsupported(t, tc.CipherSuite)
 		if s == nil {

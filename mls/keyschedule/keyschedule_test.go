@@ -8,12 +8,12 @@ import (
 	"testing"
 
 	"github.com/burrow-relay/burrow/mls/cipher"
-	"github.com/burrow-relay/burrow/mls/internal/cryptotest"
+	"github.com/burrow-relay/burrow/mls/internal/vectortest"
 	"github.com/burrow-relay/burrow/mls/keyschedule"
 	"github.com/burrow-relay/burrow/mls/secrettree"
 )
 
-type hexb = cryptotest.Hex
+type hexb = vectortest.Hex
 
 type keyScheduleVector struct {
 	CipherSuite       uint16 `json:"cipher_suite"`
@@ -41,7 +41,7 @@ type keyScheduleVector struct {
 			// The label is a string (one that happens to look like hex).
 			Label   string          `json:"label"`
 			Context hexb            `json:"context"`
-			Length  cryptotest.Uint `json:"length"`
+			Length  vectortest.Uint `json:"length"`
 			Secret  hexb            `json:"secret"`
 		} `json:"exporter"`
 	} `json:"epochs"`
@@ -76,8 +76,8 @@ func encodeGroupContext(suite uint16, groupID []byte, epoch uint64, treeHash, ct
 func TestKeyScheduleVectors(t *testing.T) {
 	const file = "key-schedule.json"
 	var cases []keyScheduleVector
-	cryptotest.LoadVectors(t, file, &cases)
-	counter := cryptotest.NewCounter()
+	vectortest.Load(t, file, &cases)
+	counter := vectortest.NewSuiteCounter()
 	for _, tc := range cases {
 		suite, err := cipher.New(cipher.CipherSuite(tc.CipherSuite))
 		if err != nil {
@@ -173,8 +173,8 @@ type pskVector struct {
 func TestPSKSecretVectors(t *testing.T) {
 	const file = "psk_secret.json"
 	var cases []pskVector
-	cryptotest.LoadVectors(t, file, &cases)
-	counter := cryptotest.NewCounter()
+	vectortest.Load(t, file, &cases)
+	counter := vectortest.NewSuiteCounter()
 	for i, tc := range cases {
 		suite, err := cipher.New(cipher.CipherSuite(tc.CipherSuite))
 		if err != nil {

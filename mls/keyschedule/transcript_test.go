@@ -6,7 +6,7 @@ import (
 	"testing"
 
 	"github.com/burrow-relay/burrow/mls/cipher"
-	"github.com/burrow-relay/burrow/mls/internal/cryptotest"
+	"github.com/burrow-relay/burrow/mls/internal/vectortest"
 	"github.com/burrow-relay/burrow/mls/keyschedule"
 )
 
@@ -28,7 +28,7 @@ type transcriptVector struct {
 // structures; this test is therefore not counted in counts_crypto.json.
 func TestTranscriptHashHelpers(t *testing.T) {
 	var cases []transcriptVector
-	cryptotest.LoadVectors(t, "transcript-hashes.json", &cases)
+	vectortest.Load(t, "transcript-hashes.json", &cases)
 	checked := 0
 	for i, tc := range cases {
 		s, err := cipher.New(cipher.CipherSuite(tc.CipherSuite))

@@ -8,11 +8,11 @@ import (
 	"testing"
 
 	"github.com/burrow-relay/burrow/mls/cipher"
-	"github.com/burrow-relay/burrow/mls/internal/cryptotest"
+	"github.com/burrow-relay/burrow/mls/internal/vectortest"
 	"github.com/burrow-relay/burrow/mls/secrettree"
 )
 
-type hexb = cryptotest.Hex
+type hexb = vectortest.Hex
 
 type secretTreeVector struct {
 	CipherSuite uint16 `json:"cipher_suite"`
@@ -24,7 +24,7 @@ type secretTreeVector struct {
 	} `json:"sender_data"`
 	EncryptionSecret hexb `json:"encryption_secret"`
 	Leaves           [][]struct {
-		Generation       cryptotest.Uint `json:"generation"`
+		Generation       vectortest.Uint `json:"generation"`
 		HandshakeKey     hexb            `json:"handshake_key"`
 		HandshakeNonce   hexb            `json:"handshake_nonce"`
 		ApplicationKey   hexb            `json:"application_key"`
@@ -35,8 +35,8 @@ type secretTreeVector struct {
 func TestSecretTreeVectors(t *testing.T) {
 	const file, genKey = "secret-tree.json", "secret-tree.json/generations"
 	var cases []secretTreeVector
-	cryptotest.LoadVectors(t, file, &cases)
-	counter := cryptotest.NewCounter()
+	vectortest.Load(t, file, &cases)
+	counter := vectortest.NewSuiteCounter()
 	for i, tc := range cases {
 		suite, err := cipher.New(cipher.CipherSuite(tc.CipherSuite))
 		if err != nil {
@@ -222,7 +222,7 @@ func TestReuseGuard(t *testing.T) {
 // Next (the sending side) and compares them with the vectors.
 func TestSenderSideMatchesVectors(t *testing.T) {
 	var cases []secretTreeVector
-	cryptotest.LoadVectors(t, "secret-tree.json", &cases)
+	vectortest.Load(t, "secret-tree.json", &cases)
 	checked := 0
 	for i, tc := range cases {
 		suite, err := cipher.New(cipher.CipherSuite(tc.CipherSuite))

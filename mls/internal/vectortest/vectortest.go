@@ -1,7 +1,11 @@
-// Package vectortest loads the MLS interoperability test vectors committed
-// under mls/testdata/vectors and checks how many cases each test ran against
-// the counts committed in mls/testdata/counts_wire.json, so that no case can
-// be skipped silently. It is for tests only.
+// Package vectortest is the test support shared by every mls package: it
+// loads the gzipped interoperability vectors committed under
+// mls/testdata/vectors and checks how many cases each test ran against the
+// counts committed under mls/testdata, so that no case can be skipped
+// silently. Counter checks the per-file groups of counts_wire.json (wire
+// and tree tests); SuiteCounter checks the per-suite sections of
+// counts_crypto.json (cipher, key schedule, secret tree). It is imported
+// only by tests.
 package vectortest
 
 import (
@@ -13,21 +17,30 @@ import (
 	"io"
 	"os"
 	"path/filepath"
-	"runtime"
+	"slices"
 	"sort"
 	"strconv"
 	"testing"
 )
 
-// testdataDir locates mls/testdata from this source file, so tests in any
-// mls package find the vectors whatever their working directory.
+// testdataDir returns mls/testdata: the nearest testdata directory holding
+// vectors/, searching upwards from the test's working directory (its package
+// directory), so that it also works with -trimpath.
 func testdataDir(t testing.TB) string {
 	t.Helper()
-	_, file, _, ok := runtime.Caller(0)
-	if !ok {
-		t.Fatal("vectortest: cannot locate source file")
+	dir, err := os.Getwd()
+	if err != nil {
+		t.Fatalf("vectortest: %v", err)
 	}
-	return filepath.Join(filepath.Dir(file), "..", "..", "testdata")
+	for range 5 {
+		candidate := filepath.Join(dir, "testdata")
+		if st, err := os.Stat(filepath.Join(candidate, "vectors")); err == nil && st.IsDir() {
+			return candidate
+		}
+		dir = filepath.Dir(dir)
+	}
+	t.Fatal("vectortest: no testdata/vectors directory above the working directory")
+	return ""
 }
 
 // Load decodes the gzipped JSON vector file name (for example
@@ -87,12 +100,17 @@ type Uint uint64
 
 // UnmarshalJSON accepts 12 and "12".
 func (u *Uint) UnmarshalJSON(b []byte) error {
-	s := string(bytes.Trim(b, `"`))
-	v, err := strconv.ParseUint(s, 10, 64)
+	s := string(b)
+	if len(b) > 0 && b[0] == '"' {
+		if err := json.Unmarshal(b, &s); err != nil {
+			return fmt.Errorf("number field: %w", err)
+		}
+	}
+	n, err := strconv.ParseUint(s, 10, 64)
 	if err != nil {
 		return fmt.Errorf("number field %s: %w", b, err)
 	}
-	*u = Uint(v)
+	*u = Uint(n)
 	return nil
 }
 
@@ -118,15 +136,23 @@ func (o *OptUint) UnmarshalJSON(b []byte) error {
 
 // Counter counts the cases a test ran from one vector file, by group (a
 // suite such as "suite 1", "all" for files without suites, or
-// "unsupported suite" for cases of suites this engine does not implement).
+// "unsupported suite" for cases of suites this engine does not implement),
+// for a counts file that maps each vector file to its groups
+// (counts_wire.json, counts_group.json).
 type Counter struct {
-	file   string
-	counts map[string]int
+	countsFile string
+	file       string
+	counts     map[string]int
 }
 
-// NewCounter starts counting for the vector file name.
-func NewCounter(file string) *Counter {
-	return &Counter{file: file, counts: map[string]int{}}
+// NewCounter starts counting for the vector file name against
+// counts_wire.json.
+func NewCounter(file string) *Counter { return NewCounterIn("counts_wire.json", file) }
+
+// NewCounterIn starts counting for the vector file name against
+// mls/testdata/<countsFile>.
+func NewCounterIn(countsFile, file string) *Counter {
+	return &Counter{countsFile: countsFile, file: file, counts: map[string]int{}}
 }
 
 // Add records one case in group.
@@ -136,7 +162,7 @@ func (c *Counter) Add(group string) { c.counts[group]++ }
 func Suite(cs uint64) string { return "suite " + strconv.FormatUint(cs, 10) }
 
 // Check fails t unless every one of the file's total entries was counted and
-// the per-group counts equal those committed in counts_wire.json.
+// the per-group counts equal those committed in the counts file.
 func (c *Counter) Check(t testing.TB, total int) {
 	t.Helper()
 	sum := 0
@@ -146,17 +172,17 @@ func (c *Counter) Check(t testing.TB, total int) {
 	if sum != total {
 		t.Errorf("%s: counted %d cases, file has %d", c.file, sum, total)
 	}
-	raw, err := os.ReadFile(filepath.Join(testdataDir(t), "counts_wire.json"))
+	raw, err := os.ReadFile(filepath.Join(testdataDir(t), c.countsFile))
 	if err != nil {
 		t.Fatalf("vectortest: %v", err)
 	}
 	var all map[string]map[string]int
 	if err := json.Unmarshal(raw, &all); err != nil {
-		t.Fatalf("vectortest: counts_wire.json: %v", err)
+		t.Fatalf("vectortest: %s: %v", c.countsFile, err)
 	}
 	want, ok := all[c.file]
 	if !ok {
-		t.Fatalf("vectortest: counts_wire.json has no entry for %s (ran %v)", c.file, c.counts)
+		t.Fatalf("vectortest: %s has no entry for %s (ran %v)", c.countsFile, c.file, c.counts)
 	}
 	groups := map[string]bool{}
 	for g := range want {
@@ -175,4 +201,89 @@ func (c *Counter) Check(t testing.TB, total int) {
 			t.Errorf("%s [%s]: ran %d cases, expected %d", c.file, g, c.counts[g], want[g])
 		}
 	}
+}
+
+// Section is the expected (or observed) count of one counted unit: cases run
+// per supported suite and cases recognised as an unsupported suite.
+type Section struct {
+	Unit        string         `json:"unit"`
+	Run         map[string]int `json:"run"`
+	Unsupported map[string]int `json:"unsupported"`
+}
+
+// SuiteCounter records the cases a test ran per cipher suite, in the
+// format of counts_crypto.json. Keys are "file" or "file/unit".
+type SuiteCounter struct {
+	seen map[string]*Section
+}
+
+// NewSuiteCounter returns an empty counter.
+func NewSuiteCounter() *SuiteCounter { return &SuiteCounter{seen: map[string]*Section{}} }
+
+func (c *SuiteCounter) section(key string) *Section {
+	s, ok := c.seen[key]
+	if !ok {
+		s = &Section{Run: map[string]int{}, Unsupported: map[string]int{}}
+		c.seen[key] = s
+	}
+	return s
+}
+
+// Ran counts one case of suite under key as fully checked.
+func (c *SuiteCounter) Ran(key string, suite uint16) {
+	c.section(key).Run[strconv.Itoa(int(suite))]++
+}
+
+// Unsupported counts one case of suite under key as belonging to a suite the
+// engine does not implement.
+func (c *SuiteCounter) Unsupported(key string, suite uint16) {
+	c.section(key).Unsupported[strconv.Itoa(int(suite))]++
+}
+
+// Check compares the counts recorded under keys with the expected counts in
+// mls/testdata/<countsFile>. Any difference (a skipped or an extra case) fails
+// the test.
+func (c *SuiteCounter) Check(t testing.TB, countsFile string, keys ...string) {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join(testdataDir(t), countsFile))
+	if err != nil {
+		t.Fatalf("vectortest: read expected counts: %v", err)
+	}
+	var want map[string]Section
+	if err := json.Unmarshal(b, &want); err != nil {
+		t.Fatalf("vectortest: decode %s: %v", countsFile, err)
+	}
+	for _, key := range keys {
+		w, ok := want[key]
+		if !ok {
+			t.Errorf("%s has no expected counts for %q", countsFile, key)
+			continue
+		}
+		got := c.section(key)
+		if !sameCounts(got.Run, w.Run) {
+			t.Errorf("%s: cases run per suite = %v, want %v (%s)", key, got.Run, w.Run, countsFile)
+		}
+		if !sameCounts(got.Unsupported, w.Unsupported) {
+			t.Errorf("%s: unsupported-suite cases = %v, want %v (%s)", key, got.Unsupported, w.Unsupported, countsFile)
+		}
+	}
+	for key := range c.seen {
+		if !slices.Contains(keys, key) {
+			t.Errorf("counted key %q is not checked against %s", key, countsFile)
+		}
+	}
+}
+
+func sameCounts(a, b map[string]int) bool {
+	for k, v := range a {
+		if b[k] != v {
+			return false
+		}
+	}
+	for k, v := range b {
+		if a[k] != v {
+			return false
+		}
+	}
+	return true
 }
