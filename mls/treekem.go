@@ -97,25 +97,32 @@ func (t *Tree) ApplyUpdatePath(h Hasher, sender treemath.LeafIndex, path *Update
 
 // checkFreshKeys verifies that no public key of path already appears in a
 // node of the tree, the committer's current leaf included (RFC 9420
-// section 12.4.2).
+// section 12.4.2). It indexes the path's few new keys rather than the whole
+// tree, so the scan allocates nothing per node.
 func (t *Tree) checkFreshKeys(path *UpdatePath) error {
-	inUse := make(map[string]bool, len(t.nodes))
+	fresh := make(map[string]int, len(path.Nodes)+1)
+	fresh[string(path.LeafNode.EncryptionKey)] = -1
+	for i := range path.Nodes {
+		fresh[string(path.Nodes[i].EncryptionKey)] = i
+	}
 	for _, n := range t.nodes {
+		var key []byte
 		switch {
 		case n == nil:
+			continue
 		case n.Leaf != nil:
-			inUse[string(n.Leaf.EncryptionKey)] = true
+			key = n.Leaf.EncryptionKey
 		case n.Parent != nil:
-			inUse[string(n.Parent.EncryptionKey)] = true
+			key = n.Parent.EncryptionKey
 		}
-	}
-	if inUse[string(path.LeafNode.EncryptionKey)] {
-		return fmt.Errorf("%w: leaf encryption_key already in the tree", ErrUpdatePath)
-	}
-	for i := range path.Nodes {
-		if inUse[string(path.Nodes[i].EncryptionKey)] {
-			return fmt.Errorf("%w: key of path node %d already in the tree", ErrUpdatePath, i)
+		i, ok := fresh[string(key)]
+		if !ok {
+			continue
 		}
+		if i < 0 {
+			return fmt.Errorf("%w: leaf encryption_key already in the tree", ErrUpdatePath)
+		}
+		return fmt.Errorf("%w: key of path node %d already in the tree", ErrUpdatePath, i)
 	}
 	return nil
 }
