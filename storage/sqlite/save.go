@@ -90,7 +90,11 @@ func (s *Store) Save(ctx context.Context, ev *nostr.Event) (storage.Result, erro
 		return storage.Result{}, err
 	}
 	var res storage.Result
-	if err := s.write(ctx, func(tx *txn) error { return tx.save(r, &res) }); err != nil {
+	err = s.write(ctx, func(tx *txn) error {
+		res = storage.Result{} // the writer may run an op twice
+		return tx.save(r, &res)
+	})
+	if err != nil {
 		if isRefusal(err) {
 			// res is complete: the writer answered before this read.
 			return storage.Result{Seq: res.Seq}, err
@@ -158,11 +162,11 @@ func (tx *txn) save(r row, res *storage.Result) error {
 	}
 
 	if r.group != "" {
-		if err := tx.st.nextSeq.QueryRowContext(tx.ctx, r.group).Scan(&res.Seq); err != nil {
+		if err := tx.queryRowWrite(tx.st.nextSeq, r.group).Scan(&res.Seq); err != nil {
 			return fmt.Errorf("sqlite: next seq: %w", err)
 		}
 	}
-	result, err := tx.st.insertEvent.ExecContext(tx.ctx, ev.ID, ev.PubKey, int64(ev.CreatedAt), ev.Kind, r.tags,
+	result, err := tx.exec(tx.st.insertEvent, ev.ID, ev.PubKey, int64(ev.CreatedAt), ev.Kind, r.tags,
 		ev.Content, ev.Sig, r.replaceKey, r.expiresAt, res.Seq)
 	if err != nil {
 		return fmt.Errorf("sqlite: insert %s: %w", ev.ID, err)
@@ -181,7 +185,7 @@ func (tx *txn) insertTags(n int64, tags nostr.Tags) error {
 		if len(args) == 0 {
 			return nil
 		}
-		_, err := tx.st.insertTags[len(args)/3-1].ExecContext(tx.ctx, args...)
+		_, err := tx.exec(tx.st.insertTags[len(args)/3-1], args...)
 		args = args[:0]
 		if err != nil {
 			return fmt.Errorf("sqlite: insert tags: %w", err)
@@ -280,11 +284,11 @@ func (tx *txn) remove(e stored, reason storage.Reason, deleted *[]storage.Deleti
 		if len(t) < 2 {
 			continue
 		}
-		if _, err := tx.st.deleteTag.ExecContext(tx.ctx, t[0], t[1], e.n); err != nil {
+		if _, err := tx.exec(tx.st.deleteTag, t[0], t[1], e.n); err != nil {
 			return fmt.Errorf("sqlite: delete tags of %s: %w", e.id, err)
 		}
 	}
-	if _, err := tx.st.deleteEvent.ExecContext(tx.ctx, e.n); err != nil {
+	if _, err := tx.exec(tx.st.deleteEvent, e.n); err != nil {
 		return fmt.Errorf("sqlite: delete %s: %w", e.id, err)
 	}
 	if err := tx.tombstone(e.id, reason); err != nil {
@@ -297,7 +301,7 @@ func (tx *txn) remove(e stored, reason storage.Reason, deleted *[]storage.Deleti
 // tombstone records that id may never be stored again; an existing tombstone
 // keeps its first reason.
 func (tx *txn) tombstone(id string, reason storage.Reason) error {
-	if _, err := tx.st.tombstone.ExecContext(tx.ctx, id, string(reason), time.Now().Unix()); err != nil {
+	if _, err := tx.exec(tx.st.tombstone, id, string(reason), time.Now().Unix()); err != nil {
 		return fmt.Errorf("sqlite: tombstone %s: %w", id, err)
 	}
 	return nil
@@ -313,6 +317,7 @@ func (s *Store) Delete(ctx context.Context, ids []string, reason storage.Reason)
 	}
 	var deleted []storage.Deletion
 	err := s.write(ctx, func(tx *txn) error {
+		deleted = nil // the writer may run an op twice
 		for _, id := range ids {
 			e, err := scanStored(tx.st.byID.QueryRowContext(tx.ctx, id))
 			switch {
@@ -350,6 +355,7 @@ func (s *Store) DeleteExpired(ctx context.Context, now time.Time) ([]storage.Del
 	for {
 		var chunk []storage.Deletion
 		err := s.write(ctx, func(tx *txn) error {
+			chunk = nil // the writer may run an op twice
 			rows, err := tx.st.expired.QueryContext(tx.ctx, now.Unix(), expiredChunk)
 			if err != nil {
 				return fmt.Errorf("sqlite: find expired: %w", err)

@@ -76,9 +76,12 @@ const (
 	// SQLite's default of 1000 checkpoints four times as often and copies the
 	// hot index pages each time: it cost a third of Save throughput here.
 	autoCheckpointPages = 4000
-	// writerCacheKiB is the writer's page cache, so index pages touched by
-	// random ids stay in memory.
-	writerCacheKiB = 32 << 10
+	// writerCacheKiB is the writer's page cache, so the index pages most
+	// inserts touch stay in memory (the OS page cache holds the rest). Its
+	// size is paid at every commit too: ending a write transaction scans the
+	// cache's page hash table (pcache1TruncateUnsafe in profiles), which at
+	// 32 MiB cost the writer more than the extra page reads of 8 MiB do.
+	writerCacheKiB = 8 << 10
 )
 
 // Store is a storage.Store on one SQLite database file. Several Stores (in
