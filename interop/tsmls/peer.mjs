@@ -78,6 +78,9 @@ class Peer {
     this.pending = []; // {publicPackage, privatePackage, ref, cs}
     this.state = undefined;
     this.cs = undefined;
+    // Nanoseconds the previous op (other than elapsed) took inside this
+    // process, so a benchmark can leave out the pipe and JSON.
+    this.lastElapsed = 0n;
   }
 
   async newKeyPackage(args) {
@@ -155,6 +158,38 @@ class Peer {
         this.pending.splice(i, 1);
         return { epoch: Number(this.state.groupContext.epoch) };
       }
+      case "bench_join": {
+        // Joins from one Welcome `repeat` times with the matching pending
+        // KeyPackage, timing each join (decoding included). joinGroup returns
+        // a new state and consumes nothing, so the repeats do the same work;
+        // the first state is kept, as join would.
+        if (this.state !== undefined) throw new Error("this peer already holds a group");
+        const repeat = Number(required(args, "repeat"));
+        if (!(repeat >= 1)) throw new Error("bench_join: repeat must be at least 1");
+        const bytes = fromHex(required(args, "welcome"), "welcome");
+        const times = [];
+        let first;
+        let index = -1;
+        for (let r = 0; r < repeat; r++) {
+          const start = process.hrtime.bigint();
+          const msg = decodeWhole(decodeMlsMessage, bytes, "MLSMessage");
+          if (msg.wireformat !== "mls_welcome") throw new Error(`bench_join: got ${msg.wireformat}, want mls_welcome`);
+          const refs = msg.welcome.secrets.map((s) => toHex(s.newMember));
+          const i = this.pending.findIndex((e) => refs.includes(toHex(e.ref)));
+          if (i < 0) throw new Error("bench_join: no pending KeyPackage matches the Welcome");
+          const e = this.pending[i];
+          const state = await joinGroup(msg.welcome, e.publicPackage, e.privatePackage, emptyPskIndex, e.cs, undefined);
+          times.push((process.hrtime.bigint() - start).toString());
+          if (first === undefined) {
+            first = state;
+            index = i;
+          }
+        }
+        this.state = first;
+        this.cs = this.pending[index].cs;
+        this.pending.splice(index, 1);
+        return { epoch: Number(this.state.groupContext.epoch), elapsed_ns: times };
+      }
       case "add_member": {
         const keyPackage = readKeyPackage(fromHex(required(args, "key_package"), "key_package"));
         return this.commit({ extraProposals: [{ proposalType: "add", add: { keyPackage } }] });
@@ -228,7 +263,14 @@ async function main() {
     try {
       req = JSON.parse(line);
       const { id, op, ...args } = req;
-      resp = { id, ok: true, ...(await peer.handle(op, args)) };
+      if (op === "elapsed") {
+        resp = { id, ok: true, elapsed_ns: peer.lastElapsed.toString() };
+      } else {
+        const start = process.hrtime.bigint();
+        const result = await peer.handle(op, args);
+        peer.lastElapsed = process.hrtime.bigint() - start;
+        resp = { id, ok: true, ...result };
+      }
     } catch (err) {
       resp = { id: req?.id ?? null, ok: false, error: String(err?.message ?? err) };
     }

@@ -21,6 +21,7 @@ import (
 	"log/slog"
 	"os"
 	"slices"
+	"time"
 
 	"github.com/thomas-vilte/mls-go/ciphersuite"
 	"github.com/thomas-vilte/mls-go/credentials"
@@ -79,6 +80,7 @@ type request struct {
 	Context     hexBytes  `json:"context"`
 	Length      int       `json:"length"`
 	Lifetime    *lifetime `json:"lifetime"`
+	Repeat      int       `json:"repeat"`
 }
 
 type lifetime struct {
@@ -101,6 +103,9 @@ type peer struct {
 	pending []pendingKP
 	g       *group.Group
 	sigKey  *ciphersuite.SignaturePrivateKey
+	// lastElapsed is how long the previous op (other than elapsed) took
+	// inside this process, so a benchmark can leave out the pipe and JSON.
+	lastElapsed time.Duration
 }
 
 func main() {
@@ -130,7 +135,11 @@ func serve(ctx context.Context, in io.Reader, out io.Writer) error {
 			resp["ok"] = false
 			resp["error"] = fmt.Sprintf("bad request: %v", err)
 		} else {
+			start := time.Now()
 			res, err := p.handle(ctx, &req)
+			if req.Op != "elapsed" {
+				p.lastElapsed = time.Since(start)
+			}
 			for k, v := range res {
 				resp[k] = v
 			}
@@ -167,6 +176,10 @@ func (p *peer) handle(ctx context.Context, r *request) (map[string]any, error) {
 		return p.createGroup(r)
 	case "join":
 		return p.join(ctx, r)
+	case "bench_join":
+		return p.benchJoin(ctx, r)
+	case "elapsed":
+		return map[string]any{"elapsed_ns": p.lastElapsed.Nanoseconds()}, nil
 	}
 	if p.g == nil {
 		return nil, fmt.Errorf("%s: %w", r.Op, errNoGroup)
@@ -306,6 +319,48 @@ func (p *peer) join(ctx context.Context, r *request) (map[string]any, error) {
 		return map[string]any{"epoch": g.Epoch().AsUint64()}, nil
 	}
 	return nil, fmt.Errorf("join: %w", lastErr)
+}
+
+// benchJoin joins from one Welcome repeat times with the first pending
+// KeyPackage it names, timing each join (parsing included) inside this
+// process. The first group is kept, as join would; the KeyPackage is not
+// consumed until then, and the later joins only measure.
+func (p *peer) benchJoin(ctx context.Context, r *request) (map[string]any, error) {
+	if p.g != nil {
+		return nil, fmt.Errorf("bench_join: %w", errHaveGroup)
+	}
+	if r.Repeat < 1 {
+		return nil, errors.New("bench_join: repeat must be at least 1")
+	}
+	times := make([]int64, 0, r.Repeat)
+	var first *group.Group
+	var firstKP int
+	for range r.Repeat {
+		start := time.Now()
+		w, err := parseWelcome(r.Welcome)
+		if err != nil {
+			return nil, fmt.Errorf("bench_join: %w", err)
+		}
+		var g *group.Group
+		var lastErr error = errNoPendingKP
+		for i, e := range p.pending {
+			if g, lastErr = group.JoinFromWelcomeWithContext(ctx, w, e.kp, e.priv, nil); lastErr == nil {
+				firstKP = i
+				break
+			}
+		}
+		elapsed := time.Since(start)
+		if g == nil {
+			return nil, fmt.Errorf("bench_join: %w", lastErr)
+		}
+		times = append(times, elapsed.Nanoseconds())
+		if first == nil {
+			first = g
+		}
+	}
+	p.g, p.sigKey = first, p.pending[firstKP].priv.GetSignaturePrivateKey()
+	p.pending = append(p.pending[:firstKP], p.pending[firstKP+1:]...)
+	return map[string]any{"epoch": first.Epoch().AsUint64(), "elapsed_ns": times}, nil
 }
 
 func parseWelcome(b []byte) (*group.Welcome, error) {
