@@ -350,7 +350,7 @@ func (e *Engine) createKeyPackage(req *request) (any, error) {
 		Credential: basicCredential(req.Identity),
 		Capabilities: mls.Capabilities{
 			Versions:     []mls.ProtocolVersion{mls.MLS10},
-			CipherSuites: []mls.CipherSuite{mls.CipherSuite(suite.ID())},
+			CipherSuites: []mls.CipherSuite{suite.ID()},
 			Credentials:  []mls.CredentialType{mls.CredentialBasic},
 		},
 		Lifetime: life,
@@ -386,7 +386,7 @@ func (e *Engine) createGroup(req *request) (any, error) {
 	if err != nil {
 		return nil, err
 	}
-	g, err := mls.CreateGroup(mls.CipherSuite(suite.ID()), req.GroupID, signer,
+	g, err := mls.CreateGroup(suite.ID(), req.GroupID, signer,
 		mls.LeafParams{Credential: basicCredential(req.Identity), Lifetime: mls.Lifetime{NotBefore: 0, NotAfter: math.MaxUint64}},
 		nil, e.groupConfig())
 	if err != nil {

@@ -173,7 +173,7 @@ func (v Validator) Validate(ev *nostr.Event) (Info, error) {
 		return Info{}, fail(ErrCipherSuiteMismatch, nil,
 			"KeyPackage ciphersuite is 0x%04x but the %s tag says 0x%04x", uint16(kp.CipherSuite), tagName, tagSuite)
 	}
-	suite, err := cipher.New(cipher.CipherSuite(kp.CipherSuite))
+	suite, err := cipher.New(kp.CipherSuite)
 	if err != nil {
 		return Info{}, fail(ErrCipherSuite, err, "ciphersuite 0x%04x is not supported", uint16(kp.CipherSuite))
 	}

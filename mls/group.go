@@ -156,7 +156,7 @@ type Group struct {
 }
 
 func newSuite(cs CipherSuite) (*cipher.Suite, error) {
-	return cipher.New(cipher.CipherSuite(cs))
+	return cipher.New(cs)
 }
 
 func (c GroupConfig) withDefaults() GroupConfig {

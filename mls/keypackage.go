@@ -162,7 +162,7 @@ func NewKeyPackage(suite *cipher.Suite, signer *cipher.SignatureKey, p KeyPackag
 	}
 	kp := &KeyPackage{
 		Version:     MLS10,
-		CipherSuite: CipherSuite(suite.ID()),
+		CipherSuite: suite.ID(),
 		InitKey:     initKey.PublicKey(),
 		LeafNode: LeafNode{
 			EncryptionKey: encKey.PublicKey(),

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 
+	"github.com/burrow-relay/burrow/mls/cipher"
 	"github.com/burrow-relay/burrow/mls/codec"
 )
 
@@ -28,14 +29,15 @@ type ProtocolVersion uint16
 // MLS10 is the only protocol version RFC 9420 defines.
 const MLS10 ProtocolVersion = 1
 
-// CipherSuite identifies an MLS cipher suite (RFC 9420 section 17.1).
-type CipherSuite uint16
+// CipherSuite identifies an MLS cipher suite (RFC 9420 section 17.1). It is
+// mls/cipher's type, so a suite read off the wire goes to cipher.New as is.
+type CipherSuite = cipher.CipherSuite
 
 // Cipher suites this engine implements.
 const (
-	X25519AES128GCMSHA256Ed25519        CipherSuite = 0x0001
-	P256AES128GCMSHA256P256             CipherSuite = 0x0002
-	X25519ChaCha20Poly1305SHA256Ed25519 CipherSuite = 0x0003
+	X25519AES128GCMSHA256Ed25519        = cipher.MLS128DHKEMX25519AES128GCMSHA256Ed25519
+	P256AES128GCMSHA256P256             = cipher.MLS128DHKEMP256AES128GCMSHA256P256
+	X25519ChaCha20Poly1305SHA256Ed25519 = cipher.MLS128DHKEMX25519ChaCha20Poly1305SHA256Ed25519
 )
 
 // ExtensionType identifies an extension (RFC 9420 section 17.3).
