@@ -150,8 +150,14 @@ type KeyPackagePrivate struct {
 }
 
 // NewKeyPackage creates and signs a KeyPackage for suite with signer's key,
-// generating fresh init and leaf encryption keys.
+// generating fresh init and leaf encryption keys. Empty capability lists and
+// a zero lifetime get the same defaults as CreateGroup (this suite, MLS 1.0,
+// the credential's type; always valid), so the result always passes
+// VerifyKeyPackage; callers that publish KeyPackages should set a bounded
+// lifetime.
 func NewKeyPackage(suite *cipher.Suite, signer *cipher.SignatureKey, p KeyPackageParams) (*KeyPackage, *KeyPackagePrivate, error) {
+	leaf := LeafParams{Credential: p.Credential, Capabilities: p.Capabilities, Lifetime: p.Lifetime}.withDefaults(suite.ID())
+	p.Capabilities, p.Lifetime = leaf.Capabilities, leaf.Lifetime
 	initKey, err := suite.GenerateHPKEKey()
 	if err != nil {
 		return nil, nil, fmt.Errorf("mls: new KeyPackage: %w", err)

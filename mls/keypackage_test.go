@@ -222,3 +222,31 @@ func TestVerifyIntegrityRejects(t *testing.T) {
 		})
 	}
 }
+
+// TestNewKeyPackageDefaultsVerify: a KeyPackage made from a credential alone
+// gets defaults that pass verification (capabilities listing its own suite,
+// version and credential type; an unbounded lifetime).
+func TestNewKeyPackageDefaultsVerify(t *testing.T) {
+	for _, id := range []cipher.CipherSuite{1, 2, 3} {
+		suite, err := cipher.New(id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		signer, err := suite.GenerateSignatureKey()
+		if err != nil {
+			t.Fatal(err)
+		}
+		kp, _, err := mls.NewKeyPackage(suite, signer, mls.KeyPackageParams{
+			Credential: mls.Credential{Type: mls.CredentialBasic, Identity: []byte("alice")},
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := mls.VerifyKeyPackage(suite, kp, mls.LeafNodeRules{Now: time.Now()}); err != nil {
+			t.Fatalf("suite %v: a default KeyPackage does not verify: %v", id, err)
+		}
+		if got := kp.LeafNode.Capabilities.CipherSuites; len(got) != 1 || got[0] != id {
+			t.Fatalf("suite %v: capabilities list %v", id, got)
+		}
+	}
+}
