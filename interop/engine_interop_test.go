@@ -1,11 +1,8 @@
 package interop
 
 import (
-	"bytes"
 	"context"
-	"encoding/binary"
 	"errors"
-	"fmt"
 	"slices"
 	"strings"
 	"testing"
@@ -14,208 +11,6 @@ import (
 	"github.com/burrow-relay/burrow/mls"
 	"github.com/burrow-relay/burrow/mls/treemath"
 )
-
-// party is anything that answers the peer protocol: a subprocess *Peer or
-// Burrow's in-process *Engine.
-type party interface {
-	Call(ctx context.Context, op string, args, out any) error
-	Kind() string
-}
-
-// xMember is one member of a mixed group.
-type xMember struct {
-	name     string
-	p        party
-	identity []byte
-}
-
-// xGroup is testGroup for groups that include Burrow's engine: it tracks
-// who is in the group and checks that everyone agrees after each epoch.
-type xGroup struct {
-	t       *testing.T
-	ctx     context.Context
-	cfg     Config
-	engine  EngineConfig
-	members []*xMember
-}
-
-func (g *xGroup) call(m *xMember, op string, args, out any) {
-	g.t.Helper()
-	if err := m.p.Call(g.ctx, op, args, out); err != nil {
-		g.t.Fatalf("%s (%s): %v", m.name, m.p.Kind(), err)
-	}
-}
-
-// newMember starts a member of the given kind: KindBurrow is an engine in
-// this process, any other kind a peer process.
-func (g *xGroup) newMember(name, kind string) *xMember {
-	g.t.Helper()
-	m := &xMember{name: name, identity: randomBytes(g.t, 32)}
-	if kind == KindBurrow {
-		e := NewEngine(g.engine)
-		g.t.Cleanup(func() { _ = e.Close() })
-		m.p = e
-	} else {
-		m.p = startPeer(g.ctx, g.t, g.cfg, kind)
-	}
-	return m
-}
-
-func (g *xGroup) create(creator *xMember) {
-	g.t.Helper()
-	var res EpochResult
-	g.call(creator, "create_group", CreateGroupArgs{GroupID: randomBytes(g.t, 32), Identity: creator.identity, Suite: Suite0001}, &res)
-	if res.Epoch != 0 {
-		g.t.Fatalf("%s's new group at epoch %d, want 0", creator.name, res.Epoch)
-	}
-	g.members = []*xMember{creator}
-}
-
-// broadcast has every member but the sender process msg and checks the
-// kind, the epoch reached and, for application messages, the plaintext.
-func (g *xGroup) broadcast(sender *xMember, msg []byte, wantKind string, wantEpoch uint64, wantPlain []byte) {
-	g.t.Helper()
-	for _, m := range g.members {
-		if m == sender {
-			continue
-		}
-		var res ProcessResult
-		if err := m.p.Call(g.ctx, "process", MessageArgs{Message: msg}, &res); err != nil {
-			g.t.Fatalf("%s (%s) processing a %s from %s (%s): %v", m.name, m.p.Kind(), wantKind, sender.name, sender.p.Kind(), err)
-		}
-		if res.Kind != wantKind || res.Epoch != wantEpoch {
-			g.t.Fatalf("%s (%s) processed a %s from %s (%s) at epoch %d, want a %s at epoch %d",
-				m.name, m.p.Kind(), res.Kind, sender.name, sender.p.Kind(), res.Epoch, wantKind, wantEpoch)
-		}
-		if wantPlain != nil && !bytes.Equal(res.Plaintext, wantPlain) {
-			g.t.Fatalf("%s (%s) decrypted %q from %s (%s), want %q", m.name, m.p.Kind(), res.Plaintext, sender.name, sender.p.Kind(), wantPlain)
-		}
-	}
-}
-
-// add has committer add joiner's fresh KeyPackage; the others process the
-// commit and the joiner joins from the Welcome. The joiner's error is
-// returned for quirk tests.
-func (g *xGroup) add(committer, joiner *xMember) error {
-	g.t.Helper()
-	var kp KeyPackageResult
-	g.call(joiner, "create_key_package", CreateKeyPackageArgs{Identity: joiner.identity, Suite: Suite0001}, &kp)
-	var c CommitResult
-	g.call(committer, "add_member", AddMemberArgs{KeyPackage: kp.KeyPackage}, &c)
-	if len(c.Welcome) == 0 {
-		g.t.Fatalf("%s added %s but made no Welcome", committer.name, joiner.name)
-	}
-	g.broadcast(committer, c.Commit, "commit", c.Epoch, nil)
-	var j EpochResult
-	if err := joiner.p.Call(g.ctx, "join", JoinArgs{Welcome: c.Welcome}, &j); err != nil {
-		return err
-	}
-	if j.Epoch != c.Epoch {
-		g.t.Fatalf("%s joined at epoch %d, want %d", joiner.name, j.Epoch, c.Epoch)
-	}
-	g.members = append(g.members, joiner)
-	return nil
-}
-
-func (g *xGroup) mustAdd(committer, joiner *xMember) {
-	g.t.Helper()
-	if err := g.add(committer, joiner); err != nil {
-		g.t.Fatalf("%s (%s) joining from %s's (%s) Welcome: %v", joiner.name, joiner.p.Kind(), committer.name, committer.p.Kind(), err)
-	}
-}
-
-func (g *xGroup) update(committer *xMember) {
-	g.t.Helper()
-	var c CommitResult
-	g.call(committer, "commit_update", nil, &c)
-	g.broadcast(committer, c.Commit, "commit", c.Epoch, nil)
-}
-
-// leafOf is the leaf at which viewer sees target.
-func (g *xGroup) leafOf(viewer, target *xMember) uint32 {
-	g.t.Helper()
-	var st StateResult
-	g.call(viewer, "state", nil, &st)
-	i := slices.IndexFunc(st.Members, func(m Member) bool { return bytes.Equal(m.Identity, target.identity) })
-	if i < 0 {
-		g.t.Fatalf("%s does not see %s in the group", viewer.name, target.name)
-	}
-	return st.Members[i].LeafIndex
-}
-
-// removeLeaf has committer remove a leaf; gone (if any) stops following.
-func (g *xGroup) removeLeaf(committer *xMember, leaf uint32, gone *xMember) {
-	g.t.Helper()
-	var c CommitResult
-	g.call(committer, "remove_member", RemoveMemberArgs{LeafIndex: leaf}, &c)
-	g.members = slices.DeleteFunc(g.members, func(m *xMember) bool { return m == gone })
-	g.broadcast(committer, c.Commit, "commit", c.Epoch, nil)
-}
-
-func (g *xGroup) remove(committer, target *xMember) {
-	g.t.Helper()
-	g.removeLeaf(committer, g.leafOf(committer, target), target)
-}
-
-// converge checks that every member is at the same epoch with the same
-// member list, epoch authenticator and 32-byte exporter output (same label
-// and context everywhere), and that each member's application message
-// reaches all the others.
-func (g *xGroup) converge() {
-	g.t.Helper()
-	type view struct {
-		st   StateResult
-		auth ValueResult
-		exp  ExportResult
-	}
-	views := make([]view, len(g.members))
-	for i, m := range g.members {
-		v := &views[i]
-		g.call(m, "state", nil, &v.st)
-		g.call(m, "epoch_authenticator", nil, &v.auth)
-		ctx := binary.BigEndian.AppendUint64([]byte("epoch "), v.st.Epoch)
-		g.call(m, "export", ExportArgs{Label: "burrow interop", Context: ctx, Length: 32}, &v.exp)
-		if len(v.auth.Value) != 32 || len(v.exp.Secret) != 32 {
-			g.t.Fatalf("%s (%s): epoch authenticator of %d bytes, exporter of %d, want 32 each", m.name, m.p.Kind(), len(v.auth.Value), len(v.exp.Secret))
-		}
-		slices.SortFunc(v.st.Members, func(a, b Member) int { return int(a.LeafIndex) - int(b.LeafIndex) })
-	}
-	first, who := views[0], g.members[0]
-	for i, m := range g.members {
-		v := views[i]
-		if v.st.Epoch != first.st.Epoch {
-			g.t.Fatalf("%s (%s) at epoch %d, %s (%s) at %d", m.name, m.p.Kind(), v.st.Epoch, who.name, who.p.Kind(), first.st.Epoch)
-		}
-		if !bytes.Equal(v.auth.Value, first.auth.Value) {
-			g.t.Fatalf("epoch %d: %s's (%s) epoch_authenticator %x differs from %s's (%s) %x", v.st.Epoch, m.name, m.p.Kind(), v.auth.Value, who.name, who.p.Kind(), first.auth.Value)
-		}
-		if !bytes.Equal(v.exp.Secret, first.exp.Secret) {
-			g.t.Fatalf("epoch %d: %s's (%s) exporter %x differs from %s's (%s) %x", v.st.Epoch, m.name, m.p.Kind(), v.exp.Secret, who.name, who.p.Kind(), first.exp.Secret)
-		}
-		if !slices.EqualFunc(v.st.Members, first.st.Members, func(a, b Member) bool {
-			return a.LeafIndex == b.LeafIndex && bytes.Equal(a.Identity, b.Identity)
-		}) {
-			g.t.Fatalf("epoch %d: %s (%s) sees members %v, %s (%s) sees %v", v.st.Epoch, m.name, m.p.Kind(), v.st.Members, who.name, who.p.Kind(), first.st.Members)
-		}
-		if got := g.leafOf(m, m); got != v.st.OwnLeafIndex {
-			g.t.Fatalf("%s (%s) says it is at leaf %d but lists itself at %d", m.name, m.p.Kind(), v.st.OwnLeafIndex, got)
-		}
-	}
-	if len(first.st.Members) != len(g.members) {
-		g.t.Fatalf("epoch %d: members see %d leaves occupied, want %d", first.st.Epoch, len(first.st.Members), len(g.members))
-	}
-	for _, m := range g.members {
-		if !slices.ContainsFunc(first.st.Members, func(x Member) bool { return bytes.Equal(x.Identity, m.identity) }) {
-			g.t.Fatalf("epoch %d: %s is not in the member list", first.st.Epoch, m.name)
-		}
-	}
-	for _, m := range g.members {
-		plain := fmt.Appendf(nil, "epoch %d from %s (%s)", first.st.Epoch, m.name, m.p.Kind())
-		var pr ProtectResult
-		g.call(m, "protect", ProtectArgs{Plaintext: plain}, &pr)
-		g.broadcast(m, pr.Message, "application", first.st.Epoch, plain)
-	}
-}
 
 // TestEngineInterop pairs Burrow's engine with each independent peer, in
 // both directions: whoever creates the group adds the other side's
@@ -264,7 +59,7 @@ func TestEngineInterop(t *testing.T) {
 				ours, theirs = pc.kind, KindBurrow
 			}
 			t.Run(name, func(t *testing.T) {
-				g := &xGroup{t: t, ctx: ctx, cfg: cfg, engine: pc.ec}
+				g := &testGroup{t: t, ctx: ctx, cfg: cfg, engine: pc.ec}
 				// alice and carol are one implementation, bob and dave the other.
 				alice := g.newMember("alice", ours)
 				bob := g.newMember("bob", theirs)
@@ -274,7 +69,7 @@ func TestEngineInterop(t *testing.T) {
 				g.converge()
 				steps := []struct {
 					name              string
-					committer, target *xMember
+					committer, target *member
 					op                string
 				}{
 					{"alice adds bob's KeyPackage; bob joins from alice's Welcome", alice, bob, "add"},
@@ -366,10 +161,10 @@ func TestEngineUnmergedLeavesQuirk(t *testing.T) {
 	// build makes alice (builder) add four mls-go members, remove dave at
 	// leaf 3 (her path refills nodes 1, 3 and 7 with empty lists), and add
 	// fred at leaf 3 (node 5 blank, nodes 3 and 7 list {3}).
-	build := func(g *xGroup, builder string) *xMember {
+	build := func(g *testGroup, builder string) *member {
 		alice := g.newMember("alice", builder)
 		g.create(alice)
-		var dave *xMember
+		var dave *member
 		for _, name := range []string{"bob", "carol", "dave", "erin"} {
 			m := g.newMember(name, KindMLSGo)
 			g.mustAdd(alice, m)
@@ -391,7 +186,7 @@ func TestEngineUnmergedLeavesQuirk(t *testing.T) {
 	}
 
 	t.Run("burrow_builds", func(t *testing.T) {
-		g := &xGroup{t: t, ctx: ctx, cfg: cfg}
+		g := &testGroup{t: t, ctx: ctx, cfg: cfg}
 		alice := build(g, KindBurrow)
 		// gina lands on leaf 5: node 7 now lists {3, 5}, node 3 still {3}.
 		gina := g.newMember("gina", KindBurrow)
@@ -425,7 +220,7 @@ func TestEngineUnmergedLeavesQuirk(t *testing.T) {
 	})
 
 	t.Run("tsmls_builds", func(t *testing.T) {
-		g := &xGroup{t: t, ctx: ctx, cfg: cfg}
+		g := &testGroup{t: t, ctx: ctx, cfg: cfg}
 		alice := build(g, KindTSMLS)
 		gina := g.newMember("gina", KindBurrow)
 		g.mustAdd(alice, gina) // full validation of a tree ts-mls produced
@@ -473,13 +268,13 @@ func TestTSMLSBlankRootCommitSecret(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.committer+"->"+tc.receiver, func(t *testing.T) {
-			g := &xGroup{t: t, ctx: ctx, cfg: cfg}
+			g := &testGroup{t: t, ctx: ctx, cfg: cfg}
 			alice := g.newMember("alice", KindMLSGo)
 			bob := g.newMember("bob", KindMLSGo)
 			carol := g.newMember("carol", tc.receiver)
 			dave := g.newMember("dave", tc.committer)
 			g.create(alice)
-			for _, m := range []*xMember{bob, carol, dave} {
+			for _, m := range []*member{bob, carol, dave} {
 				g.mustAdd(alice, m)
 			}
 			if leaf := g.leafOf(alice, dave); leaf != 3 {
@@ -490,7 +285,7 @@ func TestTSMLSBlankRootCommitSecret(t *testing.T) {
 
 			var c CommitResult
 			g.call(dave, "remove_member", RemoveMemberArgs{LeafIndex: g.leafOf(dave, alice)}, &c)
-			g.members = []*xMember{carol, dave}
+			g.members = []*member{carol, dave}
 			if e, ok := carol.p.(*Engine); ok && !tc.wantOK {
 				// Our own refusal, through the Go API so that it is matched by
 				// its sentinel rather than its text. (Only once: a PrivateMessage

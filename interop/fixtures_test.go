@@ -103,7 +103,7 @@ func TestKeyPackageFixturesAcceptedAcrossTools(t *testing.T) {
 				}{{"framed", f.KeyPackage, true}, {"bare", f.KeyPackageBare, true}, {"bad signature", tampered, false}} {
 					p := startPeer(ctx, t, cfg, kind)
 					g := &testGroup{t: t, ctx: ctx, cfg: cfg}
-					creator := &member{name: kind, peer: p, identity: bytes.Repeat([]byte{7}, 32)}
+					creator := &member{name: kind, p: p, identity: bytes.Repeat([]byte{7}, 32)}
 					g.create(creator)
 					var c CommitResult
 					err := p.Call(ctx, "add_member", AddMemberArgs{KeyPackage: form.kp}, &c)
