@@ -175,10 +175,12 @@ func (s *Server) banEvent(ctx context.Context, id, reason string) error {
 	if !isHex(id, 64) {
 		return errors.New("event id must be 64 lowercase hex characters")
 	}
-	if _, err := s.store.Delete(ctx, []string{id}, storage.ReasonAdmin); err != nil {
+	deleted, err := s.store.Delete(ctx, []string{id}, storage.ReasonAdmin)
+	if err != nil {
 		s.log.Error("banning event", "id", id, "err", err)
 		return errors.New("could not delete the event")
 	}
+	s.metrics.removed(deleted)
 	s.bans.mu.Lock()
 	s.bans.list = append(s.bans.list, nip86.IDReason{ID: id, Reason: reason})
 	s.bans.mu.Unlock()

@@ -105,6 +105,7 @@ func (s *Server) processEvent(c *conn, p *pendingEvent) {
 		answer(ok, msg)
 		return
 	}
+	s.metrics.removed(res.Deleted)
 	msg := ""
 	if res.Seq > 0 {
 		msg = "seq:" + strconv.FormatInt(res.Seq, 10)

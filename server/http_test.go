@@ -201,9 +201,15 @@ func TestNIP86(t *testing.T) {
 func TestHealthReadyMetrics(t *testing.T) {
 	r := startRelay(t, Config{}, newTestStore(t))
 	c := dial(t, r.url, nil)
-	c.publish(newSigner(t).event(t, 1, "counted", nil, 0))
+	author := newSigner(t)
+	regret := author.event(t, 1, "counted", nil, 0)
+	c.publish(regret)
 	c.send([]any{"REQ", "q", nostr.Filter{Kinds: []int{1}}})
 	c.collect("q")
+	// One deletion by request and one by replacement, counted by reason.
+	c.publish(author.event(t, 5, "", nostr.Tags{{"e", regret.ID}}, 0))
+	c.publish(author.event(t, 0, `{"name":"a"}`, nil, nostr.Now()-10))
+	c.publish(author.event(t, 0, `{"name":"b"}`, nil, 0))
 
 	get := func(path string) (int, string) {
 		resp, err := http.Get(r.httpURL() + path)
@@ -230,6 +236,8 @@ func TestHealthReadyMetrics(t *testing.T) {
 		`burrow_queries_total{outcome="ok",type="req"} 1`,
 		`burrow_query_duration_seconds_count{type="req"} 1`,
 		`burrow_outbound_queue_overflows_total 0`,
+		`burrow_events_deleted_total{kind="1",reason="deletion_request"} 1`,
+		`burrow_events_deleted_total{kind="0",reason="replaced"} 1`,
 	} {
 		if !strings.Contains(body, want) {
 			t.Errorf("/metrics lacks %q", want)

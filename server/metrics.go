@@ -7,6 +7,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/burrow-relay/burrow/storage"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 )
@@ -22,7 +23,7 @@ type metrics struct {
 	openConns     prometheus.Gauge
 	refusedConns  prometheus.Counter
 	overflows     prometheus.Counter
-	expired       prometheus.Counter
+	deleted       *prometheus.CounterVec
 }
 
 func newMetrics(reg *prometheus.Registry) (*metrics, error) {
@@ -57,13 +58,13 @@ func newMetrics(reg *prometheus.Registry) (*metrics, error) {
 			Name: "burrow_outbound_queue_overflows_total",
 			Help: "Connections closed because their outbound queue overflowed.",
 		}),
-		expired: prometheus.NewCounter(prometheus.CounterOpts{
-			Name: "burrow_events_expired_total",
-			Help: "Events deleted by the NIP-40 expiry sweeper.",
-		}),
+		deleted: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "burrow_events_deleted_total",
+			Help: "Events removed from storage, by kind and reason (deletion_request, replaced, expired, admin).",
+		}, []string{"kind", "reason"}),
 	}
 	for _, c := range []prometheus.Collector{m.eventsOK, m.eventsRefused, m.queries, m.queryLatency,
-		m.openConns, m.refusedConns, m.overflows, m.expired} {
+		m.openConns, m.refusedConns, m.overflows, m.deleted} {
 		if err := reg.Register(c); err != nil {
 			return nil, fmt.Errorf("registering metrics: %w", err)
 		}
@@ -104,6 +105,14 @@ func (m *metrics) accepted(kind int) { m.eventsOK.WithLabelValues(kindLabel(kind
 
 func (m *metrics) rejected(kind int, msg string) {
 	m.eventsRefused.WithLabelValues(kindLabel(kind), reasonLabel(msg)).Inc()
+}
+
+// removed counts events that left storage; reasons come from the storage
+// package's fixed set, so the label stays bounded.
+func (m *metrics) removed(ds []storage.Deletion) {
+	for _, d := range ds {
+		m.deleted.WithLabelValues(kindLabel(d.Kind), string(d.Reason)).Inc()
+	}
 }
 
 func (m *metrics) observeQuery(typ string, start time.Time, err error) {

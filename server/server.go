@@ -322,7 +322,7 @@ func (s *Server) sweep(ctx context.Context) {
 		case err != nil && ctx.Err() == nil:
 			s.log.Error("deleting expired events", "err", err)
 		case len(deleted) > 0:
-			s.metrics.expired.Add(float64(len(deleted)))
+			s.metrics.removed(deleted)
 			s.log.Info("deleted expired events", "count", len(deleted))
 		}
 		select {
