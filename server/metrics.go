@@ -123,3 +123,32 @@ func (m *metrics) observeQuery(typ string, start time.Time, err error) {
 	m.queries.WithLabelValues(typ, outcome).Inc()
 	m.queryLatency.WithLabelValues(typ).Observe(time.Since(start).Seconds())
 }
+
+// CheckpointMetrics registers the series for the embedded store's WAL
+// checkpoints after KeyPackage deletions (the scrub that takes deleted bytes
+// out of the files) and returns the callback the store reports to
+// (sqlite.Config.OnCheckpoint). Attempts above one mean readers held the WAL.
+func CheckpointMetrics(reg prometheus.Registerer) (func(attempts int, err error), error) {
+	rounds := prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "burrow_wal_checkpoints_total",
+		Help: "WAL checkpoints (TRUNCATE) run after KeyPackage deletions, by outcome.",
+	}, []string{"outcome"})
+	attempts := prometheus.NewHistogram(prometheus.HistogramOpts{
+		Name:    "burrow_wal_checkpoint_attempts",
+		Help:    "Tries one WAL checkpoint took; more than one means readers held the WAL.",
+		Buckets: []float64{1, 2, 4, 8, 16, 32, 64, 128},
+	})
+	for _, c := range []prometheus.Collector{rounds, attempts} {
+		if err := reg.Register(c); err != nil {
+			return nil, fmt.Errorf("registering checkpoint metrics: %w", err)
+		}
+	}
+	return func(n int, err error) {
+		outcome := "ok"
+		if err != nil {
+			outcome = "error"
+		}
+		rounds.WithLabelValues(outcome).Inc()
+		attempts.Observe(float64(n))
+	}, nil
+}

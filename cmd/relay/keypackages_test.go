@@ -4,6 +4,8 @@ import (
 	"context"
 	"encoding/base64"
 	"encoding/hex"
+	"io"
+	"net/http"
 	"strings"
 	"testing"
 	"time"
@@ -79,4 +81,86 @@ func TestKeyPackagesAreValidatedOnIngest(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestKeyPackageDeletionIsCheckpointedAndCounted checks the wiring of the
+// embedded store's scrub: deleting a KeyPackage triggers a WAL checkpoint
+// whose outcome shows on /metrics (the scrub itself is tested in
+// storage/sqlite).
+func TestKeyPackageDeletionIsCheckpointedAndCounted(t *testing.T) {
+	fixtures, err := interop.LoadKeyPackageFixtures(interop.FixturesDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	var fx *interop.KeyPackageFixture
+	for i := range fixtures {
+		if fixtures[i].Lifetime == "10y" {
+			fx = &fixtures[i]
+			break
+		}
+	}
+	if fx == nil {
+		t.Fatal("no 10-year KeyPackage fixture in interop/fixtures")
+	}
+	c := testConfig(t)
+	c.DataDir = t.TempDir()
+	url := startInProcess(t, c)
+	client, err := dial(context.Background(), url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer client.Close()
+	sk := hex.EncodeToString(fx.NostrSecretKey)
+	kp := nostr.Event{Kind: 443, CreatedAt: nostr.Now(), Tags: nostr.Tags{{"encoding", "base64"}, {"mls_ciphersuite", "0x0001"}},
+		Content: base64.StdEncoding.EncodeToString(fx.KeyPackage)}
+	del := nostr.Event{Kind: 5, CreatedAt: nostr.Now(), Tags: nostr.Tags{{"e", ""}, {"k", "443"}}}
+	if err := kp.Sign(sk); err != nil {
+		t.Fatal(err)
+	}
+	del.Tags[0][1] = kp.ID
+	if err := del.Sign(sk); err != nil {
+		t.Fatal(err)
+	}
+	for _, ev := range []nostr.Event{kp, del} {
+		if ok, msg, err := client.publish(ev, 10*time.Second); err != nil || !ok {
+			t.Fatalf("publishing kind %d: ok=%v %q %v", ev.Kind, ok, msg, err)
+		}
+	}
+	metricsURL := "http" + strings.TrimPrefix(url, "ws") + "/metrics"
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		body := httpGet(t, metricsURL)
+		if strings.Contains(body, `burrow_wal_checkpoints_total{outcome="ok"} 1`) &&
+			strings.Contains(body, `burrow_events_deleted_total{kind="443",reason="deletion_request"} 1`) {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no checkpoint or deletion counted within 5 s:\n%s", grepLines(body, "burrow_"))
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+func httpGet(t *testing.T, url string) string {
+	t.Helper()
+	resp, err := http.Get(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
+}
+
+func grepLines(s, substr string) string {
+	var out []string
+	for _, l := range strings.Split(s, "\n") {
+		if strings.Contains(l, substr) {
+			out = append(out, l)
+		}
+	}
+	return strings.Join(out, "\n")
 }

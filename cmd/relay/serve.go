@@ -66,7 +66,13 @@ type runningRelay struct {
 // startRelay opens the store, builds the server and starts serving; it
 // returns once the listener is bound.
 func startRelay(ctx context.Context, cfg config, logger *slog.Logger) (*runningRelay, error) {
-	store, backend, err := openStore(ctx, cfg, logger)
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	onCheckpoint, err := server.CheckpointMetrics(reg)
+	if err != nil {
+		return nil, err
+	}
+	store, backend, err := openStore(ctx, cfg, logger, onCheckpoint)
 	if err != nil {
 		return nil, err
 	}
@@ -76,8 +82,6 @@ func startRelay(ctx context.Context, cfg config, logger *slog.Logger) (*runningR
 			return nil, err
 		}
 	}
-	reg := prometheus.NewRegistry()
-	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	srv, err := server.New(server.Config{
 		Name:           cfg.Name,
 		Description:    cfg.Description,
@@ -130,8 +134,9 @@ func (r *runningRelay) Close(ctx context.Context) error {
 }
 
 // openStore opens PostgreSQL when a database URL is set, else embedded
-// SQLite under the data directory.
-func openStore(ctx context.Context, cfg config, logger *slog.Logger) (storage.Store, string, error) {
+// SQLite under the data directory, reporting its scrub checkpoints to
+// onCheckpoint.
+func openStore(ctx context.Context, cfg config, logger *slog.Logger, onCheckpoint func(int, error)) (storage.Store, string, error) {
 	if cfg.DatabaseURL != "" {
 		s, err := postgres.Open(ctx, postgres.Config{URL: cfg.DatabaseURL, Logger: logger})
 		if err != nil {
@@ -140,7 +145,7 @@ func openStore(ctx context.Context, cfg config, logger *slog.Logger) (storage.St
 		return s, "postgres", nil
 	}
 	path := filepath.Join(cfg.DataDir, "relay.db")
-	s, err := sqlite.Open(ctx, sqlite.Config{Path: path, Logger: logger, Synchronous: cfg.SQLiteSync})
+	s, err := sqlite.Open(ctx, sqlite.Config{Path: path, Logger: logger, Synchronous: cfg.SQLiteSync, OnCheckpoint: onCheckpoint})
 	if err != nil {
 		return nil, "", fmt.Errorf("open embedded database %s: %w", path, err)
 	}

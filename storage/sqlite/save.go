@@ -294,6 +294,9 @@ func (tx *txn) remove(e stored, reason storage.Reason, deleted *[]storage.Deleti
 	if err := tx.tombstone(e.id, reason); err != nil {
 		return err
 	}
+	if scrubsOnDelete(e.kind) {
+		tx.scrub = true
+	}
 	*deleted = append(*deleted, storage.Deletion{ID: e.id, Kind: e.kind, PubKey: e.pubkey, Reason: reason})
 	return nil
 }

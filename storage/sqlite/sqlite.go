@@ -61,6 +61,17 @@ type Config struct {
 	// MaxBatch caps how many queued writes (Save, Delete) the writer commits
 	// in one transaction. Default 256.
 	MaxBatch int
+
+	// OnCheckpoint, if set, is called after each WAL checkpoint the store
+	// runs on its own because a committed write deleted a KeyPackage (kind
+	// 443 or 30443): attempts is how many TRUNCATE tries it took (more than
+	// one means readers held the WAL), err is nil once the WAL is empty.
+	// A failed round is retried about a second later and reported again.
+	// A burst of deletions shares one checkpoint, run about 100 ms after
+	// the first. Rounds cut short by Close are not reported. It runs on the
+	// store's checkpoint goroutine, so it must return quickly (update a
+	// metric); it must not call the Store.
+	OnCheckpoint func(attempts int, err error)
 }
 
 // Defaults used when a Config field is zero.
@@ -82,6 +93,9 @@ const (
 	// cache's page hash table (pcache1TruncateUnsafe in profiles), which at
 	// 32 MiB cost the writer more than the extra page reads of 8 MiB do.
 	writerCacheKiB = 8 << 10
+
+	// maxCheckpointBackoff caps the pause between checkpoint attempts.
+	maxCheckpointBackoff = 200 * time.Millisecond
 )
 
 // Store is a storage.Store on one SQLite database file. Several Stores (in
@@ -106,6 +120,13 @@ type Store struct {
 	done     chan struct{} // closed when the writer goroutine has exited
 
 	batches, batchedOps atomic.Int64 // group-commit statistics
+
+	// The scrubber checkpoints the WAL after KeyPackage deletions (scrub.go).
+	onCheckpoint    func(attempts int, err error)
+	scrubKick       chan struct{} // capacity 1: one pending request covers all
+	stopScrub       context.CancelFunc
+	scrubDone       chan struct{} // closed when the scrubber has exited
+	scrubsScheduled atomic.Int64  // requests made, for tests
 }
 
 var _ storage.Store = (*Store)(nil)
@@ -143,6 +164,10 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 		busyTimeout: busy,
 		ops:         make(chan *writeOp, writeQueue),
 		done:        make(chan struct{}),
+
+		onCheckpoint: cfg.OnCheckpoint,
+		scrubKick:    make(chan struct{}, 1),
+		scrubDone:    make(chan struct{}),
 	}
 	s.writeDB, err = sql.Open("sqlite", dsn(path, busy, url.Values{
 		"_pragma": {
@@ -192,6 +217,10 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 	}
 
 	go s.writer()
+	// The scrubber outlives any caller's context; Close stops it.
+	scrubCtx, stopScrub := context.WithCancel(context.WithoutCancel(ctx))
+	s.stopScrub = stopScrub
+	go s.scrubber(scrubCtx)
 	s.log.Info("sqlite store open", "path", path, "synchronous", syncMode, "migrations_applied", applied)
 	return s, nil
 }
@@ -214,6 +243,10 @@ func (s *Store) Close() error {
 	close(s.ops)
 	s.mu.Unlock()
 	<-s.done
+	// After the writer: its last commits may have scheduled a checkpoint,
+	// which closing the connections below performs instead.
+	s.stopScrub()
+	<-s.scrubDone
 	err := errors.Join(s.stmts.close(), s.readDB.Close(), s.writeDB.Close())
 	if err != nil {
 		return fmt.Errorf("sqlite: close: %w", err)
@@ -246,7 +279,9 @@ func (s *Store) readErr(op string, err error) error {
 // zero bytes, so deleted events' bytes (zeroed in the database pages by
 // secure_delete) leave the WAL too. A checkpoint cannot finish while a reader
 // still uses WAL frames, so it retries with backoff until it completes or ctx
-// ends. It returns how many attempts it took.
+// ends. It returns how many attempts it took. The backoff stays short so the
+// WAL is emptied soon after the last reader lets go; a failed attempt costs
+// only a moment of the writer's connection.
 func (s *Store) checkpoint(ctx context.Context) (attempts int, err error) {
 	if s.isClosed.Load() {
 		return 0, storage.ErrClosed
@@ -268,7 +303,7 @@ func (s *Store) checkpoint(ctx context.Context) (attempts int, err error) {
 			return attempts, fmt.Errorf("sqlite: checkpoint after %d attempts: %w", attempts, ctx.Err())
 		case <-t.C:
 		}
-		backoff = min(2*backoff, 500*time.Millisecond)
+		backoff = min(2*backoff, maxCheckpointBackoff)
 	}
 }
 

@@ -142,8 +142,14 @@ func (s *Store) drain(batch *[]*writeOp) (open bool) {
 // commit runs batch in one transaction and answers every op.
 func (s *Store) commit(batch []*writeOp) {
 	errs := make([]error, len(batch))
-	if !s.commitOnce(batch, errs, false) {
-		s.commitOnce(batch, errs, true)
+	done, scrub := s.commitOnce(batch, errs, false)
+	if !done {
+		_, scrub = s.commitOnce(batch, errs, true)
+	}
+	// Before the replies, so a caller told its deletion committed can
+	// count on the checkpoint being scheduled.
+	if scrub {
+		s.scheduleScrub()
 	}
 	for i, op := range batch {
 		op.reply <- errs[i]
@@ -153,8 +159,9 @@ func (s *Store) commit(batch []*writeOp) {
 // commitOnce runs batch in one transaction, filling errs. Without savepoints
 // it gives up (rolls back and returns false) as soon as an op fails in a way
 // that may have left some of its writes behind; the caller then runs the
-// batch again with savepoints.
-func (s *Store) commitOnce(batch []*writeOp, errs []error, savepoints bool) (done bool) {
+// batch again with savepoints. scrub reports that the committed transaction
+// deleted an event whose bytes must leave the files (see scrubsOnDelete).
+func (s *Store) commitOnce(batch []*writeOp, errs []error, savepoints bool) (done, scrub bool) {
 	// The transaction outlives any one caller's context: a caller that gives
 	// up must not abort the others' writes.
 	ctx := context.Background()
@@ -164,7 +171,7 @@ func (s *Store) commitOnce(batch []*writeOp, errs []error, savepoints bool) (don
 		for i := range errs {
 			errs[i] = fmt.Errorf("sqlite: begin: %w", err)
 		}
-		return true
+		return true, false
 	}
 	tx := &txn{ctx: ctx, tx: sqlTx, st: s.stmts.in(ctx, sqlTx)}
 	for i, op := range batch {
@@ -182,7 +189,7 @@ func (s *Store) commitOnce(batch []*writeOp, errs []error, savepoints bool) (don
 			if rbErr := sqlTx.Rollback(); rbErr != nil {
 				s.log.Warn("sqlite rollback before retrying a batch with savepoints failed", "err", rbErr)
 			}
-			return false
+			return false, false
 		}
 	}
 	if err := sqlTx.Commit(); err != nil {
@@ -192,8 +199,9 @@ func (s *Store) commitOnce(batch []*writeOp, errs []error, savepoints bool) (don
 				errs[i] = fmt.Errorf("sqlite: commit: %w", err)
 			}
 		}
+		return true, false
 	}
-	return true
+	return true, tx.scrub
 }
 
 // isRefusal reports whether err is one of the contract's answers about the
@@ -215,6 +223,9 @@ type txn struct {
 	// dirty is set before any statement that may change the database runs,
 	// so the writer knows whether a failed op left changes behind.
 	dirty bool
+	// scrub is set when the transaction deletes an event whose bytes must
+	// leave the files once it commits.
+	scrub bool
 }
 
 // exec runs a statement that changes the database.
@@ -236,8 +247,10 @@ func (tx *txn) runInSavepoint(apply func(*txn) error) error {
 	if _, err := tx.tx.ExecContext(tx.ctx, `SAVEPOINT op`); err != nil {
 		return fmt.Errorf("sqlite: savepoint: %w", err)
 	}
+	scrub := tx.scrub
 	err := apply(tx)
 	if err != nil {
+		tx.scrub = scrub // its deletions are undone too
 		if _, rbErr := tx.tx.ExecContext(tx.ctx, `ROLLBACK TO op`); rbErr != nil {
 			err = errors.Join(err, fmt.Errorf("sqlite: rollback to savepoint: %w", rbErr))
 		}
