@@ -40,6 +40,12 @@ var (
 	ErrNotAuthor = errors.New("deletion targets events of another author")
 	// ErrClosed: the store was closed.
 	ErrClosed = errors.New("store closed")
+	// ErrBanned: the author was banned with Ban ("blocked: banned").
+	ErrBanned = errors.New("author is banned")
+	// ErrSlotCap: SaveKeyPackage would open a new kind 30443 slot for an
+	// author already at the cap, and no slot is old enough to evict
+	// ("blocked: too many KeyPackage slots").
+	ErrSlotCap = errors.New("too many KeyPackage slots")
 )
 
 // Reason says why an event left storage. It is recorded with tombstones and
@@ -50,8 +56,34 @@ const (
 	ReasonDeletionRequest Reason = "deletion_request" // NIP-09 kind 5 from the author
 	ReasonReplaced        Reason = "replaced"         // a newer replaceable/addressable version
 	ReasonExpired         Reason = "expired"          // NIP-40 expiration passed
-	ReasonAdmin           Reason = "admin"            // operator action (NIP-86)
+	ReasonAdmin           Reason = "admin"            // operator action (NIP-86 banevent)
+	ReasonTwin            Reason = "twin"             // another event carrying the same KeyPackage
+	ReasonEvicted         Reason = "evicted"          // least recently refreshed slot over the cap
+	ReasonVanish          Reason = "vanish"           // NIP-62 request to vanish
+	ReasonBanned          Reason = "banned"           // NIP-86 banpubkey
 )
+
+// KeyPackage is what the relay's KeyPackage rules (package keypackages)
+// computed for a kind 443 or 30443 event, for SaveKeyPackage.
+type KeyPackage struct {
+	// Ref is the lowercase hex KeyPackageRef of the inner KeyPackage. Saving
+	// deletes the author's other 443 and 30443 events with the same Ref
+	// (twins, ReasonTwin), never the event being saved.
+	Ref string
+	// NotAfter is when the KeyPackage stops being usable (its MLS not_after
+	// plus the relay's grace). The event expires then, or at its NIP-40
+	// expiration if that is earlier: Query and Count stop returning it and
+	// DeleteExpired removes it (ReasonExpired).
+	NotAfter time.Time
+	// SlotCap, when positive, caps an author's kind 30443 slots (distinct d
+	// values holding a current version). Saving a 30443 into a new slot at
+	// the cap evicts the author's least recently refreshed slot (the one
+	// whose current version has the oldest created_at; ReasonEvicted) if that
+	// version is older than EvictAfter, and fails with ErrSlotCap otherwise.
+	// Replacing the version in an existing slot never counts against the cap.
+	SlotCap    int
+	EvictAfter time.Duration
+}
 
 // Result describes what a successful Save did.
 type Result struct {
@@ -88,13 +120,36 @@ type Store interface {
 	//     Result.Deleted), or ErrReplaced if ev is the older one. Enforced by a
 	//     unique constraint so two writers can never both keep a version;
 	//   - kind 5: deletes the targets named by "e" and "a" (addresses delete
-	//     versions with created_at <= the request's) that belong to ev's
-	//     author, tombstoning their ids; ErrNotAuthor if targets exist and all
-	//     of them belong to someone else. The kind 5 itself is stored;
+	//     versions with created_at <= the request's) that ev's author may
+	//     delete: its own events, and kind 1059 gift wraps whose "p" tag names
+	//     it (NIP-59); their ids are tombstoned. ErrNotAuthor if targets exist
+	//     and none of them may be deleted by ev's author. The kind 5 itself is
+	//     stored;
+	//   - kind 62 (NIP-62 request to vanish; whether it names this relay is
+	//     the caller's check): deletes every event of ev's author and every
+	//     kind 1059 whose "p" tag names the author, created at or before the
+	//     request (ReasonVanish), tombstones them, and stores the request;
+	//     later events of the author created at or before it fail with
+	//     ErrDeleted;
+	//   - ErrBanned if ev's author was banned;
 	//   - kind 445 with exactly one "h": assigns the group's next seq.
 	// ErrDuplicate if ev.ID is already stored (Result.Seq then carries the
 	// stored event's seq). Ephemeral kinds (20000-29999) must not be passed.
 	Save(ctx context.Context, ev *nostr.Event) (Result, error)
+
+	// SaveKeyPackage is Save for a kind 443 or 30443 event whose KeyPackage
+	// the caller has validated, applying kp's rules (twins, lifetime expiry,
+	// the slot cap) in the same transaction. Kinds 443 and 30443 saved with
+	// plain Save get the generic rules only.
+	SaveKeyPackage(ctx context.Context, ev *nostr.Event, kp KeyPackage) (Result, error)
+
+	// Ban deletes and tombstones every stored event of pubkey (ReasonBanned)
+	// and refuses its future events with ErrBanned. Banning twice is
+	// harmless. It returns what it removed.
+	Ban(ctx context.Context, pubkey string) ([]Deletion, error)
+
+	// BannedPubKeys lists the banned pubkeys.
+	BannedPubKeys(ctx context.Context) ([]string, error)
 
 	// Delete removes the events with these ids and tombstones every id, so
 	// they can never be stored again. Ids not stored are tombstoned too and
