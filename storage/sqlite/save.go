@@ -21,8 +21,11 @@ type row struct {
 	ev         *nostr.Event
 	tags       string         // JSON
 	replaceKey sql.NullString // slot of a replaceable/addressable event
-	expiresAt  sql.NullInt64
-	group      string // "h" of a kind 445 with exactly one h, else ""
+	expiresAt  sql.NullInt64  // effective expiry (see migration 3)
+	group      string         // "h" of a kind 445 with exactly one h, else ""
+	kpRef      sql.NullString // KeyPackageRef, only from SaveKeyPackage
+	// kp holds the KeyPackage rules of a SaveKeyPackage call, nil for Save.
+	kp *storage.KeyPackage
 }
 
 func prepareRow(ev *nostr.Event, now time.Time) (row, error) {
@@ -89,8 +92,13 @@ func (s *Store) Save(ctx context.Context, ev *nostr.Event) (storage.Result, erro
 	if err != nil {
 		return storage.Result{}, err
 	}
+	return s.saveRow(ctx, r)
+}
+
+// saveRow queues the save of a prepared row and waits for its commit.
+func (s *Store) saveRow(ctx context.Context, r row) (storage.Result, error) {
 	var res storage.Result
-	err = s.write(ctx, func(tx *txn) error {
+	err := s.write(ctx, func(tx *txn) error {
 		res = storage.Result{} // the writer may run an op twice
 		return tx.save(r, &res)
 	})
@@ -120,26 +128,55 @@ func scanStored(sc interface{ Scan(...any) error }) (stored, error) {
 	return e, err
 }
 
+// collect reads every row stmt yields (columns as scanStored expects). The
+// rows are read to the end before the caller removes any of them.
+func (tx *txn) collect(stmt *sql.Stmt, args ...any) ([]stored, error) {
+	rows, err := stmt.QueryContext(tx.ctx, args...)
+	if err != nil {
+		return nil, err
+	}
+	var found []stored
+	for rows.Next() {
+		e, err := scanStored(rows)
+		if err != nil {
+			rows.Close()
+			return nil, err
+		}
+		found = append(found, e)
+	}
+	if err := rows.Close(); err != nil {
+		return nil, err
+	}
+	return found, rows.Err()
+}
+
 func (tx *txn) save(r row, res *storage.Result) error {
 	ev := r.ev
 	var (
-		dupSeq            sql.NullInt64
-		tombstoned, block bool
+		dupSeq                              sql.NullInt64
+		tombstoned, block, banned, vanished bool
 	)
 	if err := tx.st.check.QueryRowContext(tx.ctx, ev.ID, ev.PubKey, r.replaceKey, ev.CreatedAt, ev.Kind != 5).
-		Scan(&dupSeq, &tombstoned, &block); err != nil {
+		Scan(&dupSeq, &tombstoned, &block, &banned, &vanished); err != nil {
 		return fmt.Errorf("sqlite: check %s: %w", ev.ID, err)
 	}
 	switch {
 	case dupSeq.Valid:
 		res.Seq = dupSeq.Int64
 		return fmt.Errorf("sqlite: %s: %w", ev.ID, storage.ErrDuplicate)
+	case banned:
+		return fmt.Errorf("sqlite: %s: %w", ev.ID, storage.ErrBanned)
 	case tombstoned:
 		return fmt.Errorf("sqlite: %s is tombstoned: %w", ev.ID, storage.ErrDeleted)
 	case block:
 		return fmt.Errorf("sqlite: %s is named by a deletion request: %w", ev.ID, storage.ErrDeleted)
+	case vanished:
+		return fmt.Errorf("sqlite: %s predates its author's request to vanish: %w", ev.ID, storage.ErrDeleted)
 	}
 
+	// Every refusal decided by reads comes before the first write, so a
+	// refused op leaves nothing to undo (see writer.go).
+	var replaced *stored
 	if r.replaceKey.Valid {
 		old, err := scanStored(tx.st.bySlot.QueryRowContext(tx.ctx, r.replaceKey.String))
 		switch {
@@ -149,14 +186,46 @@ func (tx *txn) save(r row, res *storage.Result) error {
 		case old.createdAt > int64(ev.CreatedAt) || (old.createdAt == int64(ev.CreatedAt) && old.id < ev.ID):
 			return fmt.Errorf("sqlite: %s is older than stored %s: %w", ev.ID, old.id, storage.ErrReplaced)
 		default:
-			if err := tx.remove(old, storage.ReasonReplaced, &res.Deleted); err != nil {
+			replaced = &old
+		}
+	}
+	var evict []stored
+	if r.kp != nil && r.kp.SlotCap > 0 && ev.Kind == 30443 && replaced == nil {
+		var err error
+		if evict, err = tx.evictions(r, time.Now()); err != nil {
+			return err
+		}
+	}
+
+	if replaced != nil {
+		if err := tx.remove(*replaced, storage.ReasonReplaced, &res.Deleted); err != nil {
+			return err
+		}
+	}
+	for _, e := range evict {
+		if err := tx.remove(e, storage.ReasonEvicted, &res.Deleted); err != nil {
+			return err
+		}
+	}
+	if r.kpRef.Valid {
+		twins, err := tx.collect(tx.st.twins, ev.PubKey, r.kpRef.String)
+		if err != nil {
+			return fmt.Errorf("sqlite: find twins: %w", err)
+		}
+		for _, e := range twins {
+			if err := tx.remove(e, storage.ReasonTwin, &res.Deleted); err != nil {
 				return err
 			}
 		}
 	}
 
-	if ev.Kind == 5 {
+	switch ev.Kind {
+	case 5:
 		if err := tx.deleteTargets(ev, &res.Deleted); err != nil {
+			return err
+		}
+	case 62:
+		if err := tx.vanish(ev, &res.Deleted); err != nil {
 			return err
 		}
 	}
@@ -167,7 +236,7 @@ func (tx *txn) save(r row, res *storage.Result) error {
 		}
 	}
 	result, err := tx.exec(tx.st.insertEvent, ev.ID, ev.PubKey, int64(ev.CreatedAt), ev.Kind, r.tags,
-		ev.Content, ev.Sig, r.replaceKey, r.expiresAt, res.Seq)
+		ev.Content, ev.Sig, r.replaceKey, r.expiresAt, res.Seq, r.kpRef)
 	if err != nil {
 		return fmt.Errorf("sqlite: insert %s: %w", ev.ID, err)
 	}
@@ -208,9 +277,9 @@ func (tx *txn) insertTags(n int64, tags nostr.Tags) error {
 
 // deleteTargets applies kind 5 req: it deletes the events it names by "e" and
 // the versions up to its created_at of the addresses it names by "a", when
-// they belong to req's author and are not kind 5 themselves. If every named
-// event the store holds belongs to someone else it fails with
-// storage.ErrNotAuthor.
+// they belong to req's author (or are gift wraps addressed to it) and are not
+// kind 5 themselves. If every named event the store holds is under someone
+// else's authority it fails with storage.ErrNotAuthor.
 func (tx *txn) deleteTargets(req *nostr.Event, deleted *[]storage.Deletion) error {
 	var own, foreign int
 	seen := map[string]bool{}
@@ -238,7 +307,7 @@ func (tx *txn) deleteTargets(req *nostr.Event, deleted *[]storage.Deletion) erro
 		if err != nil {
 			return fmt.Errorf("sqlite: read deletion target: %w", err)
 		}
-		if target.pubkey != req.PubKey {
+		if target.pubkey != req.PubKey && !giftWrapFor(target, req.PubKey) {
 			foreign++
 			continue
 		}
@@ -254,6 +323,24 @@ func (tx *txn) deleteTargets(req *nostr.Event, deleted *[]storage.Deletion) erro
 		return fmt.Errorf("sqlite: kind 5 %s: %w", req.ID, storage.ErrNotAuthor)
 	}
 	return nil
+}
+
+// giftWrapFor reports whether e is a kind 1059 gift wrap whose "p" tag names
+// pubkey: NIP-59 lets the recipient delete it.
+func giftWrapFor(e stored, pubkey string) bool {
+	if e.kind != 1059 {
+		return false
+	}
+	var tags nostr.Tags
+	if err := json.Unmarshal([]byte(e.tags), &tags); err != nil {
+		return false
+	}
+	for _, t := range tags {
+		if len(t) >= 2 && t[0] == "p" && t[1] == pubkey {
+			return true
+		}
+	}
+	return false
 }
 
 // parseAddress turns a NIP-09 "a" value "kind:pubkey:d" into the slot key it
@@ -359,23 +446,8 @@ func (s *Store) DeleteExpired(ctx context.Context, now time.Time) ([]storage.Del
 		var chunk []storage.Deletion
 		err := s.write(ctx, func(tx *txn) error {
 			chunk = nil // the writer may run an op twice
-			rows, err := tx.st.expired.QueryContext(tx.ctx, now.Unix(), expiredChunk)
+			found, err := tx.collect(tx.st.expired, now.Unix(), expiredChunk)
 			if err != nil {
-				return fmt.Errorf("sqlite: find expired: %w", err)
-			}
-			var found []stored
-			for rows.Next() {
-				e, err := scanStored(rows)
-				if err != nil {
-					rows.Close()
-					return fmt.Errorf("sqlite: find expired: %w", err)
-				}
-				found = append(found, e)
-			}
-			if err := rows.Close(); err != nil {
-				return fmt.Errorf("sqlite: find expired: %w", err)
-			}
-			if err := rows.Err(); err != nil {
 				return fmt.Errorf("sqlite: find expired: %w", err)
 			}
 			for _, e := range found {

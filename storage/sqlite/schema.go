@@ -71,6 +71,26 @@ CREATE TABLE group_seq (
 DROP INDEX events_created;
 CREATE INDEX events_created_at ON events (created_at DESC);
 `},
+		// From here on expires_at holds the effective expiry: the NIP-40
+		// expiration or, for a KeyPackage saved with SaveKeyPackage, the
+		// earlier of that and its NotAfter. Query, Count and DeleteExpired
+		// read only that column, so a KeyPackage's lifetime needs no other.
+		{3, "KeyPackage refs, slot and vanish indexes, bans", `
+-- KeyPackageRef of a 443/30443 saved with SaveKeyPackage (twins share it);
+-- NULL for every other event.
+ALTER TABLE events ADD COLUMN kp_ref TEXT;
+CREATE INDEX events_kp_ref ON events (pubkey, kp_ref) WHERE kp_ref IS NOT NULL;
+-- An author's 30443 slots, oldest first, for the slot cap.
+CREATE INDEX events_kp_slots ON events (pubkey, created_at) WHERE kind = 30443;
+-- An author's NIP-62 requests, checked by every save.
+CREATE INDEX events_vanish ON events (pubkey, created_at) WHERE kind = 62;
+
+-- Authors whose events are refused (NIP-86 banpubkey).
+CREATE TABLE bans (
+	pubkey    TEXT    PRIMARY KEY,
+	banned_at INTEGER NOT NULL
+) WITHOUT ROWID;
+`},
 	}
 }
 

@@ -1,8 +1,10 @@
 // Package sqlite is Burrow's embedded storage backend: a storage.Store on one
 // SQLite file through modernc.org/sqlite (pure Go, no cgo). It owns the
 // schema and its migrations, the single group-committing writer, the
-// read-only connection pool, the SQL built from NIP-01 filters, and the
-// secure deletion of event bytes (secure_delete and WAL checkpoints).
+// read-only connection pool, the SQL built from NIP-01 filters, the
+// KeyPackage rules (twins, lifetimes, slot caps), NIP-62 requests to vanish
+// and bans, and the secure deletion of event bytes (secure_delete and WAL
+// checkpoints).
 package sqlite
 
 import (

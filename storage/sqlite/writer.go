@@ -207,7 +207,8 @@ func (s *Store) commitOnce(batch []*writeOp, errs []error, savepoints bool) (don
 // isRefusal reports whether err is one of the contract's answers about the
 // event (as opposed to a backend failure).
 func isRefusal(err error) bool {
-	for _, e := range []error{storage.ErrDuplicate, storage.ErrDeleted, storage.ErrReplaced, storage.ErrExpired, storage.ErrNotAuthor} {
+	for _, e := range []error{storage.ErrDuplicate, storage.ErrDeleted, storage.ErrReplaced, storage.ErrExpired,
+		storage.ErrNotAuthor, storage.ErrBanned, storage.ErrSlotCap} {
 		if errors.Is(err, e) {
 			return true
 		}
@@ -274,12 +275,19 @@ type statements struct {
 	deleteEvent *sql.Stmt
 	tombstone   *sql.Stmt
 	expired     *sql.Stmt
+	slots       *sql.Stmt
+	twins       *sql.Stmt
+	vanishOwn   *sql.Stmt
+	vanishWraps *sql.Stmt
+	byAuthor    *sql.Stmt
+	ban         *sql.Stmt
 }
 
 // pointers lists the statement fields in the order of statementSQL.
 func (st *statements) pointers() []**sql.Stmt {
 	p := []**sql.Stmt{&st.check, &st.bySlot, &st.byID, &st.insertEvent, &st.nextSeq,
-		&st.deleteTag, &st.deleteEvent, &st.tombstone, &st.expired}
+		&st.deleteTag, &st.deleteEvent, &st.tombstone, &st.expired,
+		&st.slots, &st.twins, &st.vanishOwn, &st.vanishWraps, &st.byAuthor, &st.ban}
 	for k := range st.insertTags {
 		p = append(p, &st.insertTags[k])
 	}
@@ -292,7 +300,8 @@ func statementSQL() []string {
 		// check: ?1 id, ?2 pubkey, ?3 the event's own address (NULL unless
 		// replaceable/addressable), ?4 created_at, ?5 whether a kind 5 may
 		// block this event (any kind but 5). Answers the stored seq (NULL if
-		// not stored), tombstoned, blocked by a deletion request.
+		// not stored), tombstoned, blocked by a deletion request, author
+		// banned, author vanished at or after created_at (NIP-62).
 		`SELECT
 	(SELECT seq FROM events WHERE id = ?1),
 	EXISTS (SELECT 1 FROM tombstones WHERE id = ?1),
@@ -301,11 +310,13 @@ func statementSQL() []string {
 			WHERE t.name = 'e' AND t.value = ?1 AND k.kind = 5 AND k.pubkey = ?2)
 		OR (?3 IS NOT NULL AND EXISTS (SELECT 1 FROM tags t JOIN events k ON k.n = t.event
 			WHERE t.name = 'a' AND t.value = ?3 AND k.kind = 5 AND k.pubkey = ?2 AND k.created_at >= ?4))
-	)`,
+	),
+	EXISTS (SELECT 1 FROM bans WHERE pubkey = ?2),
+	EXISTS (SELECT 1 FROM events v WHERE v.kind = 62 AND v.pubkey = ?2 AND v.created_at >= ?4)`,
 		`SELECT n, id, kind, pubkey, created_at, tags FROM events WHERE replace_key = ?`,
 		`SELECT n, id, kind, pubkey, created_at, tags FROM events WHERE id = ?`,
-		`INSERT INTO events (id, pubkey, created_at, kind, tags, content, sig, replace_key, expires_at, seq)
-	VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+		`INSERT INTO events (id, pubkey, created_at, kind, tags, content, sig, replace_key, expires_at, seq, kp_ref)
+	VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
 		`INSERT INTO group_seq (h, last_seq) VALUES (?, 1)
 	ON CONFLICT (h) DO UPDATE SET last_seq = last_seq + 1 RETURNING last_seq`,
 		`DELETE FROM tags WHERE name = ? AND value = ? AND event = ?`,
@@ -313,6 +324,22 @@ func statementSQL() []string {
 		`INSERT INTO tombstones (id, reason, deleted_at) VALUES (?, ?, ?) ON CONFLICT (id) DO NOTHING`,
 		`SELECT n, id, kind, pubkey, created_at, tags FROM events
 	WHERE expires_at IS NOT NULL AND expires_at <= ? ORDER BY expires_at LIMIT ?`,
+		// slots: ?1 pubkey, ?2 now. The author's live 30443 slots, least
+		// recently refreshed first. Without statistics the planner prefers
+		// events_kind and walks every 30443 of every author.
+		`SELECT n, id, kind, pubkey, created_at, tags, kp_ref FROM events INDEXED BY events_kp_slots
+	WHERE kind = 30443 AND pubkey = ?1 AND (expires_at IS NULL OR expires_at > ?2) ORDER BY created_at, id`,
+		// twins: ?1 pubkey, ?2 KeyPackageRef.
+		`SELECT n, id, kind, pubkey, created_at, tags FROM events
+	WHERE pubkey = ?1 AND kp_ref = ?2 AND kind IN (443, 30443)`,
+		// vanishOwn: ?1 pubkey, ?2 the request's created_at.
+		`SELECT n, id, kind, pubkey, created_at, tags FROM events WHERE pubkey = ?1 AND created_at <= ?2`,
+		// vanishWraps: ?1 pubkey, ?2 the request's created_at. Gift wraps
+		// whose p tag names the author.
+		`SELECT e.n, e.id, e.kind, e.pubkey, e.created_at, e.tags FROM tags t JOIN events e ON e.n = t.event
+	WHERE t.name = 'p' AND t.value = ?1 AND e.kind = 1059 AND e.created_at <= ?2`,
+		`SELECT n, id, kind, pubkey, created_at, tags FROM events WHERE pubkey = ?`,
+		`INSERT INTO bans (pubkey, banned_at) VALUES (?, ?) ON CONFLICT (pubkey) DO NOTHING`,
 	}
 	// One statement per row count, so an event's tags go in with one or two
 	// executions instead of one per tag. OR IGNORE (the arguments are never

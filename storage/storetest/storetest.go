@@ -2,8 +2,9 @@
 // storage.Store backend runs unchanged: saving and querying with full NIP-01
 // filter semantics, replaceable and addressable slots, NIP-09 deletion
 // requests, tombstones, NIP-40 expiration, kind 445 sequencing, streaming and
-// closing. A backend's test calls Run with a function that creates a fresh,
-// empty database.
+// closing, KeyPackage twins, lifetimes and slot caps, gift wrap deletion by
+// the recipient, NIP-62 requests to vanish and bans. A backend's test calls
+// Run with a function that creates a fresh, empty database.
 package storetest
 
 import (
@@ -38,6 +39,10 @@ func Run(t *testing.T, newDB func(t *testing.T) Opener) {
 		{"expiration", expirationCases()},
 		{"sequencing", sequencingCases()},
 		{"streaming and closing", streamingCases()},
+		{"KeyPackages", keyPackageCases()},
+		{"gift wrap deletion", giftWrapDeletionCases()},
+		{"requests to vanish", vanishCases()},
+		{"bans", banCases()},
 	}
 	for _, g := range groups {
 		t.Run(g.name, func(t *testing.T) {
