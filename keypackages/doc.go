@@ -1,10 +1,15 @@
-// Package keypackages owns the lifecycle of Marmot KeyPackage events (kind
-// 30443, current and addressable, and kind 443, legacy) in Burrow. So far it
-// owns validation on ingest: Validator parses the KeyPackage through Burrow's
-// own MLS engine (package mls) and applies the relay's rules, including the
-// lifetime grace and the 84 days + 1 hour cap, which are relay rules and
-// therefore live here rather than in mls. Replacement, deletion, tombstones,
-// expiry and scrubbing of stored KeyPackages will live here too.
+// Package keypackages owns the relay's rules for Marmot KeyPackage events
+// (kind 30443, current and addressable, and kind 443, legacy) in Burrow.
+// Validator parses the KeyPackage through Burrow's own MLS engine (package
+// mls) and applies the relay's checks, including the lifetime grace and the
+// 84 days + 1 hour cap, which are relay rules and therefore live here rather
+// than in mls. Policy puts them in the EVENT pipeline (it satisfies
+// server.SaveHook): it validates, then stores with
+// storage.Store.SaveKeyPackage, giving the store the KeyPackageRef (twins),
+// the expiry (not_after plus the grace) and the per-author slot cap, which
+// the store applies in the same transaction. Policy also describes itself in
+// NIP-11 and serves GET /keypackages/supply (SupplyOf), per-author counts
+// that never include content.
 //
 // What is checked, and what is deliberately not, is written down in
 // README.md next to this file. In short, an event passes when:

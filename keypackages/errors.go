@@ -77,3 +77,8 @@ func Message(err error) string {
 func fail(check error, cause error, format string, args ...any) *Error {
 	return &Error{Check: check, Reason: fmt.Sprintf(format, args...), Err: cause}
 }
+
+// OKMessage is the NIP-01 OK message for this failure ("invalid: " and the
+// reason), so the relay's EVENT pipeline can answer it without knowing this
+// package.
+func (e *Error) OKMessage() string { return "invalid: " + e.Reason }

@@ -21,7 +21,7 @@ import (
 )
 
 // supportedNIPs are the NIPs the engine implements today.
-func supportedNIPs() []any { return []any{1, 9, 11, 40, 42, 45, 70, 86} }
+func supportedNIPs() []any { return []any{1, 9, 11, 40, 42, 45, 62, 70, 86} }
 
 // relayInfo holds the NIP-11 fields admins can change at run time. khatru's
 // Info document itself is never mutated after New, so NIP-11 requests
@@ -33,10 +33,12 @@ type relayInfo struct {
 }
 
 // bannedEvents remembers NIP-86 banevent calls made to this process, for
-// listbannedevents (the tombstones themselves live in the store).
+// listbannedevents (the tombstones themselves live in the store), and the
+// reasons given to banpubkey (the bans themselves live in the store).
 type bannedEvents struct {
-	mu   sync.Mutex
-	list []nip86.IDReason
+	mu         sync.Mutex
+	list       []nip86.IDReason
+	pubReasons map[string]string
 }
 
 func (s *Server) baseInfo() *nip11.RelayInformationDocument {
@@ -93,6 +95,12 @@ func (s *Server) serveNIP11(w http.ResponseWriter, r *http.Request) {
 	}
 	if s.cfg.Kinds.Restricted() {
 		doc["accepted_kinds"] = s.cfg.Kinds.List()
+	}
+	for _, h := range s.cfg.SaveHooks {
+		if ip, ok := h.(InfoProvider); ok {
+			name, value := ip.NIP11Field()
+			doc[name] = value
+		}
 	}
 	out, err := json.Marshal(doc)
 	if err != nil {
@@ -161,6 +169,8 @@ func (s *Server) managementAPI() khatru.RelayManagementAPI {
 				return false, ""
 			},
 		},
+		BanPubKey:              s.banPubKey,
+		ListBannedPubKeys:      s.listBannedPubKeys,
 		BanEvent:               s.banEvent,
 		ListBannedEvents:       s.listBannedEvents,
 		ChangeRelayName:        s.changeName,
@@ -185,6 +195,45 @@ func (s *Server) banEvent(ctx context.Context, id, reason string) error {
 	s.bans.list = append(s.bans.list, nip86.IDReason{ID: id, Reason: reason})
 	s.bans.mu.Unlock()
 	return nil
+}
+
+// banPubKey deletes and tombstones every event of pubkey and refuses its
+// future events (storage.Store.Ban).
+func (s *Server) banPubKey(ctx context.Context, pubkey, reason string) error {
+	if !isHex(pubkey, 64) {
+		return errors.New("pubkey must be 64 lowercase hex characters")
+	}
+	deleted, err := s.store.Ban(ctx, pubkey)
+	if err != nil {
+		s.log.Error("banning pubkey", "pubkey", pubkey, "err", err)
+		return errors.New("could not ban the pubkey")
+	}
+	s.metrics.removed(deleted)
+	s.log.Info("banned pubkey", "pubkey", pubkey, "deleted", len(deleted))
+	s.bans.mu.Lock()
+	if s.bans.pubReasons == nil {
+		s.bans.pubReasons = map[string]string{}
+	}
+	s.bans.pubReasons[pubkey] = reason
+	s.bans.mu.Unlock()
+	return nil
+}
+
+// listBannedPubKeys lists the store's bans, with the reason when the ban
+// was made through this process.
+func (s *Server) listBannedPubKeys(ctx context.Context) ([]nip86.PubKeyReason, error) {
+	pks, err := s.store.BannedPubKeys(ctx)
+	if err != nil {
+		s.log.Error("listing banned pubkeys", "err", err)
+		return nil, errors.New("could not list banned pubkeys")
+	}
+	out := make([]nip86.PubKeyReason, len(pks))
+	s.bans.mu.Lock()
+	defer s.bans.mu.Unlock()
+	for i, pk := range pks {
+		out[i] = nip86.PubKeyReason{PubKey: pk, Reason: s.bans.pubReasons[pk]}
+	}
+	return out, nil
 }
 
 func (s *Server) listBannedEvents(context.Context) ([]nip86.IDReason, error) {

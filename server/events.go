@@ -10,10 +10,11 @@ import (
 	"github.com/nbd-wtf/go-nostr"
 )
 
-// The EVENT pipeline: verify (parallel) → admission rules → store → answer
-// → broadcast (in arrival order per connection). Later rules (KeyPackage
-// validation, commit slots) join as admission rules or as a stage before the
-// store.
+// The EVENT pipeline: verify (parallel) → admission rules (the configured
+// ones, then NIP-62's relay check) → store, through the SaveHook that
+// handles the kind (KeyPackages: validation and SaveKeyPackage) or
+// Store.Save → answer → broadcast (in arrival order per connection). Later
+// kind-specific rules (commit slots) join as SaveHooks.
 
 // pendingEvent is an EVENT read from a connection, waiting in its FIFO.
 type pendingEvent struct {
@@ -83,6 +84,10 @@ func (s *Server) processEvent(c *conn, p *pendingEvent) {
 		answer(false, withPrefix(msg, "blocked"))
 		return
 	}
+	if msg := checkVanish(ev, c.serviceURL); msg != "" {
+		answer(false, msg)
+		return
+	}
 
 	if nostr.IsEphemeralKind(ev.Kind) {
 		// Ephemeral events are relayed, never stored.
@@ -93,7 +98,7 @@ func (s *Server) processEvent(c *conn, p *pendingEvent) {
 
 	ticket := s.tracker.begin()
 	defer s.tracker.end(ticket)
-	res, err := s.store.Save(ctx, ev)
+	res, err := s.save(ctx, ev)
 	if err != nil {
 		ok, msg := s.storeErrorAnswer(ev, res, err)
 		if errors.Is(err, storage.ErrDuplicate) {
@@ -114,8 +119,11 @@ func (s *Server) processEvent(c *conn, p *pendingEvent) {
 	s.broadcaster.Broadcast(Delivery{Event: ev, Seq: res.Seq, Ticket: ticket})
 }
 
-// storeErrorAnswer maps a Save error to the OK answer.
+// storeErrorAnswer maps a Save (or SaveHook) error to the OK answer.
 func (s *Server) storeErrorAnswer(ev *nostr.Event, res storage.Result, err error) (bool, string) {
+	if r, ok := errors.AsType[Refusal](err); ok {
+		return false, r.OKMessage()
+	}
 	switch {
 	case errors.Is(err, storage.ErrDuplicate):
 		if res.Seq > 0 {
@@ -131,6 +139,10 @@ func (s *Server) storeErrorAnswer(ev *nostr.Event, res storage.Result, err error
 		return false, "invalid: event has expired"
 	case errors.Is(err, storage.ErrNotAuthor):
 		return false, "blocked: you may only delete your own events"
+	case errors.Is(err, storage.ErrBanned):
+		return false, "blocked: banned"
+	case errors.Is(err, storage.ErrSlotCap):
+		return false, "blocked: too many KeyPackage slots"
 	}
 	s.log.Error("storing event", "id", ev.ID, "kind", ev.Kind, "err", err)
 	return false, "error: could not store the event, try again later"

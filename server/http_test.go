@@ -39,7 +39,7 @@ func TestNIP11(t *testing.T) {
 		nips = append(nips, int(n.(float64)))
 	}
 	slices.Sort(nips)
-	if want := []int{1, 9, 11, 40, 42, 45, 70, 86}; !slices.Equal(nips, want) {
+	if want := []int{1, 9, 11, 40, 42, 45, 62, 70, 86}; !slices.Equal(nips, want) {
 		t.Fatalf("supported_nips %v, want %v", nips, want)
 	}
 	lim := doc["limitation"].(map[string]any)
@@ -151,7 +151,7 @@ func TestNIP86(t *testing.T) {
 	for _, m := range resp.Result.([]any) {
 		methods = append(methods, m.(string))
 	}
-	for _, m := range []string{"banevent", "listbannedevents", "changerelayname", "changerelaydescription", "blockip", "unblockip", "listblockedips"} {
+	for _, m := range []string{"banpubkey", "listbannedpubkeys", "banevent", "listbannedevents", "changerelayname", "changerelaydescription", "blockip", "unblockip", "listblockedips"} {
 		if !slices.Contains(methods, m) {
 			t.Fatalf("supportedmethods %v lacks %s", methods, m)
 		}

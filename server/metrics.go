@@ -60,7 +60,7 @@ func newMetrics(reg *prometheus.Registry) (*metrics, error) {
 		}),
 		deleted: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "burrow_events_deleted_total",
-			Help: "Events removed from storage, by kind and reason (deletion_request, replaced, expired, admin).",
+			Help: "Events removed from storage, by kind and reason (deletion_request, replaced, expired, admin, twin, evicted, vanish, banned).",
 		}, []string{"kind", "reason"}),
 	}
 	for _, c := range []prometheus.Collector{m.eventsOK, m.eventsRefused, m.queries, m.queryLatency,

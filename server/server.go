@@ -58,6 +58,9 @@ type Config struct {
 	// Rules are extra admission rules (khatru's RejectEvent shape), run after
 	// the built-in ones.
 	Rules []policy.Rule
+	// SaveHooks check and store the events of particular kinds (see
+	// SaveHook); the first whose Handles matches stores the event.
+	SaveHooks []SaveHook
 	// EventLimiter charges events per client address (default: an in-process
 	// token bucket from Limits.EventRate and Limits.EventBurst).
 	EventLimiter policy.RateLimiter
@@ -224,6 +227,13 @@ func (s *Server) newRelay() *khatru.Relay {
 	mux.Handle("GET /metrics", s.metrics.handler())
 	mux.HandleFunc("GET /healthz", s.healthz)
 	mux.HandleFunc("GET /readyz", s.readyz)
+	for _, h := range s.cfg.SaveHooks {
+		if rp, ok := h.(RouteProvider); ok {
+			for pattern, handler := range rp.Routes(s.store) {
+				mux.Handle(pattern, handler)
+			}
+		}
+	}
 	rl.SetRouter(mux)
 	return rl
 }

@@ -11,6 +11,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/burrow-relay/burrow/keypackages"
 	"github.com/burrow-relay/burrow/policy"
 	"github.com/burrow-relay/burrow/storage/postgres"
 	"github.com/nbd-wtf/go-nostr"
@@ -34,6 +35,11 @@ type config struct {
 	LogLevel        slog.Level
 	LogFormat       string
 	ShutdownTimeout time.Duration
+	// KeyPackageSlotCap and KeyPackageEvictAge are the per-author kind
+	// 30443 slot cap and the age a slot must reach before a new one evicts
+	// it (keypackages.Policy).
+	KeyPackageSlotCap  int
+	KeyPackageEvictAge time.Duration
 }
 
 // errHelp is returned when --help was asked for: usage goes to stdout and the
@@ -74,6 +80,9 @@ func serveFlags(stderr io.Writer, cfg *config, raw *rawServe) *envFlags {
 	f.Var(stringValue{&raw.level}, "log-level", envName("log-level"), "debug, info, warn or error (default info)")
 	f.String(&cfg.LogFormat, "log-format", "text", "text or json")
 	f.Duration(&cfg.ShutdownTimeout, "shutdown-timeout", 15*time.Second, "how long SIGINT/SIGTERM waits for in-flight writes before closing connections")
+
+	f.Int(&cfg.KeyPackageSlotCap, "keypackage-slot-cap", keypackages.DefaultSlotCap, "most kind 30443 KeyPackage slots (d values) per author; at the cap a new slot evicts the least recently refreshed one if it is older than --keypackage-evict-age, else it is refused (0 = no cap)")
+	f.Duration(&cfg.KeyPackageEvictAge, "keypackage-evict-age", keypackages.DefaultEvictAfter, "how long a KeyPackage slot must go unrefreshed before a new slot at the cap may evict it")
 
 	l := &cfg.Limits
 	f.Int(&l.MaxMessageLength, "max-message-length", def.MaxMessageLength, "largest websocket message, bytes")
@@ -163,6 +172,12 @@ func (c config) validate() error {
 	}
 	if c.ShutdownTimeout <= 0 {
 		return fmt.Errorf("--shutdown-timeout must be positive, got %v", c.ShutdownTimeout)
+	}
+	if c.KeyPackageSlotCap < 0 {
+		return fmt.Errorf("--keypackage-slot-cap must be 0 (no cap) or positive, got %d", c.KeyPackageSlotCap)
+	}
+	if c.KeyPackageEvictAge < 0 {
+		return fmt.Errorf("--keypackage-evict-age must not be negative, got %v", c.KeyPackageEvictAge)
 	}
 	if err := c.Limits.Validate(); err != nil {
 		return err

@@ -73,6 +73,28 @@ func TestParseServeConfig(t *testing.T) {
 					t.Fatalf("limits %+v", c.Limits)
 				}
 			}},
+		{name: "KeyPackage slot cap and evict age default to 10 and 7 days", check: func(t *testing.T, c config) {
+			if c.KeyPackageSlotCap != 10 || c.KeyPackageEvictAge != 168*time.Hour {
+				t.Fatalf("slot cap %d, evict age %v", c.KeyPackageSlotCap, c.KeyPackageEvictAge)
+			}
+		}},
+		{name: "KeyPackage settings read their variables", env: map[string]string{
+			"RELAY_KEYPACKAGE_SLOT_CAP": "3", "RELAY_KEYPACKAGE_EVICT_AGE": "36h",
+		}, check: func(t *testing.T, c config) {
+			if c.KeyPackageSlotCap != 3 || c.KeyPackageEvictAge != 36*time.Hour {
+				t.Fatalf("slot cap %d, evict age %v", c.KeyPackageSlotCap, c.KeyPackageEvictAge)
+			}
+		}},
+		{name: "KeyPackage flags win over variables", args: []string{"--keypackage-slot-cap", "0", "--keypackage-evict-age", "1h"},
+			env: map[string]string{"RELAY_KEYPACKAGE_SLOT_CAP": "3"},
+			check: func(t *testing.T, c config) {
+				if c.KeyPackageSlotCap != 0 || c.KeyPackageEvictAge != time.Hour {
+					t.Fatalf("slot cap %d, evict age %v", c.KeyPackageSlotCap, c.KeyPackageEvictAge)
+				}
+			}},
+		{name: "negative slot cap", args: []string{"--keypackage-slot-cap", "-1"}, err: "--keypackage-slot-cap"},
+		{name: "negative evict age", args: []string{"--keypackage-evict-age", "-1h"}, err: "--keypackage-evict-age"},
+		{name: "bad evict age variable names it", env: map[string]string{"RELAY_KEYPACKAGE_EVICT_AGE": "a week"}, err: "RELAY_KEYPACKAGE_EVICT_AGE"},
 		{name: "bad admin key", args: []string{"--admin", "npub1xyz"}, err: "--admin"},
 		{name: "bad trusted proxy", args: []string{"--trusted-proxies", "not-an-ip"}, err: "--trusted-proxies"},
 		{name: "bad kinds", args: []string{"--kinds", "some"}, err: "--kinds"},
@@ -115,7 +137,8 @@ func TestHelpDocumentsEveryFlagWithItsVariable(t *testing.T) {
 		"--listen", "RELAY_LISTEN", "--data-dir", "RELAY_DATA_DIR", "--database-url", "RELAY_DATABASE_URL",
 		"--redis-url", "RELAY_REDIS_URL", "--admin", "RELAY_ADMIN_PUBKEYS", "--trusted-proxies", "RELAY_TRUSTED_PROXIES",
 		"--kinds", "RELAY_KINDS", "--max-limit", "RELAY_MAX_LIMIT", "--max-connections-per-ip", "--event-burst",
-		"--outbound-queue", "relay conformance",
+		"--outbound-queue", "relay conformance", "--keypackage-slot-cap", "RELAY_KEYPACKAGE_SLOT_CAP",
+		"--keypackage-evict-age", "RELAY_KEYPACKAGE_EVICT_AGE",
 	} {
 		if !strings.Contains(help, want) {
 			t.Errorf("--help lacks %q", want)

@@ -12,7 +12,6 @@ import (
 	"time"
 
 	"github.com/burrow-relay/burrow/keypackages"
-	"github.com/burrow-relay/burrow/policy"
 	"github.com/burrow-relay/burrow/server"
 	"github.com/burrow-relay/burrow/storage"
 	"github.com/burrow-relay/burrow/storage/postgres"
@@ -91,9 +90,12 @@ func startRelay(ctx context.Context, cfg config, logger *slog.Logger) (*runningR
 		TrustedProxies: cfg.TrustedProxies,
 		Kinds:          cfg.Kinds,
 		Limits:         cfg.Limits,
-		Rules:          []policy.Rule{keypackages.Validator{}.Rule()},
-		Logger:         logger,
-		Registry:       reg,
+		SaveHooks: []server.SaveHook{keypackages.Policy{
+			SlotCap:    cfg.KeyPackageSlotCap,
+			EvictAfter: cfg.KeyPackageEvictAge,
+		}},
+		Logger:   logger,
+		Registry: reg,
 	}, store)
 	if err != nil {
 		store.Close()
