@@ -101,3 +101,70 @@ func (w *wsClient) query(f nostr.Filter, timeout time.Duration) ([]nostr.Event, 
 		}
 	}
 }
+
+// subscribe opens subscription sub and returns its stored events (up to
+// EOSE), leaving it open for live events.
+func (w *wsClient) subscribe(sub string, f nostr.Filter, timeout time.Duration) ([]nostr.Event, error) {
+	msg, _ := json.Marshal([]any{"REQ", sub, f})
+	w.c.SetWriteDeadline(time.Now().Add(timeout))
+	if err := w.c.WriteMessage(websocket.TextMessage, msg); err != nil {
+		return nil, err
+	}
+	var out []nostr.Event
+	for {
+		typ, ev, err := w.next(sub, time.Now().Add(timeout))
+		if err != nil {
+			return nil, err
+		}
+		switch typ {
+		case "EVENT":
+			out = append(out, ev)
+		case "EOSE":
+			return out, nil
+		case "CLOSED":
+			return nil, fmt.Errorf("subscription %s closed", sub)
+		}
+	}
+}
+
+// liveEvents collects what subscription sub delivers within d.
+func (w *wsClient) liveEvents(sub string, d time.Duration) []nostr.Event {
+	var out []nostr.Event
+	deadline := time.Now().Add(d)
+	for {
+		typ, ev, err := w.next(sub, deadline)
+		if err != nil {
+			return out // the deadline passed (or the connection ended)
+		}
+		if typ == "EVENT" {
+			out = append(out, ev)
+		}
+	}
+}
+
+// next reads frames until one for sub arrives, returning its type and, for
+// EVENT, the event.
+func (w *wsClient) next(sub string, deadline time.Time) (string, nostr.Event, error) {
+	w.c.SetReadDeadline(deadline)
+	for {
+		_, data, err := w.c.ReadMessage()
+		if err != nil {
+			return "", nostr.Event{}, err
+		}
+		var frame []json.RawMessage
+		if json.Unmarshal(data, &frame) != nil || len(frame) < 2 {
+			continue
+		}
+		var typ, id string
+		json.Unmarshal(frame[0], &typ)
+		json.Unmarshal(frame[1], &id)
+		if id != sub {
+			continue
+		}
+		var ev nostr.Event
+		if typ == "EVENT" && (len(frame) < 3 || json.Unmarshal(frame[2], &ev) != nil) {
+			return "", ev, fmt.Errorf("bad EVENT frame %s", data)
+		}
+		return typ, ev, nil
+	}
+}
