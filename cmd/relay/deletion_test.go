@@ -34,7 +34,7 @@ var liveBackends = []string{"sqlite", "postgres"}
 // author is a Nostr key that publishes KeyPackages naming itself.
 type author struct{ sk, pk string }
 
-func newAuthor(t *testing.T) author {
+func newAuthor(t testing.TB) author {
 	t.Helper()
 	sk := nostr.GeneratePrivateKey()
 	pk, err := nostr.GetPublicKey(sk)
@@ -45,7 +45,7 @@ func newAuthor(t *testing.T) author {
 }
 
 // sign signs an event of a's at created (0 means now).
-func (a author) sign(t *testing.T, kind int, content string, tags nostr.Tags, created nostr.Timestamp) nostr.Event {
+func (a author) sign(t testing.TB, kind int, content string, tags nostr.Tags, created nostr.Timestamp) nostr.Event {
 	t.Helper()
 	if created == 0 {
 		created = nostr.Now()
@@ -62,7 +62,7 @@ func (a author) sign(t *testing.T, kind int, content string, tags nostr.Tags, cr
 
 // keyPackage makes a fresh KeyPackage for a, current for 80 days, marked
 // last resort when asked, and returns its base64 content and ref.
-func (a author) keyPackage(t *testing.T, lastResort bool) (content, ref string) {
+func (a author) keyPackage(t testing.TB, lastResort bool) (content, ref string) {
 	t.Helper()
 	suite, err := cipher.New(cipher.MLS128DHKEMX25519AES128GCMSHA256Ed25519)
 	if err != nil {
@@ -104,7 +104,7 @@ func (a author) keyPackage(t *testing.T, lastResort bool) (content, ref string) 
 }
 
 // slotEvent is a kind 30443 in slot d carrying a fresh KeyPackage.
-func (a author) slotEvent(t *testing.T, d string, created nostr.Timestamp) nostr.Event {
+func (a author) slotEvent(t testing.TB, d string, created nostr.Timestamp) nostr.Event {
 	t.Helper()
 	content, ref := a.keyPackage(t, true)
 	return a.sign(t, 30443, content, nostr.Tags{{"d", d}, {"i", ref}, {"mls_ciphersuite", "0x0001"}, {"encoding", "base64"}}, created)

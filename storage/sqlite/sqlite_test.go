@@ -658,3 +658,11 @@ DELETE FROM schema_migrations WHERE version = 2`); err != nil {
 		t.Fatalf("Query returned %d events, want 4", len(got))
 	}
 }
+
+func BenchmarkSlotReplacements(b *testing.B) {
+	storetest.BenchmarkSlotReplacements(b, openT(b, Config{Path: filepath.Join(b.TempDir(), "bench.db")}))
+}
+
+func BenchmarkKeyPackageDeletions(b *testing.B) {
+	storetest.BenchmarkKeyPackageDeletions(b, openT(b, Config{Path: filepath.Join(b.TempDir(), "bench.db")}))
+}

@@ -1,0 +1,114 @@
+package storetest
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"fmt"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/burrow-relay/burrow/storage"
+	"github.com/nbd-wtf/go-nostr"
+)
+
+// The KeyPackage benchmarks every backend runs the same way, with 8
+// concurrent writers (the relay's default benchmark load) and events signed
+// before the timer starts.
+
+// BenchmarkSlotReplacements measures kind 30443 slot replacements: each
+// operation saves a newer version into one of the writer's slots through
+// SaveKeyPackage, which deletes (and tombstones) the older version in the
+// same transaction.
+func BenchmarkSlotReplacements(b *testing.B, s storage.Store) {
+	const writers = 8
+	authors := make([]Author, writers)
+	for i := range authors {
+		authors[i] = NewAuthor(b)
+	}
+	// Per writer, a run of versions of one slot with rising created_at.
+	evs := make([][]*nostr.Event, writers)
+	base := nostr.Now() - nostr.Timestamp(b.N+10)
+	for i := 0; i < b.N; i++ {
+		w := i % writers
+		d := fmt.Sprintf("%064x", w)
+		evs[w] = append(evs[w], authors[w].Event(b, 30443, base+nostr.Timestamp(i), nostr.Tags{{"d", d}}, benchContent()))
+	}
+	runWriters(b, writers, func(ctx context.Context, w, n int) error {
+		_, err := s.SaveKeyPackage(ctx, evs[w][n], benchKeyPackage())
+		return err
+	}, func(w int) int { return len(evs[w]) })
+}
+
+// BenchmarkKeyPackageDeletions measures NIP-09 deletions of KeyPackages:
+// the KeyPackages are stored before the timer starts; each operation saves a
+// kind 5 that deletes one of them.
+func BenchmarkKeyPackageDeletions(b *testing.B, s storage.Store) {
+	const writers = 8
+	ctx := context.Background()
+	authors := make([]Author, writers)
+	for i := range authors {
+		authors[i] = NewAuthor(b)
+	}
+	dels := make([][]*nostr.Event, writers)
+	now := nostr.Now()
+	for i := 0; i < b.N; i++ {
+		w := i % writers
+		kp := authors[w].Event(b, 443, now-10, nil, benchContent())
+		if _, err := s.SaveKeyPackage(ctx, kp, benchKeyPackage()); err != nil {
+			b.Fatal(err)
+		}
+		dels[w] = append(dels[w], authors[w].Event(b, 5, now, nostr.Tags{{"e", kp.ID}, {"k", "443"}}, ""))
+	}
+	runWriters(b, writers, func(ctx context.Context, w, n int) error {
+		res, err := s.Save(ctx, dels[w][n])
+		if err == nil && len(res.Deleted) != 1 {
+			return fmt.Errorf("deleted %d events, want 1", len(res.Deleted))
+		}
+		return err
+	}, func(w int) int { return len(dels[w]) })
+}
+
+// runWriters times writers goroutines each running op over its own events
+// in order, and reports operations per second.
+func runWriters(b *testing.B, writers int, op func(ctx context.Context, w, n int) error, count func(w int) int) {
+	b.Helper()
+	ctx := context.Background()
+	var failed atomic.Value
+	done := make(chan struct{})
+	b.ResetTimer()
+	start := time.Now()
+	for w := 0; w < writers; w++ {
+		go func() {
+			defer func() { done <- struct{}{} }()
+			for n := 0; n < count(w); n++ {
+				if err := op(ctx, w, n); err != nil {
+					failed.CompareAndSwap(nil, err)
+					return
+				}
+			}
+		}()
+	}
+	for w := 0; w < writers; w++ {
+		<-done
+	}
+	elapsed := time.Since(start)
+	b.StopTimer()
+	if err, _ := failed.Load().(error); err != nil {
+		b.Fatal(err)
+	}
+	b.ReportMetric(float64(b.N)/elapsed.Seconds(), "ops/s")
+}
+
+func benchContent() string {
+	raw := make([]byte, 300)
+	rand.Read(raw)
+	return hex.EncodeToString(raw)
+}
+
+func benchKeyPackage() storage.KeyPackage {
+	ref := make([]byte, 32)
+	rand.Read(ref)
+	return storage.KeyPackage{Ref: hex.EncodeToString(ref), NotAfter: time.Now().Add(80 * 24 * time.Hour), SlotCap: 10, EvictAfter: 7 * 24 * time.Hour}
+}
