@@ -158,33 +158,38 @@ func TestGroupCommitIsolatesAFailingEvent(t *testing.T) {
 }
 
 // TestDeletionRacesSave runs a save of an event against its deletion (by a
-// kind 5, or by Delete) on two handles, many times: whatever the order, the
-// event must end up not stored.
+// kind 5, Delete, Ban or a request to vanish) on two handles, many times:
+// whatever the order, the event must end up not stored.
 func TestDeletionRacesSave(t *testing.T) {
 	pg := testsvc.Postgres(t)
 	h1, h2 := open(t, pg.URL), open(t, pg.URL)
 	ctx := context.Background()
-	a := storetest.NewAuthor(t)
 	base := nostr.Now() - 1000
-	for _, how := range []string{"kind 5", "Delete"} {
+	for _, how := range []string{"kind 5", "Delete", "Ban", "kind 62"} {
 		t.Run(how, func(t *testing.T) {
 			for i := range 40 {
+				a := storetest.NewAuthor(t)
 				target := a.Event(t, 1, base+nostr.Timestamp(i), nil, how+" target")
 				var saveErr, delErr error
 				var wg sync.WaitGroup
 				wg.Go(func() { _, saveErr = h1.Save(ctx, target) })
 				wg.Go(func() {
-					if how == "Delete" {
+					switch how {
+					case "Delete":
 						_, delErr = h2.Delete(ctx, []string{target.ID}, storage.ReasonAdmin)
-						return
+					case "Ban":
+						_, delErr = h2.Ban(ctx, a.PubKey)
+					case "kind 62":
+						_, delErr = h2.Save(ctx, a.Event(t, 62, base+nostr.Timestamp(i)+1, nostr.Tags{{"relay", "ALL_RELAYS"}}, ""))
+					default:
+						_, delErr = h2.Save(ctx, a.Event(t, 5, base+nostr.Timestamp(i)+1, nostr.Tags{{"e", target.ID}}, ""))
 					}
-					_, delErr = h2.Save(ctx, a.Event(t, 5, base+nostr.Timestamp(i)+1, nostr.Tags{{"e", target.ID}}, ""))
 				})
 				wg.Wait()
 				if delErr != nil {
 					t.Fatalf("round %d: deletion: %v", i, delErr)
 				}
-				if saveErr != nil && !errors.Is(saveErr, storage.ErrDeleted) {
+				if saveErr != nil && !errors.Is(saveErr, storage.ErrDeleted) && !errors.Is(saveErr, storage.ErrBanned) {
 					t.Fatalf("round %d: save: %v", i, saveErr)
 				}
 				if n, err := h1.Count(ctx, nostr.Filter{IDs: []string{target.ID}}); err != nil || n != 0 {

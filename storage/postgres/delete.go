@@ -54,6 +54,7 @@ func (s *Store) Delete(ctx context.Context, ids []string, reason storage.Reason)
 	if err != nil {
 		return nil, fmt.Errorf("postgres delete: %w", err)
 	}
+	s.keyPackagesDeleted(out)
 	return out, nil
 }
 
@@ -81,13 +82,17 @@ func (s *Store) DeleteExpired(ctx context.Context, now time.Time) ([]storage.Del
 	if err != nil {
 		return nil, fmt.Errorf("postgres delete expired: %w", err)
 	}
+	s.keyPackagesDeleted(out)
 	return out, nil
 }
 
-// deleteWhere deletes the events matching cond (with $1 = arg) and their tag
-// rows, and returns them as deletions with reason.
+// deleteWhere deletes the events matching cond (with $1 = arg), from the
+// events table and the KeyPackage table, and their tag rows, and returns
+// them as deletions with reason.
 func deleteWhere(ctx context.Context, tx pgx.Tx, cond string, reason storage.Reason, arg any) ([]storage.Deletion, error) {
-	rows, err := tx.Query(ctx, `DELETE FROM events WHERE `+cond+` RETURNING id, kind, pubkey`, arg)
+	rows, err := tx.Query(ctx, `WITH d AS (DELETE FROM events WHERE `+cond+` RETURNING id, kind, pubkey),
+		k AS (DELETE FROM keypackages WHERE `+cond+` RETURNING id, kind, pubkey)
+		SELECT id, kind, pubkey FROM d UNION ALL SELECT id, kind, pubkey FROM k`, arg)
 	if err != nil {
 		return nil, err
 	}

@@ -7,10 +7,13 @@ import (
 	"errors"
 	"fmt"
 	"hash/fnv"
+	"math"
 	"slices"
 	"strconv"
 	"strings"
+	"time"
 
+	"github.com/burrow-relay/burrow/storage"
 	"github.com/nbd-wtf/go-nostr"
 )
 
@@ -117,7 +120,8 @@ func decodeTags(b []byte) (nostr.Tags, error) {
 	return tags, nil
 }
 
-// lockKey maps an event id ("e") or an address ("a") to the second key of
+// lockKey maps an event id ("e"), an address ("a"), an author or gift wrap
+// recipient ("p") or an author's KeyPackageRef ("r") to the second key of
 // an advisory lock. Every Burrow instance on a database must compute it the
 // same way; collisions only serialize unrelated writes.
 func lockKey(kind byte, s string) int32 {
@@ -149,13 +153,20 @@ type saveArgs struct {
 	eIDs              [][]byte
 	aKinds            []int32
 	aPubkeys, aDs     [][]byte
+	pubkeyHex         []byte   // as "p" tags carry it
+	recipients        [][]byte // the "p" pubkeys of a kind 1059
+	kp                bool     // saved with SaveKeyPackage: the fields below apply
+	kpRef             []byte   // raw KeyPackageRef; nil when none was given
+	slotCap           int32
+	evictBefore       int64  // slots created before this may be evicted
 	route             uint32 // picks the writer: the group for kind 445, else the author
 }
 
 func (a *saveArgs) values() []any {
 	return []any{a.id, a.idHex, a.pubkey, a.createdAt, a.kind, a.tags, a.content, a.sig,
 		a.slotD, a.addr, a.expiresAt, a.h, a.tagNames, a.tagValues, a.lockKeys, a.lockExcl,
-		a.eIDs, a.aKinds, a.aPubkeys, a.aDs}
+		a.eIDs, a.aKinds, a.aPubkeys, a.aDs,
+		a.pubkeyHex, a.recipients, a.kp, a.kpRef, a.slotCap, a.evictBefore}
 }
 
 // expiration returns the NIP-40 expiration of ev, if it has a valid one.
@@ -169,7 +180,9 @@ func expiration(ev *nostr.Event) (int64, bool) {
 	return 0, false
 }
 
-func newSaveArgs(ev *nostr.Event) (*saveArgs, error) {
+// newSaveArgs takes ev apart for burrow_save. kp is nil for a plain Save;
+// now is the store's clock, for the slot cap's eviction age.
+func newSaveArgs(ev *nostr.Event, kp *storage.KeyPackage, now time.Time) (*saveArgs, error) {
 	id, ok := decodeHex32(ev.ID)
 	if !ok {
 		return nil, fmt.Errorf("event id %q is not 64 lowercase hex characters", ev.ID)
@@ -192,6 +205,7 @@ func newSaveArgs(ev *nostr.Event) (*saveArgs, error) {
 		id: id, idHex: []byte(ev.ID), pubkey: pubkey,
 		createdAt: int64(ev.CreatedAt), kind: int32(ev.Kind),
 		tags: encodeTags(ev.Tags), content: []byte(ev.Content), sig: sig,
+		pubkeyHex: []byte(ev.PubKey),
 	}
 	if exp, ok := expiration(ev); ok {
 		a.expiresAt = &exp
@@ -201,7 +215,37 @@ func newSaveArgs(ev *nostr.Event) (*saveArgs, error) {
 		key  int32
 		excl bool
 	}
-	locks := []lock{{lockKey('e', ev.ID), false}}
+	// The author lock is exclusive where the save reads or removes several
+	// of the author's events at once: a request to vanish, and a capped
+	// 30443 (so two instances cannot both fill the last slot).
+	authorExcl := ev.Kind == 62
+	if kp != nil {
+		if ev.Kind != 443 && ev.Kind != 30443 {
+			return nil, fmt.Errorf("kind %d is not a KeyPackage kind (443 or 30443)", ev.Kind)
+		}
+		a.kp = true
+		if kp.Ref != "" {
+			ref, err := hex.DecodeString(kp.Ref)
+			if err != nil || strings.ToLower(kp.Ref) != kp.Ref {
+				return nil, fmt.Errorf("KeyPackageRef %q is not lowercase hex", kp.Ref)
+			}
+			a.kpRef = ref
+		}
+		if !kp.NotAfter.IsZero() {
+			if na := kp.NotAfter.Unix(); a.expiresAt == nil || na < *a.expiresAt {
+				a.expiresAt = &na
+			}
+		}
+		if ev.Kind == 30443 && kp.SlotCap > 0 {
+			a.slotCap = int32(min(kp.SlotCap, math.MaxInt32))
+			a.evictBefore = now.Add(-kp.EvictAfter).Unix()
+			authorExcl = true
+		}
+	}
+	locks := []lock{{lockKey('e', ev.ID), false}, {lockKey('p', ev.PubKey), authorExcl}}
+	if a.kpRef != nil {
+		locks = append(locks, lock{lockKey('r', ev.PubKey+":"+kp.Ref), true})
+	}
 	switch {
 	case nostr.IsReplaceableKind(ev.Kind):
 		a.slotD = []byte{}
@@ -225,6 +269,12 @@ func newSaveArgs(ev *nostr.Event) (*saveArgs, error) {
 		if name == "h" {
 			hCount++
 			h = value
+		}
+		if name == "p" && ev.Kind == 1059 {
+			if pk, ok := decodeHex32(value); ok {
+				a.recipients = append(a.recipients, pk)
+				locks = append(locks, lock{lockKey('p', value), false})
+			}
 		}
 		if indexedTagName(name) && !seen[name+"\x00"+value] {
 			seen[name+"\x00"+value] = true

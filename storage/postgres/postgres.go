@@ -9,6 +9,12 @@
 // callers are answered after COMMIT. With fsync and synchronous_commit on,
 // this turns one WAL flush and a few round trips per event into one of each
 // per group.
+//
+// KeyPackages (kinds 443 and 30443) are kept in a small table of their own
+// without tag-value index rows, which is rewritten (VACUUM FULL) shortly
+// after KeyPackage deletions so that their bytes leave the table's files;
+// Query and Count read both tables. PostgreSQL's WAL, replicas and backups
+// are outside that guarantee.
 package postgres
 
 import (
@@ -54,6 +60,16 @@ type Config struct {
 	ConnectTimeout time.Duration
 	// Now is the clock for NIP-40 expiration; nil means time.Now.
 	Now func() time.Time
+	// KeyPackageRewriteWithin bounds how long after a KeyPackage deletion
+	// (by this Store) the KeyPackage table is rewritten, so the deleted
+	// bytes leave its files; deletions within that time share one rewrite.
+	// 0 means 10 seconds.
+	KeyPackageRewriteWithin time.Duration
+	// KeyPackageRewriteLockWait bounds how long a rewrite waits for its
+	// exclusive lock on the KeyPackage table (saves that reach the table
+	// queue behind a waiting rewrite); it gives up and retries later
+	// instead. 0 means 200 ms.
+	KeyPackageRewriteLockWait time.Duration
 }
 
 // Reasons Open fails, matched with errors.Is on its error.
@@ -95,6 +111,8 @@ type Store struct {
 	closed  bool
 	queues  []chan *saveReq // one per writer
 	writers sync.WaitGroup
+
+	rewrite *rewriter
 }
 
 var _ storage.Store = (*Store)(nil)
@@ -154,6 +172,7 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 	if s.maxBatch <= 0 {
 		s.maxBatch = 256
 	}
+	s.rewrite = newRewriter(pool, s.log, cfg.KeyPackageRewriteWithin, cfg.KeyPackageRewriteLockWait)
 	n := cfg.Writers
 	if n <= 0 {
 		n = 2
@@ -287,6 +306,7 @@ func (s *Store) Close() error {
 	}
 	s.mu.Unlock()
 	s.writers.Wait()
+	s.rewrite.close() // runs a pending rewrite first
 	s.pool.Close()
 	return nil
 }

@@ -34,9 +34,12 @@ func (q *sqlFilter) arg(v any) string {
 	return "$" + strconv.Itoa(len(q.args))
 }
 
-// translate builds the WHERE clause of f for events visible at now.
-func translate(f nostr.Filter, now int64) *sqlFilter {
-	q := &sqlFilter{}
+// translate builds the WHERE clause of f for events visible at now, for the
+// events table or (kp) the KeyPackage table, which has no tag rows: there
+// every tag condition is checked in Go on the rows the rest selects. Its
+// placeholders follow those of args, which it extends.
+func translate(f nostr.Filter, now int64, kp bool, args []any) *sqlFilter {
+	q := &sqlFilter{args: args}
 	hex32s := func(col string, vals []string) {
 		if vals == nil {
 			return
@@ -87,6 +90,18 @@ func translate(f nostr.Filter, now int64) *sqlFilter {
 			q.none = true
 			continue
 		}
+		if kp {
+			// No tag rows to use: a byte search of the encoded tags narrows
+			// the scan of this small table (a value's bytes appear in the
+			// tags of any event carrying it), and Go checks exactly.
+			raw := make([][]byte, len(vals))
+			for i, v := range vals {
+				raw[i] = []byte(v)
+			}
+			q.where = append(q.where, "EXISTS (SELECT 1 FROM unnest("+q.arg(raw)+"::bytea[]) AS v WHERE position(v IN tags) > 0)")
+			q.recheck = true
+			continue
+		}
 		if !indexedTagName(name) {
 			q.recheck = true
 			continue
@@ -102,7 +117,28 @@ func translate(f nostr.Filter, now int64) *sqlFilter {
 	return q
 }
 
+// isKeyPackageKind reports the kinds stored in the keypackages table.
+func isKeyPackageKind(k int) bool { return k == 443 || k == 30443 }
+
+// tablesFor reports which tables can hold events matching f.
+func tablesFor(f nostr.Filter) (events, keyPackages bool) {
+	if f.Kinds == nil {
+		return true, true
+	}
+	for _, k := range f.Kinds {
+		if isKeyPackageKind(k) {
+			keyPackages = true
+		} else {
+			events = true
+		}
+	}
+	return events, keyPackages
+}
+
 // Query yields the events matching f, newest first; see storage.Store.
+// When f can match both tables, one statement reads both (UNION ALL, each
+// branch ordered and, where SQL can apply the whole filter, limited), so a
+// query holds one connection and streams.
 func (s *Store) Query(ctx context.Context, f nostr.Filter) iter.Seq2[*nostr.Event, error] {
 	return func(yield func(*nostr.Event, error) bool) {
 		if s.isClosed() {
@@ -112,16 +148,41 @@ func (s *Store) Query(ctx context.Context, f nostr.Filter) iter.Seq2[*nostr.Even
 		if f.LimitZero && f.Limit <= 0 {
 			return
 		}
-		q := translate(f, s.now().Unix())
-		if q.none {
+		now := s.now().Unix()
+		inEvents, inKPs := tablesFor(f)
+		var (
+			branches []string
+			recheck  []bool // by branch
+			args     []any
+		)
+		for i, table := range []string{"events", "keypackages"} {
+			kp := i == 1
+			if kp && !inKPs || !kp && !inEvents {
+				continue
+			}
+			q := translate(f, now, kp, args)
+			if q.none {
+				continue
+			}
+			b := "SELECT " + strconv.Itoa(len(branches)) + " AS branch, " + eventColumns + " FROM " + table +
+				" WHERE " + strings.Join(q.where, " AND ") + " ORDER BY created_at DESC, id"
+			if f.Limit > 0 && !q.recheck {
+				b += " LIMIT " + q.arg(int64(f.Limit))
+			}
+			args = q.args
+			branches = append(branches, b)
+			recheck = append(recheck, q.recheck)
+		}
+		var sql string
+		switch len(branches) {
+		case 0:
 			return
+		case 1:
+			sql = branches[0]
+		default:
+			sql = "(" + strings.Join(branches, ") UNION ALL (") + ") ORDER BY created_at DESC, id"
 		}
-		sql := "SELECT " + eventColumns + " FROM events WHERE " + strings.Join(q.where, " AND ") +
-			" ORDER BY created_at DESC, id"
-		if f.Limit > 0 && !q.recheck {
-			sql += " LIMIT " + q.arg(int64(f.Limit))
-		}
-		rows, err := s.pool.Query(ctx, sql, q.args...)
+		rows, err := s.pool.Query(ctx, sql, args...)
 		if err != nil {
 			yield(nil, fmt.Errorf("postgres query: %w", err))
 			return
@@ -129,12 +190,13 @@ func (s *Store) Query(ctx context.Context, f nostr.Filter) iter.Seq2[*nostr.Even
 		defer rows.Close()
 		n := 0
 		for rows.Next() {
-			ev, err := scanEvent(rows)
+			var branch int32
+			ev, err := scanEventWith(rows, &branch)
 			if err != nil {
 				yield(nil, err)
 				return
 			}
-			if q.recheck && !f.Matches(ev) {
+			if recheck[branch] && !f.Matches(ev) {
 				continue
 			}
 			if !yield(ev, nil) {
@@ -184,23 +246,54 @@ func (s *Store) Count(ctx context.Context, f nostr.Filter) (int64, error) {
 	if s.isClosed() {
 		return 0, storage.ErrClosed
 	}
-	q := translate(f, s.now().Unix())
+	now := s.now().Unix()
+	inEvents, inKPs := tablesFor(f)
+	var total int64
+	for _, kp := range []bool{false, true} {
+		if kp && !inKPs || !kp && !inEvents {
+			continue
+		}
+		n, err := s.countTable(ctx, f, now, kp)
+		if err != nil {
+			return 0, err
+		}
+		total += n
+	}
+	return total, nil
+}
+
+func (s *Store) countTable(ctx context.Context, f nostr.Filter, now int64, kp bool) (int64, error) {
+	q := translate(f, now, kp, nil)
 	if q.none {
 		return 0, nil
 	}
+	table := "events"
+	if kp {
+		table = "keypackages"
+	}
 	if q.recheck {
-		f.Limit, f.LimitZero = 0, false
+		rows, err := s.pool.Query(ctx, "SELECT "+eventColumns+" FROM "+table+" WHERE "+strings.Join(q.where, " AND "), q.args...)
+		if err != nil {
+			return 0, fmt.Errorf("postgres count: %w", err)
+		}
+		defer rows.Close()
 		var n int64
-		for _, err := range s.Query(ctx, f) {
+		for rows.Next() {
+			ev, err := scanEvent(rows)
 			if err != nil {
 				return 0, err
 			}
-			n++
+			if f.Matches(ev) {
+				n++
+			}
+		}
+		if err := rows.Err(); err != nil {
+			return 0, fmt.Errorf("postgres count: %w", err)
 		}
 		return n, nil
 	}
 	var n int64
-	err := s.pool.QueryRow(ctx, "SELECT count(*) FROM events WHERE "+strings.Join(q.where, " AND "), q.args...).Scan(&n)
+	err := s.pool.QueryRow(ctx, "SELECT count(*) FROM "+table+" WHERE "+strings.Join(q.where, " AND "), q.args...).Scan(&n)
 	if err != nil {
 		return 0, fmt.Errorf("postgres count: %w", err)
 	}

@@ -16,7 +16,8 @@ import (
 )
 
 const saveSQL = `SELECT o_status, o_seq, o_del_ids, o_del_kinds, o_del_pubkeys, o_del_reasons
-FROM burrow_save($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20)`
+FROM burrow_save($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20,
+	$21, $22, $23, $24, $25, $26)`
 
 // burrow_save status codes.
 const (
@@ -25,6 +26,8 @@ const (
 	statusDeleted
 	statusReplaced
 	statusNotAuthor
+	statusBanned
+	statusSlotCap
 )
 
 type saveReq struct {
@@ -44,15 +47,26 @@ type saveResp struct {
 
 // Save stores ev; see storage.Store.
 func (s *Store) Save(ctx context.Context, ev *nostr.Event) (storage.Result, error) {
+	return s.save(ctx, ev, nil)
+}
+
+// SaveKeyPackage stores a kind 443 or 30443 event with its KeyPackage
+// rules; see storage.Store.
+func (s *Store) SaveKeyPackage(ctx context.Context, ev *nostr.Event, kp storage.KeyPackage) (storage.Result, error) {
+	return s.save(ctx, ev, &kp)
+}
+
+func (s *Store) save(ctx context.Context, ev *nostr.Event, kp *storage.KeyPackage) (storage.Result, error) {
 	if s.isClosed() {
 		return storage.Result{}, storage.ErrClosed
 	}
-	if exp, ok := expiration(ev); ok && exp <= s.now().Unix() {
-		return storage.Result{}, fmt.Errorf("save %s: expiration %d: %w", ev.ID, exp, storage.ErrExpired)
-	}
-	args, err := newSaveArgs(ev)
+	now := s.now()
+	args, err := newSaveArgs(ev, kp, now)
 	if err != nil {
 		return storage.Result{}, fmt.Errorf("save: %w", err)
+	}
+	if args.expiresAt != nil && *args.expiresAt <= now.Unix() {
+		return storage.Result{}, fmt.Errorf("save %s: expires at %d: %w", ev.ID, *args.expiresAt, storage.ErrExpired)
 	}
 	req := &saveReq{ctx: ctx, id: ev.ID, args: args, resp: make(chan saveResp, 1)}
 
@@ -82,6 +96,7 @@ func (s *Store) Save(ctx context.Context, ev *nostr.Event) (storage.Result, erro
 	}
 	switch r.status {
 	case statusStored:
+		s.keyPackagesDeleted(r.res.Deleted)
 		return r.res, nil
 	case statusDuplicate:
 		return r.res, fmt.Errorf("save %s: %w", ev.ID, storage.ErrDuplicate)
@@ -91,6 +106,10 @@ func (s *Store) Save(ctx context.Context, ev *nostr.Event) (storage.Result, erro
 		return r.res, fmt.Errorf("save %s: %w", ev.ID, storage.ErrReplaced)
 	case statusNotAuthor:
 		return r.res, fmt.Errorf("save %s: %w", ev.ID, storage.ErrNotAuthor)
+	case statusBanned:
+		return r.res, fmt.Errorf("save %s: %w", ev.ID, storage.ErrBanned)
+	case statusSlotCap:
+		return r.res, fmt.Errorf("save %s: %w", ev.ID, storage.ErrSlotCap)
 	}
 	return r.res, fmt.Errorf("save %s: unknown status %d", ev.ID, r.status)
 }

@@ -12,7 +12,7 @@ import (
 // locks never collide with another application's on the same database.
 const (
 	lockClassMigrate int32 = 0x42757200 // "Bur\0": schema migrations
-	lockClassEvent   int32 = 0x42757201 // per event id or address (lockKey); written out in burrow_save
+	lockClassEvent   int32 = 0x42757201 // per event id, address, author or KeyPackageRef (lockKey); written out in burrow_save
 )
 
 type migration struct {
@@ -35,10 +35,9 @@ type migration struct {
 //   - slot_d is the replaceable slot's "d" value (empty for replaceable kinds,
 //     NULL for others); the partial unique index is what makes two writers
 //     unable to both keep a version.
-//   - KeyPackages (443/30443) will move to a table of their own with no tag
-//     index (so it can be rewritten to scrub deleted bytes); burrow_save and
-//     the query builder address the events table in one place each to make
-//     that a contained change.
+//   - KeyPackages (443/30443) live in a table of their own, keypackages,
+//     with no tag rows (migration 3), so it stays small and can be rewritten
+//     to scrub deleted bytes (rewriter.go).
 var migrations = []migration{
 	{1, "events, tags, tombstones, group counters, burrow_save", `
 CREATE TABLE events (
@@ -228,12 +227,18 @@ BEGIN
 END
 $fn$;
 `},
+	{2, "KeyPackage refs and lifetimes, slot cap, bans, requests to vanish, gift wrap deletion by recipient", migrationKeyPackages},
+	{3, "KeyPackages in a table of their own", migrationKeyPackageTable},
 }
 
 // migrate applies the migrations not yet recorded. Each runs in its own
 // transaction under an advisory lock, so instances starting together apply
 // each exactly once and the others wait, then see it applied.
 func migrate(ctx context.Context, pool *pgxpool.Pool) error {
+	return applyMigrations(ctx, pool, migrations)
+}
+
+func applyMigrations(ctx context.Context, pool *pgxpool.Pool, migrations []migration) error {
 	for _, m := range migrations {
 		err := pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error {
 			if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock($1, 0)`, lockClassMigrate); err != nil {
