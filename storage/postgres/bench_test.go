@@ -20,6 +20,7 @@ import (
 
 	"github.com/burrow-relay/burrow/internal/testsvc"
 	"github.com/burrow-relay/burrow/storage/postgres"
+	"github.com/burrow-relay/burrow/storage/storetest"
 )
 
 // BenchmarkSave measures Save throughput with 8 concurrent savers, each
@@ -178,4 +179,22 @@ func benchEvents(b *testing.B, n int) []*nostr.Event {
 	}
 
 	return evs
+}
+
+func openBench(b *testing.B) *postgres.Store {
+	b.Helper()
+	s, err := postgres.Open(context.Background(), postgres.Config{URL: testsvc.Postgres(b).URL})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { s.Close() })
+	return s
+}
+
+func BenchmarkSlotReplacements(b *testing.B) {
+	storetest.BenchmarkSlotReplacements(b, openBench(b))
+}
+
+func BenchmarkKeyPackageDeletions(b *testing.B) {
+	storetest.BenchmarkKeyPackageDeletions(b, openBench(b))
 }
