@@ -9,7 +9,10 @@
 // the expiry (not_after plus the grace) and the per-author slot cap, which
 // the store applies in the same transaction. Policy also describes itself in
 // NIP-11 and serves GET /keypackages/supply (SupplyOf), per-author counts
-// that never include content.
+// that never include content. Handout is the opt-in single-use hand-out
+// (RFC 9750's Delivery Service behaviour): one unclaimed KeyPackage per
+// author and request, claimed for the requester (Claims) and deleted when
+// the claim ends.
 //
 // What is checked, and what is deliberately not, is written down in
 // README.md next to this file. In short, an event passes when:

@@ -38,6 +38,9 @@ type Policy struct {
 	// gone unrefreshed before a new slot at the cap evicts it; younger slots
 	// make the new one fail with storage.ErrSlotCap.
 	EvictAfter time.Duration
+	// Handout, when set, is the opt-in single-use hand-out serving REQs
+	// for KeyPackages; NIP11Field describes it. nil means off.
+	Handout *Handout
 }
 
 // Handles reports whether ev is a KeyPackage event (kind 443 or 30443).
@@ -76,6 +79,21 @@ func (p Policy) Rules(info Info) storage.KeyPackage {
 	return kp
 }
 
+// deletedOn lists the reasons a stored KeyPackage can leave storage under
+// this policy.
+func (p Policy) deletedOn() []string {
+	reasons := []storage.Reason{storage.ReasonDeletionRequest, storage.ReasonReplaced, storage.ReasonTwin,
+		storage.ReasonExpired, storage.ReasonEvicted, storage.ReasonVanish, storage.ReasonBanned, storage.ReasonAdmin}
+	if p.Handout != nil {
+		reasons = append(reasons, storage.ReasonClaimed)
+	}
+	out := make([]string, len(reasons))
+	for i, r := range reasons {
+		out[i] = string(r)
+	}
+	return out
+}
+
 // NIP11Field describes the policy in the relay information document, under
 // "keypackages". deleted_on lists the reasons a stored KeyPackage leaves
 // storage, as the burrow_events_deleted_total metric labels them.
@@ -90,7 +108,8 @@ func (p Policy) NIP11Field() (string, any) {
 		"slot_cap":                max(p.SlotCap, 0),
 		"evict_after_seconds":     int64(max(p.EvictAfter, 0).Seconds()),
 		"supply_endpoint":         supplyPath,
-		"deleted_on":              []string{"deletion_request", "replaced", "twin", "expired", "evicted", "vanish", "banned", "admin"},
+		"handout":                 p.Handout.nip11(),
+		"deleted_on":              p.deletedOn(),
 	}
 	return "keypackages", doc
 }

@@ -61,6 +61,9 @@ type Config struct {
 	// SaveHooks check and store the events of particular kinds (see
 	// SaveHook); the first whose Handles matches stores the event.
 	SaveHooks []SaveHook
+	// ReqHandler, if set, serves the REQs it handles (see ReqHandler; the
+	// opt-in KeyPackage hand-out).
+	ReqHandler ReqHandler
 	// EventLimiter charges events per client address (default: an in-process
 	// token bucket from Limits.EventRate and Limits.EventBurst).
 	EventLimiter policy.RateLimiter
@@ -117,6 +120,7 @@ type Server struct {
 	hardCancel context.CancelFunc
 	bgCancel   context.CancelFunc
 	bgDone     chan struct{}
+	claimDone  <-chan struct{} // closed when the ReqHandler's claim sweep stops
 }
 
 // connSet tracks live connections so Shutdown can reach them.
@@ -207,6 +211,7 @@ func New(cfg Config, store storage.Store) (*Server, error) {
 	bgCtx, cancel := context.WithCancel(context.Background())
 	s.bgCancel = cancel
 	go s.sweep(bgCtx)
+	s.claimDone = s.startClaimSweep(bgCtx)
 	return s, nil
 }
 
@@ -304,6 +309,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	go func() {
 		s.conns.wg.Wait()
 		<-s.bgDone
+		<-s.claimDone
 		close(done)
 	}()
 	select {

@@ -264,8 +264,8 @@ func (c *conn) handleReq(args []json.RawMessage) {
 
 	ctx := contextFor(s.hardCtx, c)
 	start := time.Now()
-	err := c.sendStored(ctx, sub)
-	s.metrics.observeQuery("req", start, err)
+	err := c.sendStoredOrHandout(ctx, sub)
+	s.metrics.observeQuery("req", start, queryFailure(err))
 	if err != nil {
 		s.registry.remove(sub)
 		delete(c.subs, subID)
@@ -273,6 +273,10 @@ func (c *conn) handleReq(args []json.RawMessage) {
 		case <-c.dead:
 			return
 		default:
+		}
+		if msg := reqRefusal(err); msg != "" {
+			c.send(s.hardCtx, encodeClosed(subID, msg))
+			return
 		}
 		s.log.Error("querying stored events", "err", err)
 		c.send(s.hardCtx, encodeClosed(subID, "error: could not query stored events"))

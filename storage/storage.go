@@ -61,6 +61,7 @@ const (
 	ReasonEvicted         Reason = "evicted"          // least recently refreshed slot over the cap
 	ReasonVanish          Reason = "vanish"           // NIP-62 request to vanish
 	ReasonBanned          Reason = "banned"           // NIP-86 banpubkey
+	ReasonClaimed         Reason = "claimed"          // handed out once (opt-in), then deleted
 )
 
 // KeyPackage is what the relay's KeyPackage rules (package keypackages)

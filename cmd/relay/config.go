@@ -40,6 +40,13 @@ type config struct {
 	// it (keypackages.Policy).
 	KeyPackageSlotCap  int
 	KeyPackageEvictAge time.Duration
+	// KeyPackageHandout turns on the single-use KeyPackage hand-out
+	// (keypackages.Handout): claims last KeyPackageClaimTTL, and each
+	// requester gets KeyPackageHandoutRate hand-outs per minute (0 = no
+	// limit).
+	KeyPackageHandout     bool
+	KeyPackageClaimTTL    time.Duration
+	KeyPackageHandoutRate float64
 }
 
 // errHelp is returned when --help was asked for: usage goes to stdout and the
@@ -83,6 +90,11 @@ func serveFlags(stderr io.Writer, cfg *config, raw *rawServe) *envFlags {
 
 	f.Int(&cfg.KeyPackageSlotCap, "keypackage-slot-cap", keypackages.DefaultSlotCap, "most kind 30443 KeyPackage slots (d values) per author; at the cap a new slot evicts the least recently refreshed one if it is older than --keypackage-evict-age, else it is refused (0 = no cap)")
 	f.Duration(&cfg.KeyPackageEvictAge, "keypackage-evict-age", keypackages.DefaultEvictAfter, "how long a KeyPackage slot must go unrefreshed before a new slot at the cap may evict it")
+	// envFlags has no Bool helper; the flag set and twin serve the same.
+	f.fs.BoolVar(&cfg.KeyPackageHandout, "keypackage-handout", false, "hand out KeyPackages once, as RFC 9750's Delivery Service does: an authenticated REQ for authors' kinds 443/30443 gets one unclaimed non-last-resort KeyPackage per author plus the last-resort ones, and the handed-out one is deleted after --keypackage-claim-ttl (off by default: Marmot clients choose KeyPackages themselves)")
+	f.twin("keypackage-handout")
+	f.Duration(&cfg.KeyPackageClaimTTL, "keypackage-claim-ttl", keypackages.DefaultClaimTTL, "with --keypackage-handout, how long a handed-out KeyPackage stays claimed for its requester before it is deleted")
+	f.Float64(&cfg.KeyPackageHandoutRate, "keypackage-handout-rate", 10, "with --keypackage-handout, KeyPackage hand-outs per minute per authenticated requester, also the burst (0 = no limit)")
 
 	l := &cfg.Limits
 	f.Int(&l.MaxMessageLength, "max-message-length", def.MaxMessageLength, "largest websocket message, bytes")
@@ -178,6 +190,12 @@ func (c config) validate() error {
 	}
 	if c.KeyPackageEvictAge < 0 {
 		return fmt.Errorf("--keypackage-evict-age must not be negative, got %v", c.KeyPackageEvictAge)
+	}
+	if c.KeyPackageClaimTTL <= 0 {
+		return fmt.Errorf("--keypackage-claim-ttl must be positive, got %v", c.KeyPackageClaimTTL)
+	}
+	if c.KeyPackageHandoutRate < 0 {
+		return fmt.Errorf("--keypackage-handout-rate must be 0 (no limit) or positive, got %v", c.KeyPackageHandoutRate)
 	}
 	if err := c.Limits.Validate(); err != nil {
 		return err

@@ -3,8 +3,10 @@ package main
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"io"
 	"net"
+	"net/http"
 	"net/netip"
 	"slices"
 	"strings"
@@ -12,6 +14,8 @@ import (
 	"time"
 
 	"github.com/burrow-relay/burrow/policy"
+	"github.com/fasthttp/websocket"
+	"github.com/nbd-wtf/go-nostr"
 )
 
 func env(m map[string]string) func(string) (string, bool) {
@@ -93,6 +97,26 @@ func TestParseServeConfig(t *testing.T) {
 				}
 			}},
 		{name: "negative slot cap", args: []string{"--keypackage-slot-cap", "-1"}, err: "--keypackage-slot-cap"},
+		{name: "KeyPackage hand-out is off by default with a 5m claim and 10 a minute", check: func(t *testing.T, c config) {
+			if c.KeyPackageHandout || c.KeyPackageClaimTTL != 5*time.Minute || c.KeyPackageHandoutRate != 10 {
+				t.Fatalf("hand-out %v, claim ttl %v, rate %v", c.KeyPackageHandout, c.KeyPackageClaimTTL, c.KeyPackageHandoutRate)
+			}
+		}},
+		{name: "KeyPackage hand-out flags", args: []string{"--keypackage-handout", "--keypackage-claim-ttl", "30s", "--keypackage-handout-rate", "0"},
+			check: func(t *testing.T, c config) {
+				if !c.KeyPackageHandout || c.KeyPackageClaimTTL != 30*time.Second || c.KeyPackageHandoutRate != 0 {
+					t.Fatalf("hand-out %v, claim ttl %v, rate %v", c.KeyPackageHandout, c.KeyPackageClaimTTL, c.KeyPackageHandoutRate)
+				}
+			}},
+		{name: "KeyPackage hand-out variables", env: map[string]string{"RELAY_KEYPACKAGE_HANDOUT": "true", "RELAY_KEYPACKAGE_CLAIM_TTL": "1m"},
+			check: func(t *testing.T, c config) {
+				if !c.KeyPackageHandout || c.KeyPackageClaimTTL != time.Minute {
+					t.Fatalf("hand-out %v, claim ttl %v", c.KeyPackageHandout, c.KeyPackageClaimTTL)
+				}
+			}},
+		{name: "zero claim ttl", args: []string{"--keypackage-claim-ttl", "0s"}, err: "--keypackage-claim-ttl"},
+		{name: "negative hand-out rate", args: []string{"--keypackage-handout-rate", "-1"}, err: "--keypackage-handout-rate"},
+		{name: "bad hand-out variable names it", env: map[string]string{"RELAY_KEYPACKAGE_HANDOUT": "maybe"}, err: "RELAY_KEYPACKAGE_HANDOUT"},
 		{name: "negative evict age", args: []string{"--keypackage-evict-age", "-1h"}, err: "--keypackage-evict-age"},
 		{name: "bad evict age variable names it", env: map[string]string{"RELAY_KEYPACKAGE_EVICT_AGE": "a week"}, err: "RELAY_KEYPACKAGE_EVICT_AGE"},
 		{name: "bad admin key", args: []string{"--admin", "npub1xyz"}, err: "--admin"},
@@ -137,7 +161,7 @@ func TestHelpDocumentsEveryFlagWithItsVariable(t *testing.T) {
 		"--listen", "RELAY_LISTEN", "--data-dir", "RELAY_DATA_DIR", "--database-url", "RELAY_DATABASE_URL",
 		"--redis-url", "RELAY_REDIS_URL", "--admin", "RELAY_ADMIN_PUBKEYS", "--trusted-proxies", "RELAY_TRUSTED_PROXIES",
 		"--kinds", "RELAY_KINDS", "--max-limit", "RELAY_MAX_LIMIT", "--max-connections-per-ip", "--event-burst",
-		"--outbound-queue", "relay conformance", "--keypackage-slot-cap", "RELAY_KEYPACKAGE_SLOT_CAP",
+		"--outbound-queue", "relay conformance", "--keypackage-slot-cap", "RELAY_KEYPACKAGE_SLOT_CAP", "--keypackage-handout", "RELAY_KEYPACKAGE_HANDOUT",
 		"--keypackage-evict-age", "RELAY_KEYPACKAGE_EVICT_AGE",
 	} {
 		if !strings.Contains(help, want) {
@@ -202,5 +226,104 @@ func TestBadConfigurationExitsWithOneClearLine(t *testing.T) {
 				t.Errorf("stderr leaks %q: %q", tt.deny, msg)
 			}
 		})
+	}
+}
+
+// TestKeyPackageHandoutEndToEnd runs --keypackage-handout on the embedded
+// store with real, validated KeyPackages.
+func TestKeyPackageHandoutEndToEnd(t *testing.T) {
+	r := startLive(t, "sqlite", "--keypackage-handout", "--keypackage-claim-ttl", "2s")
+	a := newAuthor(t)
+	plain := func(d string, created nostr.Timestamp) nostr.Event {
+		content, ref := a.keyPackage(t, false)
+		return a.sign(t, 30443, content, nostr.Tags{{"d", d}, {"i", ref}, {"mls_ciphersuite", "0x0001"}, {"encoding", "base64"}}, created)
+	}
+	lastResort := a.slotEvent(t, slotID(0), nostr.Now()-30)
+	older, newer := plain(slotID(1), nostr.Now()-20), plain(slotID(2), nostr.Now()-10)
+	for _, ev := range []nostr.Event{lastResort, older, newer} {
+		r.mustPublish(t, ev)
+	}
+	f := nostr.Filter{Kinds: []int{30443}, Authors: []string{a.pk}}
+	if _, err := r.client.query(f, testTimeout); err == nil || !strings.Contains(err.Error(), "auth-required:") {
+		t.Fatalf("unauthenticated hand-out: err = %v, want auth-required:", err)
+	}
+
+	authed := func(who author) *wsClient {
+		c, _, err := websocket.DefaultDialer.Dial(r.ws, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { c.Close() })
+		var challenge []string
+		if err := c.ReadJSON(&challenge); err != nil || len(challenge) != 2 || challenge[0] != "AUTH" {
+			t.Fatalf("challenge %v, %v", challenge, err)
+		}
+		ev := who.sign(t, 22242, "", nostr.Tags{{"relay", r.ws}, {"challenge", challenge[1]}}, 0)
+		if err := c.WriteJSON([]any{"AUTH", ev}); err != nil {
+			t.Fatal(err)
+		}
+		var ok []any
+		if err := c.ReadJSON(&ok); err != nil || len(ok) < 3 || ok[0] != "OK" || ok[2] != true {
+			t.Fatalf("AUTH answer %v, %v", ok, err)
+		}
+		return &wsClient{c: c}
+	}
+	sortedIDs := func(evs []nostr.Event) []string {
+		var out []string
+		for _, ev := range evs {
+			out = append(out, ev.ID)
+		}
+		slices.Sort(out)
+		return out
+	}
+	pair := func(a, b string) []string { s := []string{a, b}; slices.Sort(s); return s }
+	alice, bob, carol := authed(newAuthor(t)), authed(newAuthor(t)), authed(newAuthor(t))
+	steps := []struct {
+		name string
+		cl   *wsClient
+		want []string
+	}{
+		{"alice gets the oldest plain one and the last resort", alice, pair(older.ID, lastResort.ID)},
+		{"alice again gets the same", alice, pair(older.ID, lastResort.ID)},
+		{"bob gets the other", bob, pair(newer.ID, lastResort.ID)},
+		{"carol finds the supply exhausted", carol, []string{lastResort.ID}},
+	}
+	for _, s := range steps {
+		evs, err := s.cl.query(f, testTimeout)
+		if err != nil {
+			t.Fatalf("%s: %v", s.name, err)
+		}
+		if got := sortedIDs(evs); !slices.Equal(got, s.want) {
+			t.Fatalf("%s: got %v, want %v", s.name, got, s.want)
+		}
+	}
+
+	// A REQ by ids is not a hand-out; the claimed ones go once claims end.
+	byID := nostr.Filter{IDs: []string{lastResort.ID, older.ID, newer.ID}}
+	deadline := time.Now().Add(testTimeout)
+	for got := r.ids(t, byID); !slices.Equal(got, []string{lastResort.ID}); got = r.ids(t, byID) {
+		if time.Now().After(deadline) {
+			t.Fatalf("after the claim ttl stored %v, want the last resort only", got)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+
+	req, _ := http.NewRequest(http.MethodGet, r.http, nil)
+	req.Header.Set("Accept", "application/nostr+json")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var doc struct {
+		KeyPackages struct {
+			Handout map[string]any `json:"handout"`
+		} `json:"keypackages"`
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&doc); err != nil {
+		t.Fatal(err)
+	}
+	if h := doc.KeyPackages.Handout; h["enabled"] != true || h["claim_ttl_seconds"] != float64(2) {
+		t.Fatalf("NIP-11 hand-out = %v", h)
 	}
 }

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/burrow-relay/burrow/keypackages"
+	"github.com/burrow-relay/burrow/policy"
 	"github.com/burrow-relay/burrow/server"
 	"github.com/burrow-relay/burrow/storage"
 	"github.com/burrow-relay/burrow/storage/postgres"
@@ -81,6 +82,16 @@ func startRelay(ctx context.Context, cfg config, logger *slog.Logger) (*runningR
 			return nil, err
 		}
 	}
+	kpPolicy := keypackages.Policy{
+		SlotCap:    cfg.KeyPackageSlotCap,
+		EvictAfter: cfg.KeyPackageEvictAge,
+	}
+	// Left nil when off: a typed nil would turn the hand-out on.
+	var reqHandler server.ReqHandler
+	if cfg.KeyPackageHandout {
+		kpPolicy.Handout = newHandout(cfg)
+		reqHandler = kpPolicy.Handout
+	}
 	srv, err := server.New(server.Config{
 		Name:           cfg.Name,
 		Description:    cfg.Description,
@@ -90,12 +101,10 @@ func startRelay(ctx context.Context, cfg config, logger *slog.Logger) (*runningR
 		TrustedProxies: cfg.TrustedProxies,
 		Kinds:          cfg.Kinds,
 		Limits:         cfg.Limits,
-		SaveHooks: []server.SaveHook{keypackages.Policy{
-			SlotCap:    cfg.KeyPackageSlotCap,
-			EvictAfter: cfg.KeyPackageEvictAge,
-		}},
-		Logger:   logger,
-		Registry: reg,
+		SaveHooks:      []server.SaveHook{kpPolicy},
+		ReqHandler:     reqHandler,
+		Logger:         logger,
+		Registry:       reg,
 	}, store)
 	if err != nil {
 		store.Close()
@@ -118,6 +127,19 @@ func startRelay(ctx context.Context, cfg config, logger *slog.Logger) (*runningR
 	go func() { r.served <- r.http.Serve(ln) }()
 	logger.Info("relay listening", "addr", "ws://"+r.Addr, "storage", backend, "kinds", cfg.Kinds.String(), "version", version)
 	return r, nil
+}
+
+// newHandout builds the KeyPackage hand-out from the flags. Its claims live
+// in this process: several instances behind one store would each hand out
+// the same KeyPackage until a shared keypackages.Claims (Redis) exists.
+func newHandout(cfg config) *keypackages.Handout {
+	hc := keypackages.HandoutConfig{ClaimTTL: cfg.KeyPackageClaimTTL}
+	if cfg.KeyPackageHandoutRate > 0 {
+		burst := max(1, int(cfg.KeyPackageHandoutRate))
+		hc.Limiter = policy.NewTokenBucket(cfg.KeyPackageHandoutRate/60, burst, nil)
+		hc.Rate, hc.Burst = cfg.KeyPackageHandoutRate, burst
+	}
+	return keypackages.NewHandout(hc)
 }
 
 // Close stops accepting connections, lets in-flight writes finish and be
