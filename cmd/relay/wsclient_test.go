@@ -60,46 +60,15 @@ func (w *wsClient) publish(ev nostr.Event, timeout time.Duration) (bool, string,
 	}
 }
 
-// query runs one REQ and collects the stored events up to EOSE.
+// query runs one REQ, collects the stored events up to EOSE, and closes it.
 func (w *wsClient) query(f nostr.Filter, timeout time.Duration) ([]nostr.Event, error) {
 	sub := fmt.Sprintf("q%d", time.Now().UnixNano())
-	msg, _ := json.Marshal([]any{"REQ", sub, f})
-	w.c.SetWriteDeadline(time.Now().Add(timeout))
-	if err := w.c.WriteMessage(websocket.TextMessage, msg); err != nil {
+	evs, err := w.subscribe(sub, f, timeout)
+	if err != nil {
 		return nil, err
 	}
-	w.c.SetReadDeadline(time.Now().Add(timeout))
-	var out []nostr.Event
-	for {
-		_, data, err := w.c.ReadMessage()
-		if err != nil {
-			return nil, err
-		}
-		var frame []json.RawMessage
-		if json.Unmarshal(data, &frame) != nil || len(frame) < 2 {
-			continue
-		}
-		var typ, id string
-		json.Unmarshal(frame[0], &typ)
-		json.Unmarshal(frame[1], &id)
-		if id != sub {
-			continue
-		}
-		switch typ {
-		case "EVENT":
-			var ev nostr.Event
-			if len(frame) < 3 || json.Unmarshal(frame[2], &ev) != nil {
-				return nil, fmt.Errorf("bad EVENT frame %s", data)
-			}
-			out = append(out, ev)
-		case "EOSE":
-			close, _ := json.Marshal([]any{"CLOSE", sub})
-			w.c.WriteMessage(websocket.TextMessage, close)
-			return out, nil
-		case "CLOSED":
-			return nil, fmt.Errorf("subscription closed: %s", data)
-		}
-	}
+	closeMsg, _ := json.Marshal([]any{"CLOSE", sub})
+	return evs, w.c.WriteMessage(websocket.TextMessage, closeMsg)
 }
 
 // subscribe opens subscription sub and returns its stored events (up to
@@ -112,7 +81,7 @@ func (w *wsClient) subscribe(sub string, f nostr.Filter, timeout time.Duration) 
 	}
 	var out []nostr.Event
 	for {
-		typ, ev, err := w.next(sub, time.Now().Add(timeout))
+		typ, ev, reason, err := w.next(sub, time.Now().Add(timeout))
 		if err != nil {
 			return nil, err
 		}
@@ -122,7 +91,7 @@ func (w *wsClient) subscribe(sub string, f nostr.Filter, timeout time.Duration) 
 		case "EOSE":
 			return out, nil
 		case "CLOSED":
-			return nil, fmt.Errorf("subscription %s closed", sub)
+			return nil, fmt.Errorf("subscription %s closed: %s", sub, reason)
 		}
 	}
 }
@@ -132,7 +101,7 @@ func (w *wsClient) liveEvents(sub string, d time.Duration) []nostr.Event {
 	var out []nostr.Event
 	deadline := time.Now().Add(d)
 	for {
-		typ, ev, err := w.next(sub, deadline)
+		typ, ev, _, err := w.next(sub, deadline)
 		if err != nil {
 			return out // the deadline passed (or the connection ended)
 		}
@@ -143,28 +112,30 @@ func (w *wsClient) liveEvents(sub string, d time.Duration) []nostr.Event {
 }
 
 // next reads frames until one for sub arrives, returning its type and, for
-// EVENT, the event.
-func (w *wsClient) next(sub string, deadline time.Time) (string, nostr.Event, error) {
+// EVENT, the event, or for CLOSED, the reason.
+func (w *wsClient) next(sub string, deadline time.Time) (typ string, ev nostr.Event, reason string, err error) {
 	w.c.SetReadDeadline(deadline)
 	for {
 		_, data, err := w.c.ReadMessage()
 		if err != nil {
-			return "", nostr.Event{}, err
+			return "", ev, "", err
 		}
 		var frame []json.RawMessage
 		if json.Unmarshal(data, &frame) != nil || len(frame) < 2 {
 			continue
 		}
-		var typ, id string
+		var id string
 		json.Unmarshal(frame[0], &typ)
 		json.Unmarshal(frame[1], &id)
 		if id != sub {
 			continue
 		}
-		var ev nostr.Event
-		if typ == "EVENT" && (len(frame) < 3 || json.Unmarshal(frame[2], &ev) != nil) {
-			return "", ev, fmt.Errorf("bad EVENT frame %s", data)
+		switch {
+		case typ == "EVENT" && (len(frame) < 3 || json.Unmarshal(frame[2], &ev) != nil):
+			return "", ev, "", fmt.Errorf("bad EVENT frame %s", data)
+		case typ == "CLOSED" && len(frame) > 2:
+			json.Unmarshal(frame[2], &reason)
 		}
-		return typ, ev, nil
+		return typ, ev, reason, nil
 	}
 }
