@@ -67,11 +67,7 @@ func TestEngineInterop(t *testing.T) {
 				dave := g.newMember("dave", theirs)
 				g.create(alice)
 				g.converge()
-				steps := []struct {
-					name              string
-					committer, target *member
-					op                string
-				}{
+				steps := []step{
 					{"alice adds bob's KeyPackage; bob joins from alice's Welcome", alice, bob, "add"},
 					{"bob updates", bob, nil, "update"},
 					{"alice updates", alice, nil, "update"},
@@ -87,18 +83,7 @@ func TestEngineInterop(t *testing.T) {
 					{"alice updates after removals", alice, nil, "update"},
 					{"dave updates after removals", dave, nil, "update"},
 				}
-				for i, s := range steps {
-					t.Logf("commit %d: %s (%s)", i+1, s.name, s.committer.p.Kind())
-					switch s.op {
-					case "update":
-						g.update(s.committer)
-					case "add":
-						g.mustAdd(s.committer, s.target)
-					case "remove":
-						g.remove(s.committer, s.target)
-					}
-					g.converge()
-				}
+				g.play(steps)
 				if len(g.members) != 2 || g.members[0] != alice || g.members[1] != dave {
 					t.Fatalf("final members %d, want alice and dave", len(g.members))
 				}

@@ -211,3 +211,30 @@ func (g *testGroup) converge() {
 		g.broadcast(m, pr.Message, "application", first.st.Epoch, plain)
 	}
 }
+
+// step is one commit in a scripted test: committer updates, adds target or
+// removes target.
+type step struct {
+	name              string
+	committer, target *member
+	op                string // "update", "add" or "remove"
+}
+
+// play runs the steps in order and checks that everyone agrees after each.
+func (g *testGroup) play(steps []step) {
+	g.t.Helper()
+	for i, s := range steps {
+		g.t.Logf("commit %d: %s (%s)", i+1, s.name, s.committer.p.Kind())
+		switch s.op {
+		case "update":
+			g.update(s.committer)
+		case "add":
+			g.mustAdd(s.committer, s.target)
+		case "remove":
+			g.remove(s.committer, s.target)
+		default:
+			g.t.Fatalf("unknown step op %q", s.op)
+		}
+		g.converge()
+	}
+}

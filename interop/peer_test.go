@@ -84,11 +84,7 @@ func TestPeersTalkToEachOther(t *testing.T) {
 
 	// Each step is one commit; the committing side alternates between the
 	// implementations, and after each one everybody must agree.
-	steps := []struct {
-		name              string
-		committer, target *member
-		op                string
-	}{
+	steps := []step{
 		{"mls-go updates", bob, nil, "update"},
 		{"ts-mls updates", alice, nil, "update"},
 		{"mls-go adds a ts-mls member", bob, carol, "add"},
@@ -100,18 +96,7 @@ func TestPeersTalkToEachOther(t *testing.T) {
 		{"mls-go updates after removals", dave, nil, "update"},
 		{"ts-mls updates after removals", alice, nil, "update"},
 	}
-	for _, s := range steps {
-		t.Logf("step: %s", s.name)
-		switch s.op {
-		case "update":
-			g.update(s.committer)
-		case "add":
-			g.mustAdd(s.committer, s.target)
-		case "remove":
-			g.remove(s.committer, s.target)
-		}
-		g.converge()
-	}
+	g.play(steps)
 	if len(g.members) != 2 || g.members[0] != alice || g.members[1] != dave {
 		t.Fatalf("final members %d, want alice and dave", len(g.members))
 	}
