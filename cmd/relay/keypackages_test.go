@@ -18,20 +18,7 @@ import (
 // events go through keypackages.Validator before storage (the validator's
 // own cases are in package keypackages).
 func TestKeyPackagesAreValidatedOnIngest(t *testing.T) {
-	fixtures, err := interop.LoadKeyPackageFixtures(interop.FixturesDir())
-	if err != nil {
-		t.Fatal(err)
-	}
-	var fx *interop.KeyPackageFixture
-	for i := range fixtures {
-		if fixtures[i].Lifetime == "10y" {
-			fx = &fixtures[i]
-			break
-		}
-	}
-	if fx == nil {
-		t.Fatal("no 10-year KeyPackage fixture in interop/fixtures")
-	}
+	fx := longLivedFixture(t)
 	c := testConfig(t)
 	c.DataDir = t.TempDir()
 	client, err := dial(context.Background(), startInProcess(t, c))
@@ -88,20 +75,7 @@ func TestKeyPackagesAreValidatedOnIngest(t *testing.T) {
 // whose outcome shows on /metrics (the scrub itself is tested in
 // storage/sqlite).
 func TestKeyPackageDeletionIsCheckpointedAndCounted(t *testing.T) {
-	fixtures, err := interop.LoadKeyPackageFixtures(interop.FixturesDir())
-	if err != nil {
-		t.Fatal(err)
-	}
-	var fx *interop.KeyPackageFixture
-	for i := range fixtures {
-		if fixtures[i].Lifetime == "10y" {
-			fx = &fixtures[i]
-			break
-		}
-	}
-	if fx == nil {
-		t.Fatal("no 10-year KeyPackage fixture in interop/fixtures")
-	}
+	fx := longLivedFixture(t)
 	c := testConfig(t)
 	c.DataDir = t.TempDir()
 	url := startInProcess(t, c)
@@ -163,4 +137,21 @@ func grepLines(s, substr string) string {
 		}
 	}
 	return strings.Join(out, "\n")
+}
+
+// longLivedFixture is an independent implementation's KeyPackage with a
+// 10-year lifetime, so tests using it do not depend on today's date.
+func longLivedFixture(t *testing.T) *interop.KeyPackageFixture {
+	t.Helper()
+	fixtures, err := interop.LoadKeyPackageFixtures(interop.FixturesDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range fixtures {
+		if fixtures[i].Lifetime == "10y" {
+			return &fixtures[i]
+		}
+	}
+	t.Fatal("no 10-year KeyPackage fixture in interop/fixtures")
+	return nil
 }
