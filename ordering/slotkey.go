@@ -9,6 +9,7 @@ import (
 	"github.com/btcsuite/btcd/btcec/v2/schnorr"
 
 	"github.com/burrow-relay/burrow/mls"
+	"github.com/burrow-relay/burrow/policy"
 )
 
 // Exporter inputs of the slot key: MLS-Exporter(SlotExporterLabel,
@@ -21,7 +22,7 @@ const (
 )
 
 // KindCommitClaim is the ephemeral event kind of a commit-slot claim.
-const KindCommitClaim = 20445
+const KindCommitClaim = policy.KindSlotClaim
 
 var (
 	// ErrSecretLength means the exporter secret is not SlotSecretLen bytes.

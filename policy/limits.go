@@ -25,8 +25,13 @@ type Limits struct {
 	MaxSubIDLength int
 	// MaxEventTags is the largest number of tags an event may carry.
 	MaxEventTags int
-	// MaxContentLength is the largest event content, in bytes.
+	// MaxContentLength is the largest event content, in bytes, for kinds
+	// other than the group transport's.
 	MaxContentLength int
+	// MaxGroupContentLength is the largest kind 445 content, in bytes; a
+	// commit-slot claim (kind 20445) may carry such an event plus its
+	// envelope (ClaimOverhead).
+	MaxGroupContentLength int
 	// CreatedAtFuture is how far in the future created_at may be.
 	CreatedAtFuture time.Duration
 	// CreatedAtPast, if positive, is how far in the past created_at may be;
@@ -41,6 +46,10 @@ type Limits struct {
 	// EventBurst is the bucket size: how many events one address may send at
 	// once after being idle.
 	EventBurst int
+	// GroupRate and GroupBurst are the per-group backstop for kind 445 (one
+	// bucket per h, shared by every address; see GroupFlood).
+	GroupRate  float64
+	GroupBurst int
 	// OutboundQueue is the number of messages queued per connection before a
 	// reader that does not keep up is disconnected.
 	OutboundQueue int
@@ -54,19 +63,24 @@ type Limits struct {
 // connection pass without refusal.
 func DefaultLimits() Limits {
 	return Limits{
-		MaxMessageLength: 128 << 10,
+		MaxMessageLength: 512 << 10,
 		MaxSubscriptions: 100,
 		MaxFilters:       20,
 		MaxLimit:         500,
 		MaxSubIDLength:   100,
 		MaxEventTags:     2000,
 		MaxContentLength: 64 << 10,
-		CreatedAtFuture:  15 * time.Minute,
-		ConnectionsPerIP: 64,
-		EventRate:        200,
-		EventBurst:       10000,
-		OutboundQueue:    2048,
-		WriteTimeout:     10 * time.Second,
+		// Marmot group events carry MLS messages (Commits for large
+		// groups are big).
+		MaxGroupContentLength: 256 << 10,
+		CreatedAtFuture:       15 * time.Minute,
+		ConnectionsPerIP:      64,
+		EventRate:             200,
+		EventBurst:            10000,
+		GroupRate:             500,
+		GroupBurst:            20000,
+		OutboundQueue:         2048,
+		WriteTimeout:          10 * time.Second,
 	}
 }
 
@@ -88,6 +102,8 @@ func (l Limits) Validate() error {
 		{"max content length", l.MaxContentLength},
 		{"connections per IP", l.ConnectionsPerIP},
 		{"event burst", l.EventBurst},
+		{"max group content length", l.MaxGroupContentLength},
+		{"group burst", l.GroupBurst},
 	}
 	for _, p := range positive {
 		if p.v <= 0 {
@@ -97,6 +113,8 @@ func (l Limits) Validate() error {
 	switch {
 	case l.EventRate <= 0:
 		return fmt.Errorf("%w: event rate must be positive, got %v", ErrInvalidLimits, l.EventRate)
+	case l.GroupRate <= 0:
+		return fmt.Errorf("%w: group rate must be positive, got %v", ErrInvalidLimits, l.GroupRate)
 	case l.CreatedAtFuture <= 0:
 		return fmt.Errorf("%w: created_at future bound must be positive, got %v", ErrInvalidLimits, l.CreatedAtFuture)
 	case l.CreatedAtPast < 0:
@@ -109,6 +127,9 @@ func (l Limits) Validate() error {
 		return fmt.Errorf("%w: write timeout must be positive, got %v", ErrInvalidLimits, l.WriteTimeout)
 	case l.MaxContentLength > l.MaxMessageLength:
 		return fmt.Errorf("%w: max content length %d exceeds max message length %d", ErrInvalidLimits, l.MaxContentLength, l.MaxMessageLength)
+	case l.MaxGroupContentLength+ClaimOverhead > l.MaxMessageLength:
+		return fmt.Errorf("%w: max group content length %d plus %d bytes for a commit-slot claim exceeds max message length %d",
+			ErrInvalidLimits, l.MaxGroupContentLength, ClaimOverhead, l.MaxMessageLength)
 	}
 	return nil
 }
@@ -120,8 +141,8 @@ func (l Limits) EventShape(now func() time.Time) Rule {
 		if len(ev.Tags) > l.MaxEventTags {
 			return true, fmt.Sprintf("invalid: too many tags (%d > %d)", len(ev.Tags), l.MaxEventTags)
 		}
-		if len(ev.Content) > l.MaxContentLength {
-			return true, fmt.Sprintf("invalid: content too long (%d > %d bytes)", len(ev.Content), l.MaxContentLength)
+		if max := l.contentLimit(ev.Kind); len(ev.Content) > max {
+			return true, fmt.Sprintf("invalid: content too long (%d > %d bytes)", len(ev.Content), max)
 		}
 		t := now()
 		created := time.Unix(int64(ev.CreatedAt), 0)
@@ -133,4 +154,19 @@ func (l Limits) EventShape(now func() time.Time) Rule {
 		}
 		return false, ""
 	}
+}
+
+// ClaimOverhead is what a commit-slot claim's content may add to the kind
+// 445 it wraps: the inner event's JSON envelope (id, pubkey, sig, tags) and
+// the escaping of its content.
+const ClaimOverhead = 2 << 10
+
+func (l Limits) contentLimit(kind int) int {
+	switch kind {
+	case KindGroupEvent:
+		return l.MaxGroupContentLength
+	case KindSlotClaim:
+		return l.MaxGroupContentLength + ClaimOverhead
+	}
+	return l.MaxContentLength
 }

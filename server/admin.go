@@ -23,6 +23,21 @@ import (
 // supportedNIPs are the NIPs the engine implements today.
 func supportedNIPs() []any { return []any{1, 9, 11, 40, 42, 45, 62, 70, 86} }
 
+// extSinceSeq names the ordered-read extension (DESIGN.md "Sequencing").
+const extSinceSeq = "since_seq/1"
+
+// groupEventsInfo describes the kind 445 policy in NIP-11.
+func (s *Server) groupEventsInfo() map[string]any {
+	return map[string]any{
+		"max_content_length": s.limits.MaxGroupContentLength,
+		"retention_seconds":  int64(s.cfg.GroupRetention.Seconds()), // 0: kept until deleted
+		"per_group_rate":     s.limits.GroupRate,
+		"per_group_burst":    s.limits.GroupBurst,
+		"sequenced":          true,
+		"auth_required":      false,
+	}
+}
+
 // relayInfo holds the NIP-11 fields admins can change at run time. khatru's
 // Info document itself is never mutated after New, so NIP-11 requests
 // reading it cannot race with NIP-86 changes.
@@ -96,12 +111,18 @@ func (s *Server) serveNIP11(w http.ResponseWriter, r *http.Request) {
 	if s.cfg.Kinds.Restricted() {
 		doc["accepted_kinds"] = s.cfg.Kinds.List()
 	}
+	exts := []string{extSinceSeq}
 	for _, h := range s.cfg.SaveHooks {
 		if ip, ok := h.(InfoProvider); ok {
 			name, value := ip.NIP11Field()
 			doc[name] = value
 		}
+		if ep, ok := h.(ExtensionProvider); ok {
+			exts = append(exts, ep.Extensions()...)
+		}
 	}
+	doc["burrow_extensions"] = exts
+	doc["group_events"] = s.groupEventsInfo()
 	out, err := json.Marshal(doc)
 	if err != nil {
 		http.Error(w, "encoding relay information", http.StatusInternalServerError)

@@ -29,7 +29,7 @@ func TestPipelinedEventsAnsweredInOrder(t *testing.T) {
 	events := make([]*nostr.Event, n)
 	for i := range events {
 		// A fresh key per event, as Marmot group events use.
-		events[i] = newSigner(t).event(t, 445, fmt.Sprintf("msg %d", i), nostr.Tags{{"h", group}}, now)
+		events[i] = newSigner(t).event(t, 445, groupContent(fmt.Sprintf("msg %d", i)), nostr.Tags{{"h", group}}, now)
 	}
 	writeErr := make(chan error, 1)
 	go func() {
@@ -337,11 +337,11 @@ func TestKindsSetting(t *testing.T) {
 		{30023, false, "blocked:"},
 	}
 	for _, tt := range tests {
-		tags := nostr.Tags{}
+		tags, content := nostr.Tags{}, "k"
 		if tt.kind == 445 {
-			tags = nostr.Tags{{"h", strings.Repeat("cd", 32)}}
+			tags, content = nostr.Tags{{"h", strings.Repeat("cd", 32)}}, groupContent("k")
 		}
-		got := c.publish(s.event(t, tt.kind, "k", tags, 0))
+		got := c.publish(s.event(t, tt.kind, content, tags, 0))
 		if got.ok != tt.ok || !strings.HasPrefix(got.msg, tt.prefix) {
 			t.Fatalf("kind %d: %+v, want ok=%v prefix %q", tt.kind, got, tt.ok, tt.prefix)
 		}

@@ -30,19 +30,20 @@ func TestStoreErrorAnswers(t *testing.T) {
 		{"expired", fmt.Errorf("save: %w", storage.ErrExpired), 0, 1, false, "invalid:", true, ""},
 		{"not author", fmt.Errorf("save: %w", storage.ErrNotAuthor), 0, 5, false, "blocked:", true, ""},
 		{"backend failure", errors.New("sqlite: disk I/O error at /var/secret/relay.db"), 0, 1, false, "error:", true, "/var/secret"},
+		{"slot loser", fmt.Errorf("save: %w", &storage.SlotTakenError{Holder: strings.Repeat("ab", 32)}), 0, 445, false, "blocked: slot taken by " + strings.Repeat("ab", 32), false, ""},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			r := startRelay(t, Config{}, &failingStore{Store: newTestStore(t), saveErr: tt.err, saveSeq: tt.seq})
 			c := dial(t, r.url, nil)
-			tags := nostr.Tags{}
+			tags, content := nostr.Tags{}, "x"
 			switch tt.kind {
 			case 445:
-				tags = nostr.Tags{{"h", strings.Repeat("ef", 32)}}
+				tags, content = nostr.Tags{{"h", strings.Repeat("ef", 32)}}, groupContent("x")
 			case 30443:
 				tags = nostr.Tags{{"d", "slot"}}
 			}
-			got := c.publish(newSigner(t).event(t, tt.kind, "x", tags, 0))
+			got := c.publish(newSigner(t).event(t, tt.kind, content, tags, 0))
 			if got.ok != tt.ok {
 				t.Fatalf("ok = %v, want %v (%q)", got.ok, tt.ok, got.msg)
 			}

@@ -89,7 +89,8 @@ func (s *Server) processEvent(c *conn, p *pendingEvent) {
 		return
 	}
 
-	if nostr.IsEphemeralKind(ev.Kind) {
+	hook := s.saveHook(ev)
+	if hook == nil && nostr.IsEphemeralKind(ev.Kind) {
 		// Ephemeral events are relayed, never stored.
 		answer(true, "")
 		s.broadcaster.Broadcast(Delivery{Event: ev})
@@ -98,9 +99,9 @@ func (s *Server) processEvent(c *conn, p *pendingEvent) {
 
 	ticket := s.tracker.begin()
 	defer s.tracker.end(ticket)
-	res, err := s.save(ctx, ev)
+	st, err := s.save(ctx, hook, ev)
 	if err != nil {
-		ok, msg := s.storeErrorAnswer(ev, res, err)
+		ok, msg := s.storeErrorAnswer(ev, st.res, err)
 		if errors.Is(err, storage.ErrDuplicate) {
 			// Answered OK, but nothing new was accepted.
 			s.metrics.rejected(ev.Kind, "duplicate:")
@@ -110,14 +111,19 @@ func (s *Server) processEvent(c *conn, p *pendingEvent) {
 		answer(ok, msg)
 		return
 	}
-	s.metrics.removed(res.Deleted)
-	msg := ""
-	if res.Seq > 0 {
-		msg = "seq:" + strconv.FormatInt(res.Seq, 10)
+	s.metrics.removed(st.res.Deleted)
+	msg := st.okMessage
+	if msg == "" && st.res.Seq > 0 {
+		msg = seqMessage(st.res.Seq)
 	}
 	answer(true, msg)
-	s.broadcaster.Broadcast(Delivery{Event: ev, Seq: res.Seq, Ticket: ticket})
+	if st.broadcast != nil {
+		s.broadcaster.Broadcast(Delivery{Event: st.broadcast, Seq: st.res.Seq, Ticket: ticket})
+	}
 }
+
+// seqMessage is the OK message of a sequenced group event.
+func seqMessage(seq int64) string { return "seq:" + strconv.FormatInt(seq, 10) }
 
 // storeErrorAnswer maps a Save (or SaveHook) error to the OK answer.
 func (s *Server) storeErrorAnswer(ev *nostr.Event, res storage.Result, err error) (bool, string) {
@@ -128,7 +134,7 @@ func (s *Server) storeErrorAnswer(ev *nostr.Event, res storage.Result, err error
 	case errors.Is(err, storage.ErrDuplicate):
 		if res.Seq > 0 {
 			// A re-sent group event learns its seq again.
-			return true, "seq:" + strconv.FormatInt(res.Seq, 10)
+			return true, seqMessage(res.Seq)
 		}
 		return true, "duplicate: already have this event"
 	case errors.Is(err, storage.ErrDeleted):
@@ -143,6 +149,9 @@ func (s *Server) storeErrorAnswer(ev *nostr.Event, res storage.Result, err error
 		return false, "blocked: banned"
 	case errors.Is(err, storage.ErrSlotCap):
 		return false, "blocked: too many KeyPackage slots"
+	}
+	if taken, ok := errors.AsType[*storage.SlotTakenError](err); ok {
+		return false, "blocked: slot taken by " + taken.Holder
 	}
 	s.log.Error("storing event", "id", ev.ID, "kind", ev.Kind, "err", err)
 	return false, "error: could not store the event, try again later"

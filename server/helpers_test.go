@@ -2,6 +2,7 @@ package server
 
 import (
 	"context"
+	"encoding/base64"
 	"encoding/json"
 	"io"
 	"log/slog"
@@ -240,6 +241,14 @@ func (s signer) event(t *testing.T, kind int, content string, tags nostr.Tags, c
 		t.Fatalf("sign: %v", err)
 	}
 	return ev
+}
+
+// groupContent is kind 445 content as Marmot clients send it: base64 of
+// at least a nonce and a tag's worth of bytes (here derived from label).
+func groupContent(label string) string {
+	b := make([]byte, 28+len(label))
+	copy(b[28:], label)
+	return base64.StdEncoding.EncodeToString(b)
 }
 
 // testLimits are the defaults (which tests must also pass with) unless a

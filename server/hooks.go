@@ -24,6 +24,25 @@ type SaveHook interface {
 	Save(ctx context.Context, st storage.Store, ev *nostr.Event) (storage.Result, error)
 }
 
+// EnvelopeHook is implemented by SaveHooks whose events are envelopes:
+// never stored or broadcast themselves, they carry another event that is
+// (a commit-slot claim carries its kind 445 Commit). The server calls
+// SaveEnvelope instead of Save for them, also for ephemeral kinds.
+type EnvelopeHook interface {
+	SaveHook
+	// SaveEnvelope checks ev and stores what it carries. It returns the
+	// carried event to broadcast with res.Seq (nil when nothing new was
+	// stored, as for a retry) and the OK true message ("" for the default:
+	// "seq:<n>" when res.Seq > 0).
+	SaveEnvelope(ctx context.Context, st storage.Store, ev *nostr.Event) (carried *nostr.Event, res storage.Result, okMessage string, err error)
+}
+
+// ExtensionProvider is implemented by hooks that add protocol extensions
+// to the NIP-11 "burrow_extensions" list (name/version strings).
+type ExtensionProvider interface {
+	Extensions() []string
+}
+
 // Refusal is an error a SaveHook returns to refuse an event with a specific
 // NIP-01 OK message (which starts with a machine prefix such as "invalid:").
 type Refusal interface {
@@ -53,10 +72,25 @@ func (s *Server) saveHook(ev *nostr.Event) SaveHook {
 	return nil
 }
 
+// stored is what storing one EVENT did.
+type stored struct {
+	res       storage.Result
+	broadcast *nostr.Event // what live subscribers get (nil: nothing new)
+	okMessage string       // "" for the default
+}
+
 // save stores ev through its hook or Store.Save.
-func (s *Server) save(ctx context.Context, ev *nostr.Event) (storage.Result, error) {
-	if h := s.saveHook(ev); h != nil {
-		return h.Save(ctx, s.store, ev)
+func (s *Server) save(ctx context.Context, h SaveHook, ev *nostr.Event) (stored, error) {
+	if eh, ok := h.(EnvelopeHook); ok {
+		carried, res, msg, err := eh.SaveEnvelope(ctx, s.store, ev)
+		return stored{res: res, broadcast: carried, okMessage: msg}, err
 	}
-	return s.store.Save(ctx, ev)
+	var res storage.Result
+	var err error
+	if h != nil {
+		res, err = h.Save(ctx, s.store, ev)
+	} else {
+		res, err = s.store.Save(ctx, ev)
+	}
+	return stored{res: res, broadcast: ev}, err
 }

@@ -62,6 +62,15 @@ func TestNIP11(t *testing.T) {
 		}
 	}
 
+	if got := doc["burrow_extensions"]; !slices.Equal(toStrings(got), []string{"since_seq/1"}) {
+		t.Errorf("burrow_extensions = %v, want [since_seq/1] (commit slots come from their hook)", got)
+	}
+	ge, _ := doc["group_events"].(map[string]any)
+	if ge["max_content_length"] != float64(limits.MaxGroupContentLength) || ge["auth_required"] != false ||
+		ge["per_group_burst"] != float64(limits.GroupBurst) || ge["retention_seconds"] != float64(0) {
+		t.Errorf("group_events = %v", ge)
+	}
+
 	open := startRelay(t, Config{}, newTestStore(t))
 	lim = fetchNIP11(t, open)["limitation"].(map[string]any)
 	if lim["restricted_writes"] != false || lim["max_limit"] != float64(500) {
@@ -70,6 +79,15 @@ func TestNIP11(t *testing.T) {
 	if _, ok := lim["created_at_lower_limit"]; ok {
 		t.Fatalf("no lower bound configured but one is advertised")
 	}
+}
+
+func toStrings(v any) []string {
+	arr, _ := v.([]any)
+	out := make([]string, len(arr))
+	for i, x := range arr {
+		out[i], _ = x.(string)
+	}
+	return out
 }
 
 func fetchNIP11(t *testing.T, r *testRelay) map[string]any {

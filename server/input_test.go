@@ -17,6 +17,7 @@ func TestBadInput(t *testing.T) {
 	limits := testLimits()
 	limits.MaxMessageLength = 8 << 10
 	limits.MaxContentLength = 4 << 10
+	limits.MaxGroupContentLength = 2 << 10 // a claim of one must fit in a message
 	limits.MaxEventTags = 5
 	limits.MaxSubIDLength = 10
 	limits.MaxFilters = 2

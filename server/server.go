@@ -67,6 +67,14 @@ type Config struct {
 	// EventLimiter charges events per client address (default: an in-process
 	// token bucket from Limits.EventRate and Limits.EventBurst).
 	EventLimiter policy.RateLimiter
+	// GroupLimiter charges kind 445 events per group (policy.GroupFlood;
+	// default: an in-process token bucket from Limits.GroupRate and
+	// Limits.GroupBurst).
+	GroupLimiter policy.RateLimiter
+	// GroupRetention is how long kind 445 events are kept: the sweeper
+	// deletes older ones and admission refuses them (0 keeps them until
+	// deleted otherwise).
+	GroupRetention time.Duration
 	// BroadcastVia, if set, wraps local fan-out: it receives the local
 	// Broadcaster and returns the one the EVENT pipeline calls (for an
 	// ordering layer or a cross-instance bus).
@@ -168,6 +176,12 @@ func New(cfg Config, store storage.Store) (*Server, error) {
 	if cfg.EventLimiter == nil {
 		cfg.EventLimiter = policy.NewTokenBucket(cfg.Limits.EventRate, cfg.Limits.EventBurst, nil)
 	}
+	if cfg.GroupLimiter == nil {
+		cfg.GroupLimiter = policy.NewTokenBucket(cfg.Limits.GroupRate, cfg.Limits.GroupBurst, nil)
+	}
+	if cfg.GroupRetention < 0 {
+		return nil, fmt.Errorf("server: group retention must not be negative, got %v", cfg.GroupRetention)
+	}
 
 	s := &Server{
 		cfg:       cfg,
@@ -197,9 +211,10 @@ func New(cfg Config, store storage.Store) (*Server, error) {
 	s.rules = append([]policy.Rule{
 		cfg.Limits.EventShape(time.Now),
 		cfg.Kinds.Rule(),
+		policy.GroupEvents(cfg.Limits.MaxGroupContentLength, cfg.GroupRetention, time.Now),
 		policy.ProtectedEvents,
 	}, cfg.Rules...)
-	s.rules = append(s.rules, policy.EventRateLimit(cfg.EventLimiter))
+	s.rules = append(s.rules, policy.EventRateLimit(cfg.EventLimiter), policy.GroupFlood(cfg.GroupLimiter))
 
 	s.broadcaster = s.registry
 	if cfg.BroadcastVia != nil {
@@ -327,25 +342,38 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	return ctx.Err()
 }
 
-// sweep deletes expired events at start and every SweepInterval.
+// sweep deletes expired events, and group events past the retention, at
+// start and every SweepInterval.
 func (s *Server) sweep(ctx context.Context) {
 	defer close(s.bgDone)
 	t := time.NewTicker(s.cfg.SweepInterval)
 	defer t.Stop()
 	for {
-		deleted, err := s.store.DeleteExpired(ctx, time.Now())
-		switch {
-		case err != nil && ctx.Err() == nil:
-			s.log.Error("deleting expired events", "err", err)
-		case len(deleted) > 0:
-			s.metrics.removed(deleted)
-			s.log.Info("deleted expired events", "count", len(deleted))
+		now := time.Now()
+		s.sweepOnce(ctx, "expired events", func() ([]storage.Deletion, error) {
+			return s.store.DeleteExpired(ctx, now)
+		})
+		if r := s.cfg.GroupRetention; r > 0 {
+			s.sweepOnce(ctx, "group events past retention", func() ([]storage.Deletion, error) {
+				return s.store.DeleteGroupEvents(ctx, now.Add(-r))
+			})
 		}
 		select {
 		case <-ctx.Done():
 			return
 		case <-t.C:
 		}
+	}
+}
+
+func (s *Server) sweepOnce(ctx context.Context, what string, del func() ([]storage.Deletion, error)) {
+	deleted, err := del()
+	switch {
+	case err != nil && ctx.Err() == nil:
+		s.log.Error("deleting "+what, "err", err)
+	case len(deleted) > 0:
+		s.metrics.removed(deleted)
+		s.log.Info("deleted "+what, "count", len(deleted))
 	}
 }
 

@@ -5,6 +5,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"strconv"
 	"sync"
 	"time"
 
@@ -78,6 +79,9 @@ type subscription struct {
 	// among them.
 	sent       map[[32]byte]struct{}
 	storedUpTo uint64
+	// ordered is set for a since_seq subscription: live events are sent in
+	// seq order with their seq, skipping any the stored page sent.
+	ordered *orderedRead
 }
 
 type bufferedEvent struct {
@@ -110,10 +114,22 @@ func (sub *subscription) deliver(d Delivery, evJSON []byte) {
 }
 
 func (sub *subscription) sendLiveLocked(d Delivery, evJSON []byte) {
-	if sub.alreadySentLocked(d) {
-		return
+	var msg []byte
+	if o := sub.ordered; o != nil {
+		// The ordering layer delivers each group in seq order; anything at
+		// or below the cursor was in the stored page (or is a repeat).
+		if d.Seq <= o.lastSent {
+			return
+		}
+		o.lastSent = d.Seq
+		msg = encodeSequencedEvent(sub.prefix, evJSON, d.Seq, false)
+	} else {
+		if sub.alreadySentLocked(d) {
+			return
+		}
+		msg = encodeEvent(sub.prefix, evJSON)
 	}
-	if !sub.conn.out.pushLive(encodeEvent(sub.prefix, evJSON)) {
+	if !sub.conn.out.pushLive(msg) {
 		sub.conn.overflow()
 	}
 }
@@ -202,6 +218,23 @@ func (c *conn) parseSubArgs(label string, args []json.RawMessage) (string, nostr
 	return subID, filters, true
 }
 
+// parseReqArgs is parseSubArgs for REQ, which may also be a since_seq read.
+func (c *conn) parseReqArgs(args []json.RawMessage) (string, nostr.Filters, *orderedRead, bool) {
+	subID, filters, ok := c.parseSubArgs("REQ", args)
+	if !ok {
+		return "", nil, nil, false
+	}
+	o, msg := parseOrderedRead(args[1:], c.srv.limits.MaxLimit)
+	if msg != "" {
+		c.send(c.srv.hardCtx, encodeClosed(subID, msg))
+		return "", nil, nil, false
+	}
+	if o != nil {
+		filters = nostr.Filters{o.filter()}
+	}
+	return subID, filters, o, true
+}
+
 // parseFilter decodes one NIP-01 filter and checks its values.
 func parseFilter(raw json.RawMessage, f *nostr.Filter) string {
 	if len(raw) == 0 || raw[0] != '{' {
@@ -233,7 +266,7 @@ func parseFilter(raw json.RawMessage, f *nostr.Filter) string {
 
 func (c *conn) handleReq(args []json.RawMessage) {
 	s := c.srv
-	subID, filters, ok := c.parseSubArgs("REQ", args)
+	subID, filters, ordered, ok := c.parseReqArgs(args)
 	if !ok {
 		return
 	}
@@ -256,6 +289,7 @@ func (c *conn) handleReq(args []json.RawMessage) {
 		// so the flush after EOSE fits in the half kept for live events.
 		bufferMax: max(1, s.limits.OutboundQueue/4),
 		sent:      make(map[[32]byte]struct{}),
+		ordered:   ordered,
 	}
 	// Register before the stored query so nothing committed meanwhile is
 	// missed; it waits in the buffer until EOSE.
@@ -263,8 +297,15 @@ func (c *conn) handleReq(args []json.RawMessage) {
 	c.subs[subID] = sub
 
 	ctx := contextFor(s.hardCtx, c)
+	s.watchGroups(ctx, filters)
 	start := time.Now()
-	err := c.sendStoredOrHandout(ctx, sub)
+	var more bool
+	var err error
+	if ordered != nil {
+		more, err = c.sendOrderedPage(ctx, sub)
+	} else {
+		err = c.sendStoredOrHandout(ctx, sub)
+	}
 	s.metrics.observeQuery("req", start, queryFailure(err))
 	if err != nil {
 		s.registry.remove(sub)
@@ -280,6 +321,15 @@ func (c *conn) handleReq(args []json.RawMessage) {
 		}
 		s.log.Error("querying stored events", "err", err)
 		c.send(s.hardCtx, encodeClosed(subID, "error: could not query stored events"))
+		return
+	}
+	if more {
+		// The page was cut short: the client continues from the cursor
+		// instead of going live.
+		s.registry.remove(sub)
+		delete(c.subs, subID)
+		c.send(s.hardCtx, encodeEOSE(subID))
+		c.send(s.hardCtx, encodeClosed(subID, "more: after seq "+strconv.FormatInt(ordered.lastSent, 10)))
 		return
 	}
 	sub.goLive(s.tracker.lastIssued())

@@ -46,7 +46,22 @@ var (
 	// author already at the cap, and no slot is old enough to evict
 	// ("blocked: too many KeyPackage slots").
 	ErrSlotCap = errors.New("too many KeyPackage slots")
+	// ErrSlotTaken: a commit slot is held by another Commit, or a bare kind
+	// 445 is a Commit that lost a slot. Always returned as *SlotTakenError,
+	// which names the holder ("blocked: slot taken by <holder id>").
+	ErrSlotTaken = errors.New("commit slot taken")
 )
+
+// SlotTakenError is the ErrSlotTaken failure: Holder is the id of the kind
+// 445 Commit that currently holds the slot.
+type SlotTakenError struct {
+	Holder string
+}
+
+func (e *SlotTakenError) Error() string { return "commit slot taken by " + e.Holder }
+
+// Unwrap makes errors.Is(err, ErrSlotTaken) hold.
+func (e *SlotTakenError) Unwrap() error { return ErrSlotTaken }
 
 // Reason says why an event left storage. It is recorded with tombstones and
 // labels deletion metrics; it never carries event content.
@@ -62,6 +77,7 @@ const (
 	ReasonVanish          Reason = "vanish"           // NIP-62 request to vanish
 	ReasonBanned          Reason = "banned"           // NIP-86 banpubkey
 	ReasonClaimed         Reason = "claimed"          // handed out once (opt-in), then deleted
+	ReasonRetention       Reason = "retention"        // kind 445 older than the group retention
 )
 
 // KeyPackage is what the relay's KeyPackage rules (package keypackages)
@@ -103,6 +119,41 @@ type Deletion struct {
 	Kind   int
 	PubKey string
 	Reason Reason
+}
+
+// Sequenced is a stored kind 445 event with its group sequence number.
+type Sequenced struct {
+	Seq   int64
+	Event *nostr.Event
+	// Released is true for a Commit that held a commit slot and was released
+	// by a release claim (it stays in the log).
+	Released bool
+}
+
+// SlotClaim is a verified commit-slot claim (docs/commit-slots.md): the
+// kind 445 Commit it carries, for the slot of group H. The caller has
+// checked the claim's and the Commit's ids, signatures and shapes.
+type SlotClaim struct {
+	H      string       // the group id (the Commit's single h tag)
+	Slot   string       // the slot: the claim's pubkey, 64 lowercase hex
+	Commit *nostr.Event // the inner kind 445
+	// Release, when set, is the id of the Commit the claim asks to release
+	// (a release claim); "" for a plain claim.
+	Release string
+}
+
+// SlotResult describes what a successful ClaimSlot did.
+type SlotResult struct {
+	// Result is that of saving the Commit: Seq is its group seq (also when
+	// the claim is a retry and nothing new was stored), Deleted what the
+	// save removed.
+	Result
+	// Stored is true when this call stored the Commit (false for a retry, or
+	// when the Commit was already stored as a bare event).
+	Stored bool
+	// Released is the id of the Commit this call released ("" if none; a
+	// retry of a successful release reports it again).
+	Released string
 }
 
 // Store is the storage contract. Implementations must be safe for concurrent
@@ -173,6 +224,41 @@ type Store interface {
 	// DeleteExpired removes every event whose NIP-40 expiration is at or
 	// before now and returns what it removed.
 	DeleteExpired(ctx context.Context, now time.Time) ([]Deletion, error)
+
+	// GroupLog yields the stored kind 445 events of group h whose seq is
+	// above after, in ascending seq, at most limit of them (limit <= 0: no
+	// cap), never an expired one. Numbers of deleted or expired events are
+	// holes, never reused. A backend error is yielded as the final pair.
+	GroupLog(ctx context.Context, h string, after int64, limit int) iter.Seq2[Sequenced, error]
+
+	// LastSeq returns the last seq assigned in group h (0 if none was).
+	LastSeq(ctx context.Context, h string) (int64, error)
+
+	// ClaimSlot arbitrates a commit slot, atomically per (c.H, c.Slot) across
+	// every process sharing the database:
+	//   - slot free: c.Commit is saved with Save's rules (failing with
+	//     Save's errors, nothing recorded) and holds the slot; if it is
+	//     already stored (as a bare event) it holds the slot with its seq;
+	//   - held by c.Commit: a retry, same Seq, nothing changes;
+	//   - c.Release names the current holder: the holder is marked released
+	//     (GroupLog reports it) and c.Commit, saved as above, holds the slot
+	//     in the same transaction; SlotResult.Released names the holder;
+	//   - otherwise: *SlotTakenError naming the current holder; c.Commit is
+	//     not stored, and its id is recorded as a loser of this slot so a
+	//     later Save of it fails with the same *SlotTakenError (naming the
+	//     holder at that time). A loser's id is tombstoned, so it can never
+	//     be stored afterwards, by Save or as a holder; once DeleteGroupEvents
+	//     has dropped the record, Save fails with ErrDeleted. A loser already
+	//     stored as a bare event stays stored and is not recorded.
+	// A release claim for a free slot is a plain claim.
+	ClaimSlot(ctx context.Context, c SlotClaim) (SlotResult, error)
+
+	// DeleteGroupEvents removes every kind 445 created before before
+	// (ReasonRetention) and tombstones their ids, as DeleteExpired does, and
+	// the commit-slot records (holders, losers, released marks) taken before
+	// it; a slot whose record is gone is free again. Group counters stay, so
+	// seq numbers are never reused.
+	DeleteGroupEvents(ctx context.Context, before time.Time) ([]Deletion, error)
 
 	// Ping reports whether the backend is reachable (for /readyz).
 	Ping(ctx context.Context) error

@@ -47,6 +47,13 @@ type config struct {
 	KeyPackageHandout     bool
 	KeyPackageClaimTTL    time.Duration
 	KeyPackageHandoutRate float64
+	// GroupRetention is how long kind 445 events are kept (0: until
+	// deleted otherwise).
+	GroupRetention time.Duration
+	// disableSequencing stores kind 445 without seq numbers, as a plain
+	// relay would (the stores' Config.DisableSequencing). No flag: only
+	// relay bench sets it, for the unsequenced baseline it compares with.
+	disableSequencing bool
 }
 
 // errHelp is returned when --help was asked for: usage goes to stdout and the
@@ -96,6 +103,8 @@ func serveFlags(stderr io.Writer, cfg *config, raw *rawServe) *envFlags {
 	f.Duration(&cfg.KeyPackageClaimTTL, "keypackage-claim-ttl", keypackages.DefaultClaimTTL, "with --keypackage-handout, how long a handed-out KeyPackage stays claimed for its requester before it is deleted")
 	f.Float64(&cfg.KeyPackageHandoutRate, "keypackage-handout-rate", 10, "with --keypackage-handout, KeyPackage hand-outs per minute per authenticated requester, also the burst (0 = no limit)")
 
+	f.Duration(&cfg.GroupRetention, "group-retention", 90*24*time.Hour, "how long kind 445 group events are kept; older ones are deleted by the sweeper and refused on arrival (0 = keep them; their seq numbers are never reused either way)")
+
 	l := &cfg.Limits
 	f.Int(&l.MaxMessageLength, "max-message-length", def.MaxMessageLength, "largest websocket message, bytes")
 	f.Int(&l.MaxSubscriptions, "max-subscriptions", def.MaxSubscriptions, "open subscriptions per connection")
@@ -103,12 +112,15 @@ func serveFlags(stderr io.Writer, cfg *config, raw *rawServe) *envFlags {
 	f.Int(&l.MaxLimit, "max-limit", def.MaxLimit, "clamp for each filter's limit (advertised in NIP-11)")
 	f.Int(&l.MaxSubIDLength, "max-subid-length", def.MaxSubIDLength, "longest subscription id, bytes")
 	f.Int(&l.MaxEventTags, "max-event-tags", def.MaxEventTags, "most tags on one event")
-	f.Int(&l.MaxContentLength, "max-content-length", def.MaxContentLength, "largest event content, bytes")
+	f.Int(&l.MaxContentLength, "max-content-length", def.MaxContentLength, "largest event content, bytes (kinds other than 445 and 20445)")
+	f.Int(&l.MaxGroupContentLength, "max-group-content-length", def.MaxGroupContentLength, "largest kind 445 group event content, bytes (advertised in NIP-11 as group_events.max_content_length)")
 	f.Duration(&l.CreatedAtFuture, "created-at-future", def.CreatedAtFuture, "how far in the future created_at may be")
 	f.Duration(&l.CreatedAtPast, "created-at-past", def.CreatedAtPast, "how far in the past created_at may be (0 = any age)")
 	f.Int(&l.ConnectionsPerIP, "max-connections-per-ip", def.ConnectionsPerIP, "simultaneous connections per client address")
 	f.Float64(&l.EventRate, "event-rate", def.EventRate, "sustained events per second per client address")
 	f.Int(&l.EventBurst, "event-burst", def.EventBurst, "events one client address may send at once")
+	f.Float64(&l.GroupRate, "group-rate", def.GroupRate, "sustained kind 445 events per second per group (h), from all addresses together; commit-slot claims are exempt")
+	f.Int(&l.GroupBurst, "group-burst", def.GroupBurst, "kind 445 events one group (h) may receive at once")
 	f.Int(&l.OutboundQueue, "outbound-queue", def.OutboundQueue, "messages queued per connection before a reader that does not keep up is disconnected")
 	f.Duration(&l.WriteTimeout, "write-timeout", def.WriteTimeout, "deadline for each websocket write")
 	f.fs.Usage = func() {}
@@ -193,6 +205,9 @@ func (c config) validate() error {
 	}
 	if c.KeyPackageClaimTTL <= 0 {
 		return fmt.Errorf("--keypackage-claim-ttl must be positive, got %v", c.KeyPackageClaimTTL)
+	}
+	if c.GroupRetention < 0 {
+		return fmt.Errorf("--group-retention must not be negative, got %v", c.GroupRetention)
 	}
 	if c.KeyPackageHandoutRate < 0 {
 		return fmt.Errorf("--keypackage-handout-rate must be 0 (no limit) or positive, got %v", c.KeyPackageHandoutRate)

@@ -3,10 +3,8 @@ package main
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"io"
 	"net"
-	"net/http"
 	"net/netip"
 	"slices"
 	"strings"
@@ -308,21 +306,12 @@ func TestKeyPackageHandoutEndToEnd(t *testing.T) {
 		time.Sleep(50 * time.Millisecond)
 	}
 
-	req, _ := http.NewRequest(http.MethodGet, r.http, nil)
-	req.Header.Set("Accept", "application/nostr+json")
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
 	var doc struct {
 		KeyPackages struct {
 			Handout map[string]any `json:"handout"`
 		} `json:"keypackages"`
 	}
-	if err := json.NewDecoder(resp.Body).Decode(&doc); err != nil {
-		t.Fatal(err)
-	}
+	fetchNIP11(t, r.http, &doc)
 	if h := doc.KeyPackages.Handout; h["enabled"] != true || h["claim_ttl_seconds"] != float64(2) {
 		t.Fatalf("NIP-11 hand-out = %v", h)
 	}

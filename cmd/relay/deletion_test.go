@@ -394,20 +394,11 @@ func testKeyPackageSupplyAndNIP11(t *testing.T, backend string) {
 		t.Fatalf("supply has fields beyond the counts: %v", sup)
 	}
 
-	req, _ := http.NewRequest(http.MethodGet, r.http, nil)
-	req.Header.Set("Accept", "application/nostr+json")
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
 	var doc struct {
 		SupportedNIPs []int          `json:"supported_nips"`
 		KeyPackages   map[string]any `json:"keypackages"`
 	}
-	if err := json.NewDecoder(resp.Body).Decode(&doc); err != nil {
-		t.Fatal(err)
-	}
+	fetchNIP11(t, r.http, &doc)
 	kp := doc.KeyPackages
 	if kp["validated"] != true || kp["slot_cap"] != float64(4) || kp["evict_after_seconds"] != float64(86400) ||
 		kp["supply_endpoint"] != "/keypackages/supply" {

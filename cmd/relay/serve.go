@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"github.com/burrow-relay/burrow/keypackages"
+	"github.com/burrow-relay/burrow/ordering"
+	"github.com/burrow-relay/burrow/ordering/redisbus"
 	"github.com/burrow-relay/burrow/policy"
 	"github.com/burrow-relay/burrow/server"
 	"github.com/burrow-relay/burrow/storage"
@@ -19,7 +21,6 @@ import (
 	"github.com/burrow-relay/burrow/storage/sqlite"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
-	"github.com/redis/go-redis/v9"
 )
 
 // serveCommand runs the relay until ctx is cancelled (SIGINT or SIGTERM),
@@ -58,6 +59,7 @@ type runningRelay struct {
 	Addr   string // the address actually bound (useful with port 0)
 	http   *http.Server
 	srv    *server.Server
+	seq    *sequencing
 	store  storage.Store
 	served chan error
 	log    *slog.Logger
@@ -76,11 +78,23 @@ func startRelay(ctx context.Context, cfg config, logger *slog.Logger) (*runningR
 	if err != nil {
 		return nil, err
 	}
+	seq := &sequencing{}
 	if cfg.RedisURL != "" {
-		if err := pingRedis(ctx, cfg.RedisURL); err != nil {
+		if seq.client, err = openRedis(ctx, cfg.RedisURL); err != nil {
 			store.Close()
 			return nil, err
 		}
+		if seq.bus, err = redisbus.New(redisbus.Config{Client: seq.client, Logger: logger}); err != nil {
+			seq.close()
+			store.Close()
+			return nil, err
+		}
+	}
+	perIP, perGroup, err := limiters(cfg, seq.client, logger)
+	if err != nil {
+		seq.close()
+		store.Close()
+		return nil, err
 	}
 	kpPolicy := keypackages.Policy{
 		SlotCap:    cfg.KeyPackageSlotCap,
@@ -92,6 +106,8 @@ func startRelay(ctx context.Context, cfg config, logger *slog.Logger) (*runningR
 		kpPolicy.Handout = newHandout(cfg)
 		reqHandler = kpPolicy.Handout
 	}
+	slots := ordering.Slots{MaxGroupContent: cfg.Limits.MaxGroupContentLength, Retention: cfg.GroupRetention}
+	var fanoutErr error
 	srv, err := server.New(server.Config{
 		Name:           cfg.Name,
 		Description:    cfg.Description,
@@ -101,18 +117,29 @@ func startRelay(ctx context.Context, cfg config, logger *slog.Logger) (*runningR
 		TrustedProxies: cfg.TrustedProxies,
 		Kinds:          cfg.Kinds,
 		Limits:         cfg.Limits,
-		SaveHooks:      []server.SaveHook{kpPolicy},
+		SaveHooks:      []server.SaveHook{kpPolicy, slots},
 		ReqHandler:     reqHandler,
+		EventLimiter:   perIP,
+		GroupLimiter:   perGroup,
+		GroupRetention: cfg.GroupRetention,
+		BroadcastVia:   seq.broadcastVia(store, logger, reg, &fanoutErr),
 		Logger:         logger,
 		Registry:       reg,
 	}, store)
+	if err == nil && fanoutErr != nil {
+		srv.Shutdown(ctx)
+		err = fanoutErr
+	}
 	if err != nil {
+		seq.close()
 		store.Close()
 		return nil, fmt.Errorf("server: %w", err)
 	}
+	seq.start(logger)
 	ln, err := net.Listen("tcp", cfg.Listen)
 	if err != nil {
 		srv.Shutdown(ctx)
+		seq.close()
 		store.Close()
 		return nil, fmt.Errorf("listen on %s: %w", cfg.Listen, err)
 	}
@@ -120,6 +147,7 @@ func startRelay(ctx context.Context, cfg config, logger *slog.Logger) (*runningR
 		Addr:   ln.Addr().String(),
 		http:   &http.Server{Handler: srv, ReadHeaderTimeout: 10 * time.Second},
 		srv:    srv,
+		seq:    seq,
 		store:  store,
 		served: make(chan error, 1),
 		log:    logger,
@@ -149,12 +177,13 @@ func (r *runningRelay) Close(ctx context.Context) error {
 	// http.Server.Shutdown does not wait for them: the engine does.
 	herr := r.http.Shutdown(ctx)
 	serr := r.srv.Shutdown(ctx)
+	qerr := r.seq.close()
 	cerr := r.store.Close()
 	if err := <-r.served; err != nil && !errors.Is(err, http.ErrServerClosed) {
 		r.log.Error("http server", "err", err)
 	}
 	r.log.Info("relay stopped")
-	return errors.Join(herr, serr, cerr)
+	return errors.Join(herr, serr, qerr, cerr)
 }
 
 // openStore opens PostgreSQL when a database URL is set, else embedded
@@ -162,33 +191,16 @@ func (r *runningRelay) Close(ctx context.Context) error {
 // onCheckpoint.
 func openStore(ctx context.Context, cfg config, logger *slog.Logger, onCheckpoint func(int, error)) (storage.Store, string, error) {
 	if cfg.DatabaseURL != "" {
-		s, err := postgres.Open(ctx, postgres.Config{URL: cfg.DatabaseURL, Logger: logger})
+		s, err := postgres.Open(ctx, postgres.Config{URL: cfg.DatabaseURL, Logger: logger, DisableSequencing: cfg.disableSequencing})
 		if err != nil {
 			return nil, "", err
 		}
 		return s, "postgres", nil
 	}
 	path := filepath.Join(cfg.DataDir, "relay.db")
-	s, err := sqlite.Open(ctx, sqlite.Config{Path: path, Logger: logger, Synchronous: cfg.SQLiteSync, OnCheckpoint: onCheckpoint})
+	s, err := sqlite.Open(ctx, sqlite.Config{Path: path, Logger: logger, Synchronous: cfg.SQLiteSync, OnCheckpoint: onCheckpoint, DisableSequencing: cfg.disableSequencing})
 	if err != nil {
 		return nil, "", fmt.Errorf("open embedded database %s: %w", path, err)
 	}
 	return s, "sqlite " + path + " synchronous=" + cfg.SQLiteSync, nil
-}
-
-// pingRedis checks at start-up that the configured Redis answers, so a typo
-// fails now with one clear line rather than later.
-func pingRedis(ctx context.Context, rawURL string) error {
-	opts, err := redis.ParseURL(rawURL)
-	if err != nil {
-		return usageError{fmt.Errorf("--redis-url %s: %w", postgres.RedactURL(rawURL), err)}
-	}
-	c := redis.NewClient(opts)
-	defer c.Close()
-	pctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-	defer cancel()
-	if err := c.Ping(pctx).Err(); err != nil {
-		return fmt.Errorf("redis at %s is unreachable: %w", postgres.RedactURL(rawURL), err)
-	}
-	return nil
 }

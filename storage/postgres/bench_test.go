@@ -198,3 +198,18 @@ func BenchmarkSlotReplacements(b *testing.B) {
 func BenchmarkKeyPackageDeletions(b *testing.B) {
 	storetest.BenchmarkKeyPackageDeletions(b, openBench(b))
 }
+
+func BenchmarkGroupSave(b *testing.B) {
+	for _, groups := range []int{1, 100} {
+		for _, seq := range []bool{true, false} {
+			b.Run(fmt.Sprintf("groups=%d/sequencing=%v", groups, seq), func(b *testing.B) {
+				s, err := postgres.Open(context.Background(), postgres.Config{URL: testsvc.Postgres(b).URL, DisableSequencing: !seq})
+				if err != nil {
+					b.Fatal(err)
+				}
+				b.Cleanup(func() { s.Close() })
+				storetest.BenchmarkGroupSave(b, s, groups)
+			})
+		}
+	}
+}

@@ -70,6 +70,10 @@ type Config struct {
 	// queue behind a waiting rewrite); it gives up and retries later
 	// instead. 0 means 200 ms.
 	KeyPackageRewriteLockWait time.Duration
+	// DisableSequencing is for benchmarks: kind 445 events are stored
+	// without seq numbers, as on a plain relay (Save answers Seq 0).
+	// GroupLog, LastSeq and ClaimSlot then fail with an error saying so.
+	DisableSequencing bool
 }
 
 // Reasons Open fails, matched with errors.Is on its error.
@@ -106,6 +110,7 @@ type Store struct {
 	log      *slog.Logger
 	now      func() time.Time
 	maxBatch int
+	noSeq    bool // Config.DisableSequencing
 
 	mu      sync.RWMutex // guards closed and sends on queues
 	closed  bool
@@ -162,6 +167,7 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 		log:      cfg.Logger,
 		now:      cfg.Now,
 		maxBatch: cfg.MaxBatch,
+		noSeq:    cfg.DisableSequencing,
 	}
 	if s.log == nil {
 		s.log = slog.New(slog.NewTextHandler(io.Discard, nil))

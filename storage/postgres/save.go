@@ -68,6 +68,9 @@ func (s *Store) save(ctx context.Context, ev *nostr.Event, kp *storage.KeyPackag
 	if args.expiresAt != nil && *args.expiresAt <= now.Unix() {
 		return storage.Result{}, fmt.Errorf("save %s: expires at %d: %w", ev.ID, *args.expiresAt, storage.ErrExpired)
 	}
+	if s.noSeq {
+		args.h = nil // stored as on a plain relay; still routed by group
+	}
 	req := &saveReq{ctx: ctx, id: ev.ID, args: args, resp: make(chan saveResp, 1)}
 
 	s.mu.RLock()
@@ -94,25 +97,54 @@ func (s *Store) save(ctx context.Context, ev *nostr.Event, kp *storage.KeyPackag
 	if r.err != nil {
 		return r.res, fmt.Errorf("save %s: %w", ev.ID, r.err)
 	}
-	switch r.status {
-	case statusStored:
+	if r.status == statusStored {
 		s.keyPackagesDeleted(r.res.Deleted)
 		return r.res, nil
-	case statusDuplicate:
-		return r.res, fmt.Errorf("save %s: %w", ev.ID, storage.ErrDuplicate)
-	case statusDeleted:
-		return r.res, fmt.Errorf("save %s: %w", ev.ID, storage.ErrDeleted)
-	case statusReplaced:
-		return r.res, fmt.Errorf("save %s: %w", ev.ID, storage.ErrReplaced)
-	case statusNotAuthor:
-		return r.res, fmt.Errorf("save %s: %w", ev.ID, storage.ErrNotAuthor)
-	case statusBanned:
-		return r.res, fmt.Errorf("save %s: %w", ev.ID, storage.ErrBanned)
-	case statusSlotCap:
-		return r.res, fmt.Errorf("save %s: %w", ev.ID, storage.ErrSlotCap)
 	}
-	return r.res, fmt.Errorf("save %s: unknown status %d", ev.ID, r.status)
+	return r.res, statusErr(ctx, s.pool, ev, args.id, r.status)
 }
+
+// querier is a pool or a transaction.
+type querier interface {
+	QueryRow(ctx context.Context, sql string, args ...any) pgx.Row
+}
+
+// statusErr is the error of a burrow_save status other than statusStored.
+// A kind 445 refused as deleted may be a Commit that lost a commit slot
+// (its id is tombstoned then): only on that path is the slot looked up, so
+// that the refusal names the slot's current holder.
+func statusErr(ctx context.Context, q querier, ev *nostr.Event, id []byte, status int) error {
+	switch status {
+	case statusDuplicate:
+		return fmt.Errorf("save %s: %w", ev.ID, storage.ErrDuplicate)
+	case statusDeleted:
+		if ev.Kind == 445 {
+			var holder []byte
+			err := q.QueryRow(ctx, loserHolderSQL, id).Scan(&holder)
+			switch {
+			case err == nil:
+				return fmt.Errorf("save %s: %w", ev.ID, &storage.SlotTakenError{Holder: hex.EncodeToString(holder)})
+			case !errors.Is(err, pgx.ErrNoRows):
+				return fmt.Errorf("save %s: read its commit slot: %w", ev.ID, err)
+			}
+		}
+		return fmt.Errorf("save %s: %w", ev.ID, storage.ErrDeleted)
+	case statusReplaced:
+		return fmt.Errorf("save %s: %w", ev.ID, storage.ErrReplaced)
+	case statusNotAuthor:
+		return fmt.Errorf("save %s: %w", ev.ID, storage.ErrNotAuthor)
+	case statusBanned:
+		return fmt.Errorf("save %s: %w", ev.ID, storage.ErrBanned)
+	case statusSlotCap:
+		return fmt.Errorf("save %s: %w", ev.ID, storage.ErrSlotCap)
+	}
+	return fmt.Errorf("save %s: unknown status %d", ev.ID, status)
+}
+
+// loserHolderSQL: $1 the id of a Commit that lost a slot; the slot's
+// current holder.
+const loserHolderSQL = `SELECT s.holder FROM commit_slot_losers l
+	JOIN commit_slots s ON s.h = l.h AND s.slot = l.slot WHERE l.id = $1`
 
 // writer commits queued saves in groups until the queue is closed. While one
 // group commits, the next accumulates, so the group size follows the load.
@@ -206,27 +238,36 @@ func (s *Store) runGroup(reqs []*saveReq) error {
 	}
 	br := s.pool.SendBatch(ctx, &b)
 	for _, r := range reqs {
-		var (
-			resp    saveResp
-			ids     [][]byte
-			kinds   []int32
-			pubkeys [][]byte
-			reasons []string
-		)
-		if err := br.QueryRow().Scan(&resp.status, &resp.res.Seq, &ids, &kinds, &pubkeys, &reasons); err != nil {
+		resp, err := scanSave(br.QueryRow())
+		if err != nil {
 			_ = br.Close()
 			return err
-		}
-		for i := range ids {
-			resp.res.Deleted = append(resp.res.Deleted, storage.Deletion{
-				ID:     hex.EncodeToString(ids[i]),
-				Kind:   int(kinds[i]),
-				PubKey: hex.EncodeToString(pubkeys[i]),
-				Reason: storage.Reason(reasons[i]),
-			})
 		}
 		r.res = resp
 	}
 	// Close reads up to ReadyForQuery, which follows the commit.
 	return br.Close()
+}
+
+// scanSave reads the row of one saveSQL call.
+func scanSave(row pgx.Row) (saveResp, error) {
+	var (
+		resp    saveResp
+		ids     [][]byte
+		kinds   []int32
+		pubkeys [][]byte
+		reasons []string
+	)
+	if err := row.Scan(&resp.status, &resp.res.Seq, &ids, &kinds, &pubkeys, &reasons); err != nil {
+		return saveResp{}, err
+	}
+	for i := range ids {
+		resp.res.Deleted = append(resp.res.Deleted, storage.Deletion{
+			ID:     hex.EncodeToString(ids[i]),
+			Kind:   int(kinds[i]),
+			PubKey: hex.EncodeToString(pubkeys[i]),
+			Reason: storage.Reason(reasons[i]),
+		})
+	}
+	return resp, nil
 }

@@ -13,6 +13,7 @@ import (
 const (
 	lockClassMigrate int32 = 0x42757200 // "Bur\0": schema migrations
 	lockClassEvent   int32 = 0x42757201 // per event id, address, author or KeyPackageRef (lockKey); written out in burrow_save
+	lockClassSlot    int32 = 0x42757202 // per commit slot (group and slot), taken by ClaimSlot
 )
 
 type migration struct {
@@ -229,6 +230,7 @@ $fn$;
 `},
 	{2, "KeyPackage refs and lifetimes, slot cap, bans, requests to vanish, gift wrap deletion by recipient", migrationKeyPackages},
 	{3, "KeyPackages in a table of their own", migrationKeyPackageTable},
+	{4, "commit slots", migrationCommitSlots},
 }
 
 // migrate applies the migrations not yet recorded. Each runs in its own

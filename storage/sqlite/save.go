@@ -92,6 +92,9 @@ func (s *Store) Save(ctx context.Context, ev *nostr.Event) (storage.Result, erro
 	if err != nil {
 		return storage.Result{}, err
 	}
+	if s.noSeq {
+		r.group = ""
+	}
 	return s.saveRow(ctx, r)
 }
 
@@ -167,6 +170,12 @@ func (tx *txn) save(r row, res *storage.Result) error {
 	case banned:
 		return fmt.Errorf("sqlite: %s: %w", ev.ID, storage.ErrBanned)
 	case tombstoned:
+		if ev.Kind == 445 {
+			// A Commit that lost a slot is tombstoned; say who holds it.
+			if err := tx.lostSlot(ev.ID); err != nil {
+				return err
+			}
+		}
 		return fmt.Errorf("sqlite: %s is tombstoned: %w", ev.ID, storage.ErrDeleted)
 	case block:
 		return fmt.Errorf("sqlite: %s is named by a deletion request: %w", ev.ID, storage.ErrDeleted)
@@ -236,7 +245,7 @@ func (tx *txn) save(r row, res *storage.Result) error {
 		}
 	}
 	result, err := tx.exec(tx.st.insertEvent, ev.ID, ev.PubKey, int64(ev.CreatedAt), ev.Kind, r.tags,
-		ev.Content, ev.Sig, r.replaceKey, r.expiresAt, res.Seq, r.kpRef)
+		ev.Content, ev.Sig, r.replaceKey, r.expiresAt, res.Seq, r.kpRef, sql.NullString{String: r.group, Valid: r.group != ""})
 	if err != nil {
 		return fmt.Errorf("sqlite: insert %s: %w", ev.ID, err)
 	}

@@ -91,6 +91,45 @@ CREATE TABLE bans (
 	banned_at INTEGER NOT NULL
 ) WITHOUT ROWID;
 `},
+		// Ordered group reads need the group of each sequenced 445 next to
+		// its seq; commit slots need their holders, losers and released
+		// holders recorded in the writer's transaction (docs/commit-slots.md).
+		{4, "group column, commit slots", `
+-- The h of a kind 445 saved with a seq, else NULL.
+ALTER TABLE events ADD COLUMN h TEXT;
+UPDATE events SET h = (SELECT j.value ->> 1 FROM json_each(events.tags) j WHERE j.value ->> 0 = 'h' LIMIT 1)
+	WHERE kind = 445 AND seq > 0;
+CREATE UNIQUE INDEX events_group_seq ON events (h, seq) WHERE h IS NOT NULL;
+
+-- The Commit holding each slot, with its seq and when it took the slot.
+CREATE TABLE commit_slots (
+	h          TEXT    NOT NULL,
+	slot       TEXT    NOT NULL,
+	holder     TEXT    NOT NULL,
+	holder_seq INTEGER NOT NULL,
+	taken_at   INTEGER NOT NULL,
+	PRIMARY KEY (h, slot)
+) WITHOUT ROWID;
+CREATE INDEX commit_slots_taken ON commit_slots (taken_at);
+
+-- Inner ids of Commits that lost a slot; their ids are tombstoned too.
+CREATE TABLE commit_slot_losers (
+	id          TEXT    PRIMARY KEY,
+	h           TEXT    NOT NULL,
+	slot        TEXT    NOT NULL,
+	recorded_at INTEGER NOT NULL
+) WITHOUT ROWID;
+CREATE INDEX commit_slot_losers_recorded ON commit_slot_losers (recorded_at);
+
+-- Holders released by a release claim; they stay in the log, flagged.
+CREATE TABLE released_commits (
+	id          TEXT    PRIMARY KEY,
+	h           TEXT    NOT NULL,
+	slot        TEXT    NOT NULL,
+	released_at INTEGER NOT NULL
+) WITHOUT ROWID;
+CREATE INDEX released_commits_released ON released_commits (released_at);
+`},
 	}
 }
 

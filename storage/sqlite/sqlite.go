@@ -74,6 +74,11 @@ type Config struct {
 	// store's checkpoint goroutine, so it must return quickly (update a
 	// metric); it must not call the Store.
 	OnCheckpoint func(attempts int, err error)
+
+	// DisableSequencing is for benchmarks: kind 445 events are stored
+	// without seq numbers, as on a plain relay (Save answers Seq 0).
+	// GroupLog, LastSeq and ClaimSlot then fail with an error saying so.
+	DisableSequencing bool
 }
 
 // Defaults used when a Config field is zero.
@@ -110,6 +115,7 @@ type Store struct {
 	readDB   *sql.DB // read-only pool
 	stmts    *statements
 	maxBatch int
+	noSeq    bool // Config.DisableSequencing
 	// busyTimeout is restored on the writer connection after a checkpoint.
 	busyTimeout time.Duration
 
@@ -163,6 +169,7 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 	s := &Store{
 		log:         cmp.Or(cfg.Logger, slog.New(slog.DiscardHandler)),
 		maxBatch:    cmp.Or(cfg.MaxBatch, defaultMaxBatch),
+		noSeq:       cfg.DisableSequencing,
 		busyTimeout: busy,
 		ops:         make(chan *writeOp, writeQueue),
 		done:        make(chan struct{}),

@@ -666,3 +666,14 @@ func BenchmarkSlotReplacements(b *testing.B) {
 func BenchmarkKeyPackageDeletions(b *testing.B) {
 	storetest.BenchmarkKeyPackageDeletions(b, openT(b, Config{Path: filepath.Join(b.TempDir(), "bench.db")}))
 }
+
+func BenchmarkGroupSave(b *testing.B) {
+	for _, groups := range []int{1, 100} {
+		for _, seq := range []bool{true, false} {
+			b.Run(fmt.Sprintf("groups=%d/sequencing=%v", groups, seq), func(b *testing.B) {
+				s := openT(b, Config{Path: filepath.Join(b.TempDir(), "bench.db"), DisableSequencing: !seq})
+				storetest.BenchmarkGroupSave(b, s, groups)
+			})
+		}
+	}
+}

@@ -208,7 +208,7 @@ func (s *Store) commitOnce(batch []*writeOp, errs []error, savepoints bool) (don
 // event (as opposed to a backend failure).
 func isRefusal(err error) bool {
 	for _, e := range []error{storage.ErrDuplicate, storage.ErrDeleted, storage.ErrReplaced, storage.ErrExpired,
-		storage.ErrNotAuthor, storage.ErrBanned, storage.ErrSlotCap} {
+		storage.ErrNotAuthor, storage.ErrBanned, storage.ErrSlotCap, storage.ErrSlotTaken} {
 		if errors.Is(err, e) {
 			return true
 		}
@@ -281,13 +281,15 @@ type statements struct {
 	vanishWraps *sql.Stmt
 	byAuthor    *sql.Stmt
 	ban         *sql.Stmt
+	loserHolder *sql.Stmt
+	oldGroup    *sql.Stmt
 }
 
 // pointers lists the statement fields in the order of statementSQL.
 func (st *statements) pointers() []**sql.Stmt {
 	p := []**sql.Stmt{&st.check, &st.bySlot, &st.byID, &st.insertEvent, &st.nextSeq,
 		&st.deleteTag, &st.deleteEvent, &st.tombstone, &st.expired,
-		&st.slots, &st.twins, &st.vanishOwn, &st.vanishWraps, &st.byAuthor, &st.ban}
+		&st.slots, &st.twins, &st.vanishOwn, &st.vanishWraps, &st.byAuthor, &st.ban, &st.loserHolder, &st.oldGroup}
 	for k := range st.insertTags {
 		p = append(p, &st.insertTags[k])
 	}
@@ -315,8 +317,8 @@ func statementSQL() []string {
 	EXISTS (SELECT 1 FROM events v WHERE v.kind = 62 AND v.pubkey = ?2 AND v.created_at >= ?4)`,
 		`SELECT n, id, kind, pubkey, created_at, tags FROM events WHERE replace_key = ?`,
 		`SELECT n, id, kind, pubkey, created_at, tags FROM events WHERE id = ?`,
-		`INSERT INTO events (id, pubkey, created_at, kind, tags, content, sig, replace_key, expires_at, seq, kp_ref)
-	VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+		`INSERT INTO events (id, pubkey, created_at, kind, tags, content, sig, replace_key, expires_at, seq, kp_ref, h)
+	VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
 		`INSERT INTO group_seq (h, last_seq) VALUES (?, 1)
 	ON CONFLICT (h) DO UPDATE SET last_seq = last_seq + 1 RETURNING last_seq`,
 		`DELETE FROM tags WHERE name = ? AND value = ? AND event = ?`,
@@ -340,6 +342,11 @@ func statementSQL() []string {
 	WHERE t.name = 'p' AND t.value = ?1 AND e.kind = 1059 AND e.created_at <= ?2`,
 		`SELECT n, id, kind, pubkey, created_at, tags FROM events WHERE pubkey = ?`,
 		`INSERT INTO bans (pubkey, banned_at) VALUES (?, ?) ON CONFLICT (pubkey) DO NOTHING`,
+		// loserHolder: ?1 the id of a Commit that lost a slot. The slot's
+		// current holder.
+		`SELECT s.holder FROM commit_slot_losers l JOIN commit_slots s ON s.h = l.h AND s.slot = l.slot WHERE l.id = ?1`,
+		// oldGroup: ?1 the retention cutoff, ?2 the chunk size.
+		`SELECT n, id, kind, pubkey, created_at, tags FROM events WHERE kind = 445 AND created_at < ?1 LIMIT ?2`,
 	}
 	// One statement per row count, so an event's tags go in with one or two
 	// executions instead of one per tag. OR IGNORE (the arguments are never

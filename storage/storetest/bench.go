@@ -112,3 +112,27 @@ func benchKeyPackage() storage.KeyPackage {
 	rand.Read(ref)
 	return storage.KeyPackage{Ref: hex.EncodeToString(ref), NotAfter: time.Now().Add(80 * 24 * time.Hour), SlotCap: 10, EvictAfter: 7 * 24 * time.Hour}
 }
+
+// BenchmarkGroupSave measures plain Save of kind 445 group messages by 8
+// concurrent writers, spread round-robin over groups groups (1: every save
+// contends for one group's counter). Run it on a store with sequencing on
+// and on one with it disabled (each backend's Config.DisableSequencing) to
+// see what numbering costs.
+func BenchmarkGroupSave(b *testing.B, s storage.Store, groups int) {
+	const writers = 8
+	authors := make([]Author, writers)
+	for i := range authors {
+		authors[i] = NewAuthor(b)
+	}
+	evs := make([][]*nostr.Event, writers)
+	now := nostr.Now()
+	for i := 0; i < b.N; i++ {
+		w := i % writers
+		h := fmt.Sprintf("%064x", i%groups)
+		evs[w] = append(evs[w], GroupEvent(b, authors[w], h, now-10))
+	}
+	runWriters(b, writers, func(ctx context.Context, w, n int) error {
+		_, err := s.Save(ctx, evs[w][n])
+		return err
+	}, func(w int) int { return len(evs[w]) })
+}

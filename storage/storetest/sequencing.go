@@ -11,10 +11,16 @@ import (
 	"github.com/burrow-relay/burrow/storage"
 )
 
-// group signs a kind 445 event for group h, with random content so that no
-// two calls make the same event.
-func group(t *testing.T, a Author, h string, at nostr.Timestamp, extra ...nostr.Tag) *nostr.Event {
+// GroupEvent signs a kind 445 event for group h with extra tags after the
+// "h", and random content so that no two calls make the same event.
+func GroupEvent(t testing.TB, a Author, h string, at nostr.Timestamp, extra ...nostr.Tag) *nostr.Event {
+	t.Helper()
 	return a.Event(t, 445, at, append(nostr.Tags{{"h", h}}, extra...), "ciphertext "+rand.Text())
+}
+
+func group(t *testing.T, a Author, h string, at nostr.Timestamp, extra ...nostr.Tag) *nostr.Event {
+	t.Helper()
+	return GroupEvent(t, a, h, at, extra...)
 }
 
 func sequencingCases() []testCase {

@@ -1,10 +1,11 @@
 // Package storetest owns the behavioural conformance suite that every
 // storage.Store backend runs unchanged: saving and querying with full NIP-01
 // filter semantics, replaceable and addressable slots, NIP-09 deletion
-// requests, tombstones, NIP-40 expiration, kind 445 sequencing, streaming and
-// closing, KeyPackage twins, lifetimes and slot caps, gift wrap deletion by
-// the recipient, NIP-62 requests to vanish and bans. A backend's test calls
-// Run with a function that creates a fresh, empty database.
+// requests, tombstones, NIP-40 expiration, kind 445 sequencing, ordered
+// group reads and group retention, commit slots, streaming and closing,
+// KeyPackage twins, lifetimes and slot caps, gift wrap deletion by the
+// recipient, NIP-62 requests to vanish and bans. A backend's test calls Run
+// with a function that creates a fresh, empty database.
 package storetest
 
 import (
@@ -37,7 +38,8 @@ func Run(t *testing.T, newDB func(t *testing.T) Opener) {
 		{"deletion requests", deletionRequestCases()},
 		{"Delete", deleteCases()},
 		{"expiration", expirationCases()},
-		{"sequencing", sequencingCases()},
+		{"sequencing", append(sequencingCases(), groupLogCases()...)},
+		{"commit slots", commitSlotCases()},
 		{"streaming and closing", streamingCases()},
 		{"KeyPackages", keyPackageCases()},
 		{"gift wrap deletion", giftWrapDeletionCases()},

@@ -1,0 +1,284 @@
+package sqlite
+
+import (
+	"context"
+	"database/sql"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"iter"
+	"time"
+
+	"github.com/nbd-wtf/go-nostr"
+
+	"github.com/burrow-relay/burrow/storage"
+)
+
+// errSequencingDisabled is what the group methods answer on a Store opened
+// with Config.DisableSequencing: its kind 445 events carry no seq.
+var errSequencingDisabled = errors.New("sequencing is disabled (Config.DisableSequencing)")
+
+// reasonSlotLost is the tombstone reason of a Commit that lost a slot. It
+// is never reported as a deletion: nothing was stored.
+const reasonSlotLost storage.Reason = "slot_lost"
+
+// GroupLog yields the stored kind 445 events of group h with seq above
+// after, in ascending seq; see storage.Store.
+func (s *Store) GroupLog(ctx context.Context, h string, after int64, limit int) iter.Seq2[storage.Sequenced, error] {
+	return func(yield func(storage.Sequenced, error) bool) {
+		if s.isClosed.Load() {
+			yield(storage.Sequenced{}, storage.ErrClosed)
+			return
+		}
+		if s.noSeq {
+			yield(storage.Sequenced{}, fmt.Errorf("sqlite: group log: %w", errSequencingDisabled))
+			return
+		}
+		if limit <= 0 {
+			limit = -1 // SQLite: no limit
+		}
+		rows, err := s.readDB.QueryContext(ctx, `SELECT e.seq, EXISTS (SELECT 1 FROM released_commits r WHERE r.id = e.id),
+	e.id, e.pubkey, e.created_at, e.kind, e.tags, e.content, e.sig
+FROM events e INDEXED BY events_group_seq
+WHERE e.h = ? AND e.seq > ? AND (e.expires_at IS NULL OR e.expires_at > ?)
+ORDER BY e.seq LIMIT ?`, h, after, time.Now().Unix(), limit)
+		if err != nil {
+			yield(storage.Sequenced{}, s.readErr("group log", err))
+			return
+		}
+		defer rows.Close()
+		for rows.Next() {
+			var (
+				sq   storage.Sequenced
+				tags string
+			)
+			ev := &nostr.Event{}
+			sq.Event = ev
+			if err := rows.Scan(&sq.Seq, &sq.Released, &ev.ID, &ev.PubKey, &ev.CreatedAt, &ev.Kind, &tags, &ev.Content, &ev.Sig); err != nil {
+				yield(storage.Sequenced{}, s.readErr("scan", err))
+				return
+			}
+			if err := json.Unmarshal([]byte(tags), &ev.Tags); err != nil {
+				yield(storage.Sequenced{}, fmt.Errorf("sqlite: decode tags of %s: %w", ev.ID, err))
+				return
+			}
+			if !yield(sq, nil) {
+				return
+			}
+		}
+		if err := rows.Err(); err != nil {
+			yield(storage.Sequenced{}, s.readErr("group log", err))
+		}
+	}
+}
+
+// LastSeq returns the last seq handed out in group h (0 if none was).
+func (s *Store) LastSeq(ctx context.Context, h string) (int64, error) {
+	if s.isClosed.Load() {
+		return 0, storage.ErrClosed
+	}
+	if s.noSeq {
+		return 0, fmt.Errorf("sqlite: last seq: %w", errSequencingDisabled)
+	}
+	var last int64
+	err := s.readDB.QueryRowContext(ctx, `SELECT last_seq FROM group_seq WHERE h = ?`, h).Scan(&last)
+	if errors.Is(err, sql.ErrNoRows) {
+		return 0, nil
+	}
+	if err != nil {
+		return 0, s.readErr("last seq", err)
+	}
+	return last, nil
+}
+
+// ClaimSlot arbitrates a commit slot inside the writer's transaction, which
+// SQLite's write lock makes exclusive across every process on the file; see
+// storage.Store.
+func (s *Store) ClaimSlot(ctx context.Context, c storage.SlotClaim) (storage.SlotResult, error) {
+	if s.isClosed.Load() {
+		return storage.SlotResult{}, storage.ErrClosed
+	}
+	if s.noSeq {
+		return storage.SlotResult{}, fmt.Errorf("sqlite: claim slot: %w", errSequencingDisabled)
+	}
+	if c.Commit == nil || c.Commit.Kind != 445 {
+		return storage.SlotResult{}, errors.New("sqlite: claim slot: the Commit must be a kind 445")
+	}
+	r, err := prepareRow(c.Commit, time.Now())
+	if err != nil {
+		return storage.SlotResult{}, err
+	}
+	if r.group == "" || r.group != c.H {
+		return storage.SlotResult{}, fmt.Errorf("sqlite: claim slot: Commit %s does not carry exactly one h tag %q", c.Commit.ID, c.H)
+	}
+	var (
+		out   storage.SlotResult
+		taken error
+	)
+	err = s.write(ctx, func(tx *txn) error {
+		// The writer may run an op twice.
+		out, taken = storage.SlotResult{}, nil
+		var err error
+		out, taken, err = tx.claimSlot(r, c)
+		return err
+	})
+	if err != nil {
+		return storage.SlotResult{}, err
+	}
+	if taken != nil {
+		return storage.SlotResult{}, taken
+	}
+	return out, nil
+}
+
+// claimSlot decides a claim. A lost claim is not an error of the op, which
+// must commit (it records the loser): it comes back as taken.
+func (tx *txn) claimSlot(r row, c storage.SlotClaim) (out storage.SlotResult, taken error, err error) {
+	now := time.Now().Unix()
+	id := c.Commit.ID
+	var (
+		holder    string
+		holderSeq int64
+	)
+	err = tx.tx.QueryRowContext(tx.ctx, `SELECT holder, holder_seq FROM commit_slots WHERE h = ? AND slot = ?`, c.H, c.Slot).
+		Scan(&holder, &holderSeq)
+	free := errors.Is(err, sql.ErrNoRows)
+	if err != nil && !free {
+		return out, nil, fmt.Errorf("sqlite: read slot: %w", err)
+	}
+	switch {
+	case free:
+		if out, err = tx.saveCommit(r); err != nil {
+			return storage.SlotResult{}, nil, err
+		}
+		tx.dirty = true
+		if _, err := tx.tx.ExecContext(tx.ctx, `INSERT INTO commit_slots (h, slot, holder, holder_seq, taken_at) VALUES (?, ?, ?, ?, ?)`,
+			c.H, c.Slot, id, out.Seq, now); err != nil {
+			return storage.SlotResult{}, nil, fmt.Errorf("sqlite: take slot: %w", err)
+		}
+		return out, nil, nil
+
+	case holder == id:
+		out.Seq = holderSeq
+		if c.Release != "" {
+			var released bool
+			if err := tx.tx.QueryRowContext(tx.ctx, `SELECT EXISTS (SELECT 1 FROM released_commits WHERE id = ? AND h = ? AND slot = ?)`,
+				c.Release, c.H, c.Slot).Scan(&released); err != nil {
+				return storage.SlotResult{}, nil, fmt.Errorf("sqlite: read released: %w", err)
+			}
+			if released {
+				out.Released = c.Release
+			}
+		}
+		return out, nil, nil
+
+	case c.Release != "" && c.Release == holder:
+		if out, err = tx.saveCommit(r); err != nil {
+			return storage.SlotResult{}, nil, err
+		}
+		tx.dirty = true
+		if _, err := tx.tx.ExecContext(tx.ctx, `INSERT INTO released_commits (id, h, slot, released_at) VALUES (?, ?, ?, ?)
+	ON CONFLICT (id) DO NOTHING`, holder, c.H, c.Slot, now); err != nil {
+			return storage.SlotResult{}, nil, fmt.Errorf("sqlite: mark released: %w", err)
+		}
+		if _, err := tx.tx.ExecContext(tx.ctx, `UPDATE commit_slots SET holder = ?, holder_seq = ?, taken_at = ? WHERE h = ? AND slot = ?`,
+			id, out.Seq, now, c.H, c.Slot); err != nil {
+			return storage.SlotResult{}, nil, fmt.Errorf("sqlite: take slot: %w", err)
+		}
+		out.Released = holder
+		return out, nil, nil
+	}
+
+	// A loser. Tombstoned so that a bare Save of it fails, and recorded so
+	// that the failure names the holder; an id already stored stays.
+	var stored bool
+	if err := tx.tx.QueryRowContext(tx.ctx, `SELECT EXISTS (SELECT 1 FROM events WHERE id = ?)`, id).Scan(&stored); err != nil {
+		return storage.SlotResult{}, nil, fmt.Errorf("sqlite: read %s: %w", id, err)
+	}
+	if !stored {
+		if err := tx.tombstone(id, reasonSlotLost); err != nil {
+			return storage.SlotResult{}, nil, err
+		}
+		if _, err := tx.tx.ExecContext(tx.ctx, `INSERT INTO commit_slot_losers (id, h, slot, recorded_at) VALUES (?, ?, ?, ?)
+	ON CONFLICT (id) DO NOTHING`, id, c.H, c.Slot, now); err != nil {
+			return storage.SlotResult{}, nil, fmt.Errorf("sqlite: record loser: %w", err)
+		}
+	}
+	return storage.SlotResult{}, fmt.Errorf("sqlite: claim %s: %w", id, &storage.SlotTakenError{Holder: holder}), nil
+}
+
+// saveCommit saves a claim's Commit with Save's rules; one already stored
+// (as a bare event) counts, with its seq.
+func (tx *txn) saveCommit(r row) (storage.SlotResult, error) {
+	var res storage.Result
+	err := tx.save(r, &res)
+	switch {
+	case err == nil:
+		return storage.SlotResult{Result: res, Stored: true}, nil
+	case errors.Is(err, storage.ErrDuplicate):
+		return storage.SlotResult{Result: storage.Result{Seq: res.Seq}}, nil
+	}
+	return storage.SlotResult{}, err
+}
+
+// lostSlot fails with the *storage.SlotTakenError of a Commit recorded as
+// having lost a slot, naming the slot's current holder; nil if id lost none
+// (or its slot record is gone).
+func (tx *txn) lostSlot(id string) error {
+	var holder string
+	err := tx.st.loserHolder.QueryRowContext(tx.ctx, id).Scan(&holder)
+	switch {
+	case errors.Is(err, sql.ErrNoRows):
+		return nil
+	case err != nil:
+		return fmt.Errorf("sqlite: read slot of %s: %w", id, err)
+	}
+	return fmt.Errorf("sqlite: %s lost its slot: %w", id, &storage.SlotTakenError{Holder: holder})
+}
+
+// DeleteGroupEvents removes every kind 445 created before before, in
+// chunks, tombstoning their ids, then the slot records older than before.
+// group_seq is left alone, so numbers are never reused.
+func (s *Store) DeleteGroupEvents(ctx context.Context, before time.Time) ([]storage.Deletion, error) {
+	if s.isClosed.Load() {
+		return nil, storage.ErrClosed
+	}
+	var all []storage.Deletion
+	for {
+		var chunk []storage.Deletion
+		err := s.write(ctx, func(tx *txn) error {
+			chunk = nil // the writer may run an op twice
+			found, err := tx.collect(tx.st.oldGroup, before.Unix(), expiredChunk)
+			if err != nil {
+				return fmt.Errorf("sqlite: find old group events: %w", err)
+			}
+			for _, e := range found {
+				if err := tx.remove(e, storage.ReasonRetention, &chunk); err != nil {
+					return err
+				}
+			}
+			return nil
+		})
+		if err != nil {
+			return all, err
+		}
+		all = append(all, chunk...)
+		if len(chunk) < expiredChunk {
+			break
+		}
+	}
+	err := s.write(ctx, func(tx *txn) error {
+		tx.dirty = true
+		for _, q := range []string{
+			`DELETE FROM commit_slots WHERE taken_at < ?`,
+			`DELETE FROM commit_slot_losers WHERE recorded_at < ?`,
+			`DELETE FROM released_commits WHERE released_at < ?`,
+		} {
+			if _, err := tx.tx.ExecContext(tx.ctx, q, before.Unix()); err != nil {
+				return fmt.Errorf("sqlite: delete slot records: %w", err)
+			}
+		}
+		return nil
+	})
+	return all, err
+}
