@@ -102,7 +102,7 @@ func GroupFlood(perGroup RateLimiter) Rule {
 
 // IsGroupID reports whether s is a well-formed group id ("h" value): 64
 // lowercase hex characters.
-func IsGroupID(s string) bool { return isLowerHex(s, 64) }
+func IsGroupID(s string) bool { return IsLowerHex(s, 64) }
 
 // base64Len returns the decoded length of standard base64, padded or not.
 func base64Len(s string) (int, bool) {
@@ -114,7 +114,9 @@ func base64Len(s string) (int, bool) {
 	return 0, false
 }
 
-func isLowerHex(s string, n int) bool {
+// IsLowerHex reports whether s is n lowercase hex characters (the shape of
+// Nostr ids, pubkeys and signatures).
+func IsLowerHex(s string, n int) bool {
 	if len(s) != n {
 		return false
 	}

@@ -13,6 +13,7 @@ import (
 	"strings"
 	"sync"
 
+	"github.com/burrow-relay/burrow/policy"
 	"github.com/burrow-relay/burrow/storage"
 	"github.com/fiatjaf/khatru"
 	"github.com/nbd-wtf/go-nostr"
@@ -203,7 +204,7 @@ func (s *Server) managementAPI() khatru.RelayManagementAPI {
 }
 
 func (s *Server) banEvent(ctx context.Context, id, reason string) error {
-	if !isHex(id, 64) {
+	if !policy.IsLowerHex(id, 64) {
 		return errors.New("event id must be 64 lowercase hex characters")
 	}
 	deleted, err := s.store.Delete(ctx, []string{id}, storage.ReasonAdmin)
@@ -221,7 +222,7 @@ func (s *Server) banEvent(ctx context.Context, id, reason string) error {
 // banPubKey deletes and tombstones every event of pubkey and refuses its
 // future events (storage.Store.Ban).
 func (s *Server) banPubKey(ctx context.Context, pubkey, reason string) error {
-	if !isHex(pubkey, 64) {
+	if !policy.IsLowerHex(pubkey, 64) {
 		return errors.New("pubkey must be 64 lowercase hex characters")
 	}
 	deleted, err := s.store.Ban(ctx, pubkey)

@@ -6,6 +6,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/burrow-relay/burrow/policy"
 	"github.com/nbd-wtf/go-nostr"
 )
 
@@ -43,7 +44,7 @@ func (c *conn) refuseOversize(prefix []byte) {
 	reason := fmt.Sprintf("invalid: message too large (max %d bytes)", c.srv.limits.MaxMessageLength)
 	label, id := peekOversize(prefix)
 	switch {
-	case label == "EVENT" && isHex(id, 64):
+	case label == "EVENT" && policy.IsLowerHex(id, 64):
 		c.srv.metrics.rejected(-1, reason)
 		c.send(c.srv.hardCtx, encodeOK(id, false, reason))
 	case (label == "REQ" || label == "COUNT") && id != "" && len(id) <= c.srv.limits.MaxSubIDLength:
@@ -65,11 +66,11 @@ func parseEvent(raw json.RawMessage) (ev *nostr.Event, id string, reason string)
 		return nil, probe.ID, "invalid: event is not valid JSON"
 	}
 	switch {
-	case !isHex(ev.ID, 64):
+	case !policy.IsLowerHex(ev.ID, 64):
 		return nil, "", "invalid: event id must be 64 lowercase hex characters"
-	case !isHex(ev.PubKey, 64):
+	case !policy.IsLowerHex(ev.PubKey, 64):
 		return nil, ev.ID, "invalid: pubkey must be 64 lowercase hex characters"
-	case !isHex(ev.Sig, 128):
+	case !policy.IsLowerHex(ev.Sig, 128):
 		return nil, ev.ID, "invalid: sig must be 128 lowercase hex characters"
 	case ev.Kind < 0 || ev.Kind > 65535:
 		return nil, ev.ID, "invalid: kind must be between 0 and 65535"
@@ -92,7 +93,7 @@ func (c *conn) handleEvent(args []json.RawMessage) {
 	ev, id, reason := parseEvent(args[0])
 	if reason != "" {
 		c.srv.metrics.rejected(-1, reason)
-		if isHex(id, 64) {
+		if policy.IsLowerHex(id, 64) {
 			c.send(c.srv.hardCtx, encodeOK(id, false, reason))
 		} else {
 			c.notice(reason)
@@ -124,7 +125,7 @@ func (c *conn) handleAuth(args []json.RawMessage) {
 		reason = c.checkAuthEvent(ev)
 	}
 	if reason != "" {
-		if isHex(id, 64) {
+		if policy.IsLowerHex(id, 64) {
 			c.send(c.srv.hardCtx, encodeOK(id, false, reason))
 		} else {
 			c.notice(reason)

@@ -161,7 +161,7 @@ func New(cfg Config, store storage.Store) (*Server, error) {
 	}
 	admins := make(map[string]bool, len(cfg.Admins))
 	for _, pk := range cfg.Admins {
-		if !isHex(pk, 64) {
+		if !policy.IsLowerHex(pk, 64) {
 			return nil, fmt.Errorf("server: admin pubkey %q is not 64 lowercase hex characters", pk)
 		}
 		admins[pk] = true
@@ -383,17 +383,4 @@ type slogWriter struct{ l *slog.Logger }
 func (w slogWriter) Write(p []byte) (int, error) {
 	w.l.Warn(strings.TrimSpace(string(p)), "component", "khatru")
 	return len(p), nil
-}
-
-func isHex(s string, n int) bool {
-	if len(s) != n {
-		return false
-	}
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		if (c < '0' || c > '9') && (c < 'a' || c > 'f') {
-			return false
-		}
-	}
-	return true
 }

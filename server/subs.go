@@ -9,6 +9,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/burrow-relay/burrow/policy"
 	"github.com/nbd-wtf/go-nostr"
 )
 
@@ -244,12 +245,12 @@ func parseFilter(raw json.RawMessage, f *nostr.Filter) string {
 		return "invalid: filter does not parse"
 	}
 	for _, id := range f.IDs {
-		if !isHex(id, 64) {
+		if !policy.IsLowerHex(id, 64) {
 			return "invalid: ids must be 64 lowercase hex characters"
 		}
 	}
 	for _, a := range f.Authors {
-		if !isHex(a, 64) {
+		if !policy.IsLowerHex(a, 64) {
 			return "invalid: authors must be 64 lowercase hex characters"
 		}
 	}

@@ -35,6 +35,19 @@ func Redis(t testing.TB) string {
 	return redisWith(t, defaultOptions())
 }
 
+// RedisClient returns a client for url (from Redis or a RedisProc), closed
+// when the test ends.
+func RedisClient(t testing.TB, url string) *redis.Client {
+	t.Helper()
+	opts, err := redis.ParseURL(url)
+	if err != nil {
+		t.Fatalf("testsvc: %v", err)
+	}
+	c := redis.NewClient(opts)
+	t.Cleanup(func() { _ = c.Close() })
+	return c
+}
+
 func redisWith(t testing.TB, o options) string {
 	t.Helper()
 	base := o.getenv(EnvRedisURL)

@@ -18,16 +18,8 @@ import (
 
 func TestMain(m *testing.M) { testsvc.Main(m) }
 
-func client(t *testing.T, url string) *redis.Client {
-	t.Helper()
-	opts, err := redis.ParseURL(url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	c := redis.NewClient(opts)
-	t.Cleanup(func() { _ = c.Close() })
-	return c
-}
+// client is a Redis client for url, closed when the test ends.
+func client(t *testing.T, url string) *redis.Client { return testsvc.RedisClient(t, url) }
 
 func limiter(t *testing.T, cfg Config) *Limiter {
 	t.Helper()

@@ -243,31 +243,11 @@ func (s *Store) DeleteGroupEvents(ctx context.Context, before time.Time) ([]stor
 	if s.isClosed.Load() {
 		return nil, storage.ErrClosed
 	}
-	var all []storage.Deletion
-	for {
-		var chunk []storage.Deletion
-		err := s.write(ctx, func(tx *txn) error {
-			chunk = nil // the writer may run an op twice
-			found, err := tx.collect(tx.st.oldGroup, before.Unix(), expiredChunk)
-			if err != nil {
-				return fmt.Errorf("sqlite: find old group events: %w", err)
-			}
-			for _, e := range found {
-				if err := tx.remove(e, storage.ReasonRetention, &chunk); err != nil {
-					return err
-				}
-			}
-			return nil
-		})
-		if err != nil {
-			return all, err
-		}
-		all = append(all, chunk...)
-		if len(chunk) < expiredChunk {
-			break
-		}
+	all, err := s.deleteInChunks(ctx, func(st *statements) *sql.Stmt { return st.oldGroup }, before.Unix(), storage.ReasonRetention, "old group events")
+	if err != nil {
+		return all, err
 	}
-	err := s.write(ctx, func(tx *txn) error {
+	err = s.write(ctx, func(tx *txn) error {
 		tx.dirty = true
 		for _, q := range []string{
 			`DELETE FROM commit_slots WHERE taken_at < ?`,

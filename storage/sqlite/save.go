@@ -450,17 +450,24 @@ func (s *Store) DeleteExpired(ctx context.Context, now time.Time) ([]storage.Del
 	if s.isClosed.Load() {
 		return nil, storage.ErrClosed
 	}
+	return s.deleteInChunks(ctx, func(st *statements) *sql.Stmt { return st.expired }, now.Unix(), storage.ReasonExpired, "expired events")
+}
+
+// deleteInChunks removes and tombstones what find's statement (taking the
+// cutoff and a chunk size) selects, one chunk per write op, so a large
+// backlog does not hold the writer for long.
+func (s *Store) deleteInChunks(ctx context.Context, find func(*statements) *sql.Stmt, cutoff int64, reason storage.Reason, what string) ([]storage.Deletion, error) {
 	var all []storage.Deletion
 	for {
 		var chunk []storage.Deletion
 		err := s.write(ctx, func(tx *txn) error {
 			chunk = nil // the writer may run an op twice
-			found, err := tx.collect(tx.st.expired, now.Unix(), expiredChunk)
+			found, err := tx.collect(find(tx.st), cutoff, expiredChunk)
 			if err != nil {
-				return fmt.Errorf("sqlite: find expired: %w", err)
+				return fmt.Errorf("sqlite: find %s: %w", what, err)
 			}
 			for _, e := range found {
-				if err := tx.remove(e, storage.ReasonExpired, &chunk); err != nil {
+				if err := tx.remove(e, reason, &chunk); err != nil {
 					return err
 				}
 			}
