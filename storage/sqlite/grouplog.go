@@ -37,11 +37,19 @@ func (s *Store) GroupLog(ctx context.Context, h string, after int64, limit int) 
 		if limit <= 0 {
 			limit = -1 // SQLite: no limit
 		}
+		from, err := s.seekGroup(ctx, h, after)
+		if err != nil {
+			yield(storage.Sequenced{}, s.readErr("group log", err))
+			return
+		}
+		// CROSS JOIN keeps the tags key as the outer loop: its order is
+		// the group's seq order.
 		rows, err := s.readDB.QueryContext(ctx, `SELECT e.seq, EXISTS (SELECT 1 FROM released_commits r WHERE r.id = e.id),
 	e.id, e.pubkey, e.created_at, e.kind, e.tags, e.content, e.sig
-FROM events e INDEXED BY events_group_seq
-WHERE e.h = ? AND e.seq > ? AND (e.expires_at IS NULL OR e.expires_at > ?)
-ORDER BY e.seq LIMIT ?`, h, after, time.Now().Unix(), limit)
+FROM tags t CROSS JOIN events e ON e.n = t.event
+WHERE t.name = 'h' AND t.value = ? AND t.event >= ? AND e.kind = 445 AND e.seq > ?
+	AND (e.expires_at IS NULL OR e.expires_at > ?)
+ORDER BY t.event LIMIT ?`, h, from, after, time.Now().Unix(), limit)
 		if err != nil {
 			yield(storage.Sequenced{}, s.readErr("group log", err))
 			return
@@ -70,6 +78,46 @@ ORDER BY e.seq LIMIT ?`, h, after, time.Now().Unix(), limit)
 			yield(storage.Sequenced{}, s.readErr("group log", err))
 		}
 	}
+}
+
+// seekGroup returns a row number at or below that of group h's first
+// event with seq above after, and above every one of its events with seq up
+// to after, so that a scan of the group from it starts at the cursor.
+//
+// It rests on one invariant: seq numbers and row numbers are both handed
+// out inside the write transaction that stores an event, which SQLite's
+// write lock serializes, so within a group ascending row number is
+// ascending seq (a new row number is one past the largest existing one,
+// even when the previous largest was deleted). A binary search over row
+// numbers then finds the cursor in about log2(rows) index probes.
+func (s *Store) seekGroup(ctx context.Context, h string, after int64) (int64, error) {
+	if after <= 0 {
+		return 0, nil
+	}
+	var hi int64
+	if err := s.readDB.QueryRowContext(ctx, `SELECT coalesce(max(event), 0) + 1 FROM tags WHERE name = 'h' AND value = ?`, h).
+		Scan(&hi); err != nil {
+		return 0, err
+	}
+	lo := int64(0) // never past the first event with seq > after
+	for lo < hi {
+		mid := lo + (hi-lo)/2
+		var n, seq int64
+		err := s.readDB.QueryRowContext(ctx, `SELECT t.event, e.seq FROM tags t CROSS JOIN events e ON e.n = t.event
+WHERE t.name = 'h' AND t.value = ? AND t.event >= ? AND e.kind = 445 AND e.seq > 0
+ORDER BY t.event LIMIT 1`, h, mid).Scan(&n, &seq)
+		switch {
+		case errors.Is(err, sql.ErrNoRows):
+			hi = mid
+		case err != nil:
+			return 0, err
+		case seq > after:
+			hi = mid
+		default:
+			lo = n + 1
+		}
+	}
+	return lo, nil
 }
 
 // LastSeq returns the last seq handed out in group h (0 if none was).

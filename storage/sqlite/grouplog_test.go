@@ -3,7 +3,9 @@ package sqlite
 import (
 	"context"
 	"errors"
+	"fmt"
 	"path/filepath"
+	"slices"
 	"testing"
 
 	"github.com/nbd-wtf/go-nostr"
@@ -12,10 +14,10 @@ import (
 	"github.com/burrow-relay/burrow/storage/storetest"
 )
 
-// TestGroupMigrationFillsH opens a database as migration 3 left it, with
-// group events stored, and checks that migration 4 files them under their
-// group so GroupLog finds them and numbering goes on.
-func TestGroupMigrationFillsH(t *testing.T) {
+// TestGroupLogReadsEventsStoredBeforeMigration4 opens a database as
+// migration 3 left it, with group events stored, and checks that GroupLog
+// finds them in order and numbering goes on.
+func TestGroupLogReadsEventsStoredBeforeMigration4(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "burrow.db")
 	ctx := context.Background()
 	s, err := Open(ctx, Config{Path: path})
@@ -35,8 +37,7 @@ func TestGroupMigrationFillsH(t *testing.T) {
 	if _, err := s.Save(ctx, twoH); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := s.writeDB.Exec(`DROP INDEX events_group_seq; ALTER TABLE events DROP COLUMN h;
-DROP TABLE commit_slots; DROP TABLE commit_slot_losers; DROP TABLE released_commits;
+	if _, err := s.writeDB.Exec(`DROP TABLE commit_slots; DROP TABLE commit_slot_losers; DROP TABLE released_commits;
 DELETE FROM schema_migrations WHERE version = 4`); err != nil {
 		t.Fatalf("restore the version 3 schema: %v", err)
 	}
@@ -79,6 +80,88 @@ func TestDisableSequencing(t *testing.T) {
 	for name, err := range map[string]error{"ClaimSlot": claimErr, "LastSeq": lastErr, "GroupLog": logErr} {
 		if !errors.Is(err, errSequencingDisabled) {
 			t.Errorf("%s = %v, want errSequencingDisabled", name, err)
+		}
+	}
+}
+
+// TestGroupLogCursorOverInterleavedGroupsAndHoles checks the cursor search
+// of GroupLog (seekGroup) at every position of a log whose groups are
+// interleaved, which also holds other events with an h tag, and which has
+// holes, including the newest row deleted before more events came.
+func TestGroupLogCursorOverInterleavedGroupsAndHoles(t *testing.T) {
+	ctx := context.Background()
+	s := openT(t, Config{Path: filepath.Join(t.TempDir(), "burrow.db")})
+	a := storetest.NewAuthor(t)
+	type saved struct {
+		seq int64
+		id  string
+	}
+	logs := map[string][]saved{}
+	save := func(h string) string {
+		ev := storetest.GroupEvent(t, a, h, nostr.Now()-60)
+		res, err := s.Save(ctx, ev)
+		if err != nil {
+			t.Fatal(err)
+		}
+		logs[h] = append(logs[h], saved{res.Seq, ev.ID})
+		return ev.ID
+	}
+	var doomed []string
+	for i := range 60 {
+		id := save([]string{"g1", "g2", "g3"}[i%3])
+		if i%7 == 3 {
+			doomed = append(doomed, id)
+		}
+		if i%10 == 0 {
+			note := a.Event(t, 1, nostr.Now()-60, nostr.Tags{{"h", "g1"}}, fmt.Sprintf("note %d in g1", i))
+			if _, err := s.Save(ctx, note); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	for i := range 20 { // a run of one group's events on consecutive rows
+		id := save("g3")
+		if i%5 == 2 {
+			doomed = append(doomed, id)
+		}
+	}
+	// The newest row goes too, so the next events reuse its row number.
+	doomed = append(doomed, save("g1"))
+	if _, err := s.Delete(ctx, doomed, storage.ReasonAdmin); err != nil {
+		t.Fatal(err)
+	}
+	for range 5 {
+		save("g1")
+		save("g2")
+	}
+	gone := map[string]bool{}
+	for _, id := range doomed {
+		gone[id] = true
+	}
+	for h, log := range logs {
+		var stored []int64
+		for _, e := range log {
+			if !gone[e.id] {
+				stored = append(stored, e.seq)
+			}
+		}
+		for c := int64(0); c <= log[len(log)-1].seq+1; c++ {
+			var got []int64
+			for sq, err := range s.GroupLog(ctx, h, c, 0) {
+				if err != nil {
+					t.Fatal(err)
+				}
+				got = append(got, sq.Seq)
+			}
+			var want []int64
+			for _, q := range stored {
+				if q > c {
+					want = append(want, q)
+				}
+			}
+			if !slices.Equal(got, want) {
+				t.Fatalf("%s after %d: got %v, want %v", h, c, got, want)
+			}
 		}
 	}
 }

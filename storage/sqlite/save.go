@@ -245,7 +245,7 @@ func (tx *txn) save(r row, res *storage.Result) error {
 		}
 	}
 	result, err := tx.exec(tx.st.insertEvent, ev.ID, ev.PubKey, int64(ev.CreatedAt), ev.Kind, r.tags,
-		ev.Content, ev.Sig, r.replaceKey, r.expiresAt, res.Seq, r.kpRef, sql.NullString{String: r.group, Valid: r.group != ""})
+		ev.Content, ev.Sig, r.replaceKey, r.expiresAt, res.Seq, r.kpRef)
 	if err != nil {
 		return fmt.Errorf("sqlite: insert %s: %w", ev.ID, err)
 	}

@@ -317,8 +317,8 @@ func statementSQL() []string {
 	EXISTS (SELECT 1 FROM events v WHERE v.kind = 62 AND v.pubkey = ?2 AND v.created_at >= ?4)`,
 		`SELECT n, id, kind, pubkey, created_at, tags FROM events WHERE replace_key = ?`,
 		`SELECT n, id, kind, pubkey, created_at, tags FROM events WHERE id = ?`,
-		`INSERT INTO events (id, pubkey, created_at, kind, tags, content, sig, replace_key, expires_at, seq, kp_ref, h)
-	VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+		`INSERT INTO events (id, pubkey, created_at, kind, tags, content, sig, replace_key, expires_at, seq, kp_ref)
+	VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
 		`INSERT INTO group_seq (h, last_seq) VALUES (?, 1)
 	ON CONFLICT (h) DO UPDATE SET last_seq = last_seq + 1 RETURNING last_seq`,
 		`DELETE FROM tags WHERE name = ? AND value = ? AND event = ?`,
