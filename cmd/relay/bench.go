@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -18,6 +19,8 @@ import (
 // on embedded SQLite and on PostgreSQL (in process) and stock khatru in
 // memory and on PostgreSQL (the baseline module, as a subprocess), one target
 // at a time, printed as one table with ratios against the matching baseline.
+// --sequencing and --slots replace that run with the issue 5 measurements
+// (benchSequencing, benchSlots).
 func benchCommand(ctx context.Context, args []string, lookup func(string) (string, bool), stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("relay bench", flag.ContinueOnError)
 	fs.SetOutput(stderr)
@@ -29,6 +32,10 @@ func benchCommand(ctx context.Context, args []string, lookup func(string) (strin
 	ceiling := fs.Duration("ceiling", 5*time.Second, "how long to measure the verification ceiling (0 skips it)")
 	only445 := fs.Bool("only-445", false, "publish only kind 445 (default: kinds 445 and 1 alternate)")
 	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of the whole run (client and in-process relay) to this file")
+	sequencing := fs.Bool("sequencing", false, "instead: kind 445 ingest with sequencing on vs off, 1 and 100 groups, on each store")
+	slots := fs.Bool("slots", false, "instead: commit-slot claims under contention vs bare kind 445 on an unsequenced store")
+	rounds := fs.Int("rounds", bench.DefaultSlotRounds, "slots raced for per target (--slots); --conns connections contend for each")
+	repeat := fs.Int("repeat", 2, "runs of each side of a comparison (--sequencing, --slots), alternated so noise hits both")
 	fs.Usage = func() {
 		fmt.Fprintln(stderr, "Usage: relay bench [flags]  (run from the repository root)")
 		fs.PrintDefaults()
@@ -53,6 +60,20 @@ func benchCommand(ctx context.Context, args []string, lookup func(string) (strin
 	}
 	fmt.Fprintf(stdout, "go %s, GOMAXPROCS %d, NumCPU %d, %s/%s\n",
 		runtime.Version(), runtime.GOMAXPROCS(0), runtime.NumCPU(), runtime.GOOS, runtime.GOARCH)
+	if *sequencing || *slots {
+		if *repeat < 1 {
+			return usageError{fmt.Errorf("--repeat must be at least 1, got %d", *repeat)}
+		}
+		stores := benchStores(ctx, *pgAdmin, stdout)
+		var errs []error
+		if *sequencing {
+			errs = append(errs, benchSequencing(ctx, stdout, stores, *events, *conns, *repeat))
+		}
+		if *slots {
+			errs = append(errs, benchSlots(ctx, stdout, stores, *rounds, *conns, *repeat))
+		}
+		return errors.Join(errs...)
+	}
 	fmt.Fprintf(stdout, "events %d per target, %d connections, %d B content, only 445: %t\n",
 		*events, *conns, bench.DefaultContentBytes, *only445)
 	if *ceiling > 0 {
@@ -94,9 +115,10 @@ func benchCommand(ctx context.Context, args []string, lookup func(string) (strin
 
 // burrowTarget runs Burrow in process with its default configuration on a
 // loopback port, on scratch storage: a temporary SQLite directory, or a
-// scratch PostgreSQL database when pgAdmin is set. The per-address event rate
-// limit is lifted, since every benchmark connection comes from 127.0.0.1 and
-// the point is to measure ingest, not the limiter. adjust, if set, changes
+// scratch PostgreSQL database when pgAdmin is set. The per-address and
+// per-group event rate limits are lifted, since every benchmark connection
+// comes from 127.0.0.1, one-group runs put every event in one bucket, and the
+// point is to measure ingest, not the limiter. adjust, if set, changes
 // the configuration further.
 func burrowTarget(name, baseline, pgAdmin string, adjust func(*config)) bench.Target {
 	return bench.Target{
@@ -109,6 +131,8 @@ func burrowTarget(name, baseline, pgAdmin string, adjust func(*config)) bench.Ta
 			}
 			cfg.Limits.EventRate = 1e9
 			cfg.Limits.EventBurst = 1e9
+			cfg.Limits.GroupRate = 1e9
+			cfg.Limits.GroupBurst = 1e9
 			if adjust != nil {
 				adjust(&cfg)
 			}
@@ -139,4 +163,186 @@ func burrowTarget(name, baseline, pgAdmin string, adjust func(*config)) bench.Ta
 			}, nil
 		},
 	}
+}
+
+// benchStore is one storage backend the issue 5 modes run on: pgAdmin is
+// empty for embedded SQLite.
+type benchStore struct {
+	name    string
+	pgAdmin string
+}
+
+// benchStores is SQLite, plus PostgreSQL when pgAdmin is set and reachable
+// (an unreachable server is reported and skipped, not fatal).
+func benchStores(ctx context.Context, pgAdmin string, stdout io.Writer) []benchStore {
+	stores := []benchStore{{name: "sqlite"}}
+	if pgAdmin == "" {
+		return stores
+	}
+	fsync, syncCommit, err := bench.PostgresDurability(ctx, pgAdmin)
+	if err != nil {
+		fmt.Fprintf(stdout, "postgresql: skipped (%v)\n", err)
+		return stores
+	}
+	fmt.Fprintf(stdout, "postgresql: fsync=%s synchronous_commit=%s\n", fsync, syncCommit)
+	return append(stores, benchStore{name: "postgresql", pgAdmin: pgAdmin})
+}
+
+// target is Burrow on this store, sequenced or not.
+func (s benchStore) target(name, baseline string, sequenced bool) bench.Target {
+	return burrowTarget(name, baseline, s.pgAdmin, func(c *config) { c.disableSequencing = !sequenced })
+}
+
+// benchSequencing measures kind 445 ingest on each store with sequencing
+// on and off, for 1 and 100 groups. Each side runs repeat times, alternated
+// A B B A ... so drift on a shared machine hits both; each row's ratio is
+// against the other side of its own pair, and the verdict compares the best
+// run of each side (bench.Overhead).
+func benchSequencing(ctx context.Context, stdout io.Writer, stores []benchStore, events, conns, repeat int) error {
+	fmt.Fprintf(stdout, "\nsequencing: kind 445 only, %d events per run, %d connections, %d B content, each side %d times (A B B A ...)\n",
+		events, conns, bench.DefaultContentBytes, repeat)
+	// The issue's bounds on what sequencing may cost in kind 445 ingest
+	// throughput, by number of groups.
+	goals := []struct {
+		groups  int
+		maxCost float64
+	}{{100, 0.10}, {1, 0.30}}
+	var verdicts []string
+	for _, st := range stores {
+		for _, goal := range goals {
+			var targets []bench.Target
+			for k := 1; k <= repeat; k++ {
+				on := fmt.Sprintf("%s/%dg/seq#%d", st.name, goal.groups, k)
+				off := fmt.Sprintf("%s/%dg/off#%d", st.name, goal.groups, k)
+				pair := []bench.Target{st.target(on, off, true), st.target(off, "", false)}
+				if k%2 == 0 {
+					pair[0], pair[1] = pair[1], pair[0]
+				}
+				targets = append(targets, pair...)
+			}
+			cfg := bench.Config{Events: events, Conns: conns, OnlyGroupEvents: true, Groups: goal.groups}
+			rows, err := bench.Compare(ctx, cfg, targets)
+			fmt.Fprintln(stdout)
+			if tableErr := bench.Table(stdout, rows); tableErr != nil {
+				return tableErr
+			}
+			var seq, off []bench.Result
+			for _, r := range rows {
+				for _, f := range r.Result.FailureSamples {
+					fmt.Fprintf(stdout, "%s OK false: %s\n", r.Name, f)
+				}
+				if r.Result.Failures > 0 {
+					err = errors.Join(err, fmt.Errorf("%s: %d events refused", r.Name, r.Result.Failures))
+				}
+				if r.Baseline != "" {
+					seq = append(seq, r.Result)
+				} else {
+					off = append(off, r.Result)
+				}
+			}
+			if err != nil {
+				return err
+			}
+			cost := bench.Overhead(seq, off)
+			verdicts = append(verdicts, fmt.Sprintf("%s, %d group(s): sequencing costs %.1f%% of ingest (best of %d each side); goal <= %.0f%%: %s",
+				st.name, goal.groups, 100*cost, repeat, 100*goal.maxCost, metOrNot(cost <= goal.maxCost)))
+		}
+	}
+	fmt.Fprintln(stdout)
+	for _, v := range verdicts {
+		fmt.Fprintln(stdout, v)
+	}
+	return nil
+}
+
+// slotGoalP99 is the issue's bound on claim OK latency on one instance.
+const slotGoalP99 = 10 * time.Millisecond
+
+// benchSlots races conns contenders for rounds fresh commit slots on each
+// store (claims on a sequenced store) and runs the same load as bare kind
+// 445 on an unsequenced store (what sequencing switched off means here) and
+// on a sequenced one, repeat times in alternating order. Any round that
+// breaks the slot rules fails the command.
+func benchSlots(ctx context.Context, stdout io.Writer, stores []benchStore, rounds, conns, repeat int) error {
+	fmt.Fprintf(stdout, "\nslots: %d rounds per run, %d contenders per round (one connection each), 1 group, %d B commits, each kind %d times\n",
+		rounds, conns, bench.DefaultContentBytes, repeat)
+	var (
+		verdicts []string
+		failed   error
+	)
+	for _, st := range stores {
+		type run struct {
+			name, baseline  string
+			sequenced, bare bool
+		}
+		var runs []run
+		for k := 1; k <= repeat; k++ {
+			off := fmt.Sprintf("%s/bare-off#%d", st.name, k)
+			trio := []run{
+				{fmt.Sprintf("%s/claim#%d", st.name, k), off, true, false},
+				{fmt.Sprintf("%s/bare-seq#%d", st.name, k), off, true, true},
+				{off, "", false, true},
+			}
+			if k%2 == 0 {
+				trio[0], trio[2] = trio[2], trio[0]
+			}
+			runs = append(runs, trio...)
+		}
+		var rows []bench.SlotRow
+		var worst time.Duration
+		for _, r := range runs {
+			res, err := runSlotTarget(ctx, st.target(r.name, r.baseline, r.sequenced),
+				bench.SlotConfig{Rounds: rounds, Contenders: conns, Bare: r.bare})
+			if err != nil {
+				_ = bench.SlotTable(stdout, rows)
+				return fmt.Errorf("%s: %w", r.name, err)
+			}
+			rows = append(rows, bench.SlotRow{Name: r.name, Result: res, Baseline: r.baseline})
+			if !r.bare {
+				worst = max(worst, res.P99)
+			}
+			if res.Violations > 0 {
+				failed = errors.Join(failed, fmt.Errorf("%s: %d slot rule violations", r.name, res.Violations))
+			}
+		}
+		fmt.Fprintln(stdout)
+		if err := bench.SlotTable(stdout, rows); err != nil {
+			return err
+		}
+		for _, r := range rows {
+			for _, v := range r.Result.ViolationSamples {
+				fmt.Fprintf(stdout, "%s violation: %s\n", r.Name, v)
+			}
+		}
+		verdicts = append(verdicts, fmt.Sprintf("%s: claim p99 %.2f ms (worst of %d runs); goal <= %s: %s",
+			st.name, float64(worst)/float64(time.Millisecond), repeat, slotGoalP99, metOrNot(worst <= slotGoalP99)))
+	}
+	fmt.Fprintln(stdout)
+	for _, v := range verdicts {
+		fmt.Fprintln(stdout, v)
+	}
+	return failed
+}
+
+// runSlotTarget starts t, runs one slot contention run against it and stops
+// it.
+func runSlotTarget(ctx context.Context, t bench.Target, cfg bench.SlotConfig) (res bench.SlotResult, err error) {
+	url, stop, err := t.Start(ctx)
+	if err != nil {
+		return res, fmt.Errorf("start: %w", err)
+	}
+	defer func() {
+		if stopErr := stop(context.WithoutCancel(ctx)); stopErr != nil {
+			err = errors.Join(err, fmt.Errorf("stop: %w", stopErr))
+		}
+	}()
+	cfg.URL = url
+	return bench.RunSlots(ctx, cfg)
+}
+
+func metOrNot(met bool) string {
+	if met {
+		return "met"
+	}
+	return "NOT met"
 }

@@ -85,10 +85,23 @@ func (s *Store) LastSeq(ctx context.Context, h string) (int64, error) {
 	return last, nil
 }
 
-// ClaimSlot arbitrates a commit slot in one transaction that holds an
-// advisory lock on (c.H, c.Slot) from its first read to its commit, so every
-// instance sharing the database decides claims on one slot one at a time;
-// see storage.Store.
+// claimSQL calls burrow_claim_slot (migration 4): the claim's own arguments,
+// then burrow_save's.
+const claimSQL = `SELECT o_status, o_seq, o_holder, o_released, o_del_ids, o_del_kinds, o_del_pubkeys, o_del_reasons
+FROM burrow_claim_slot($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20,
+	$21, $22, $23, $24, $25, $26, $27, $28, $29, $30, $31, $32)`
+
+// burrow_claim_slot status codes beyond burrow_save's.
+const (
+	statusClaimRetry = 7 // the Commit already holds the slot
+	statusClaimTaken = 8 // another Commit holds it; this one lost
+)
+
+// ClaimSlot arbitrates a commit slot in one statement, burrow_claim_slot,
+// which holds an advisory lock on (c.H, c.Slot) from its first read to its
+// commit, so every instance sharing the database decides claims on one slot
+// one at a time (a plain claim that loses to a committed holder is answered
+// without that lock); see storage.Store.
 func (s *Store) ClaimSlot(ctx context.Context, c storage.SlotClaim) (storage.SlotResult, error) {
 	if s.isClosed() {
 		return storage.SlotResult{}, storage.ErrClosed
@@ -120,18 +133,17 @@ func (s *Store) ClaimSlot(ctx context.Context, c storage.SlotClaim) (storage.Slo
 	if args.expiresAt != nil && *args.expiresAt <= now.Unix() {
 		return storage.SlotResult{}, fmt.Errorf("save %s: expires at %d: %w", c.Commit.ID, *args.expiresAt, storage.ErrExpired)
 	}
-	cl := claim{c: c, args: args, slot: slot, release: release, now: now.Unix()}
+	values := append([]any{slot, release, lockKey('s', c.H+":"+c.Slot), lockKey('e', c.Commit.ID), now.Unix(), string(reasonSlotLost)},
+		args.values()...)
 
 	var (
-		out   storage.SlotResult
-		taken error
+		resp             saveResp
+		holder, released []byte
 	)
 	for try := 1; ; try++ {
-		err = pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
-			var err error
-			out, taken, err = cl.run(ctx, tx)
-			return err
-		})
+		// One autocommit statement: its implicit transaction ends, and the
+		// advisory locks are released, when the row has been sent.
+		resp, err = scanSaveWith(s.pool.QueryRow(ctx, claimSQL, values...), &holder, &released)
 		if err == nil || ctx.Err() != nil || !retryable(err) || try >= 5 {
 			break
 		}
@@ -140,105 +152,25 @@ func (s *Store) ClaimSlot(ctx context.Context, c storage.SlotClaim) (storage.Slo
 	if err != nil {
 		return storage.SlotResult{}, fmt.Errorf("postgres claim slot: %w", err)
 	}
-	if taken != nil {
-		return storage.SlotResult{}, taken
-	}
-	return out, nil
-}
-
-// claim is one ClaimSlot call, taken apart.
-type claim struct {
-	c             storage.SlotClaim
-	args          *saveArgs
-	slot, release []byte
-	now           int64
-}
-
-// run decides the claim in tx. A lost claim commits (it records the loser),
-// so it comes back as taken, not as an error.
-func (cl claim) run(ctx context.Context, tx pgx.Tx) (out storage.SlotResult, taken error, err error) {
-	h, id := cl.args.h, cl.args.id
-	if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock($1, $2)`, lockClassSlot, lockKey('s', cl.c.H+":"+cl.c.Slot)); err != nil {
-		return out, nil, err
-	}
-	var (
-		holder    []byte
-		holderSeq int64
-	)
-	err = tx.QueryRow(ctx, `SELECT holder, holder_seq FROM commit_slots WHERE h = $1 AND slot = $2`, h, cl.slot).
-		Scan(&holder, &holderSeq)
-	free := errors.Is(err, pgx.ErrNoRows)
-	if err != nil && !free {
-		return out, nil, err
-	}
-	switch {
-	case free:
-		if out, err = cl.save(ctx, tx); err != nil {
-			return storage.SlotResult{}, nil, err
-		}
-		_, err = tx.Exec(ctx, `INSERT INTO commit_slots (h, slot, holder, holder_seq, taken_at) VALUES ($1, $2, $3, $4, $5)`,
-			h, cl.slot, id, out.Seq, cl.now)
-		return out, nil, err
-
-	case string(holder) == string(id):
-		out.Seq = holderSeq
-		if cl.release != nil {
-			var released bool
-			if err := tx.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM released_commits WHERE id = $1 AND h = $2 AND slot = $3)`,
-				cl.release, h, cl.slot).Scan(&released); err != nil {
-				return storage.SlotResult{}, nil, err
-			}
-			if released {
-				out.Released = cl.c.Release
-			}
-		}
-		return out, nil, nil
-
-	case cl.release != nil && string(cl.release) == string(holder):
-		if out, err = cl.save(ctx, tx); err != nil {
-			return storage.SlotResult{}, nil, err
-		}
-		if _, err := tx.Exec(ctx, `INSERT INTO released_commits (id, h, slot, released_at) VALUES ($1, $2, $3, $4)
-			ON CONFLICT (id) DO NOTHING`, holder, h, cl.slot, cl.now); err != nil {
-			return storage.SlotResult{}, nil, err
-		}
-		if _, err := tx.Exec(ctx, `UPDATE commit_slots SET holder = $3, holder_seq = $4, taken_at = $5 WHERE h = $1 AND slot = $2`,
-			h, cl.slot, id, out.Seq, cl.now); err != nil {
-			return storage.SlotResult{}, nil, err
-		}
-		out.Released = cl.c.Release
-		return out, nil, nil
-	}
-
-	// A loser: tombstoned so that burrow_save refuses a bare re-send, and
-	// recorded so that the refusal names the holder. An id already stored
-	// stays as it is.
-	_, err = tx.Exec(ctx, `WITH t AS (
-			INSERT INTO tombstones (id, reason) SELECT $1, $5 WHERE NOT EXISTS (SELECT 1 FROM events WHERE id = $1)
-			ON CONFLICT DO NOTHING)
-		INSERT INTO commit_slot_losers (id, h, slot, recorded_at)
-		SELECT $1, $2, $3, $4 WHERE NOT EXISTS (SELECT 1 FROM events WHERE id = $1)
-		ON CONFLICT (id) DO NOTHING`, id, h, cl.slot, cl.now, string(reasonSlotLost))
-	if err != nil {
-		return storage.SlotResult{}, nil, err
-	}
-	return storage.SlotResult{}, fmt.Errorf("claim %s: %w", cl.c.Commit.ID, &storage.SlotTakenError{Holder: hex.EncodeToString(holder)}), nil
-}
-
-// save saves the claim's Commit with Save's rules in tx; one already stored
-// (as a bare event) counts, with its seq.
-func (cl claim) save(ctx context.Context, tx pgx.Tx) (storage.SlotResult, error) {
-	resp, err := scanSave(tx.QueryRow(ctx, saveSQL, cl.args.values()...))
-	if err != nil {
-		return storage.SlotResult{}, err
+	out := storage.SlotResult{Result: resp.res}
+	if released != nil {
+		out.Released = hex.EncodeToString(released)
 	}
 	switch resp.status {
 	case statusStored:
-		return storage.SlotResult{Result: resp.res, Stored: true}, nil
-	case statusDuplicate:
-		return storage.SlotResult{Result: storage.Result{Seq: resp.res.Seq}}, nil
+		out.Stored = true
+		return out, nil
+	case statusDuplicate, statusClaimRetry:
+		return out, nil
+	case statusClaimTaken:
+		return storage.SlotResult{}, fmt.Errorf("claim %s: %w", c.Commit.ID, &storage.SlotTakenError{Holder: hex.EncodeToString(holder)})
+	case statusDeleted:
+		if holder != nil {
+			return storage.SlotResult{}, fmt.Errorf("postgres claim slot: save %s: %w", c.Commit.ID, &storage.SlotTakenError{Holder: hex.EncodeToString(holder)})
+		}
+		return storage.SlotResult{}, fmt.Errorf("postgres claim slot: save %s: %w", c.Commit.ID, storage.ErrDeleted)
 	}
-	return storage.SlotResult{}, statusErr(ctx, tx, cl.c.Commit, cl.args.id, resp.status)
+	return storage.SlotResult{}, fmt.Errorf("postgres claim slot: %w", statusErr(ctx, s.pool, c.Commit, args.id, resp.status))
 }
 
 // DeleteGroupEvents removes every kind 445 created before before,

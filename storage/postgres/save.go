@@ -251,6 +251,12 @@ func (s *Store) runGroup(reqs []*saveReq) error {
 
 // scanSave reads the row of one saveSQL call.
 func scanSave(row pgx.Row) (saveResp, error) {
+	return scanSaveWith(row)
+}
+
+// scanSaveWith reads a row of status, seq, the extra columns into extra,
+// then the four deletion arrays (burrow_save's, or burrow_claim_slot's).
+func scanSaveWith(row pgx.Row, extra ...any) (saveResp, error) {
 	var (
 		resp    saveResp
 		ids     [][]byte
@@ -258,7 +264,8 @@ func scanSave(row pgx.Row) (saveResp, error) {
 		pubkeys [][]byte
 		reasons []string
 	)
-	if err := row.Scan(&resp.status, &resp.res.Seq, &ids, &kinds, &pubkeys, &reasons); err != nil {
+	dest := append([]any{&resp.status, &resp.res.Seq}, extra...)
+	if err := row.Scan(append(dest, &ids, &kinds, &pubkeys, &reasons)...); err != nil {
 		return saveResp{}, err
 	}
 	for i := range ids {

@@ -13,7 +13,7 @@ import (
 const (
 	lockClassMigrate int32 = 0x42757200 // "Bur\0": schema migrations
 	lockClassEvent   int32 = 0x42757201 // per event id, address, author or KeyPackageRef (lockKey); written out in burrow_save
-	lockClassSlot    int32 = 0x42757202 // per commit slot (group and slot), taken by ClaimSlot
+	lockClassSlot    int32 = 0x42757202 // per commit slot (group and slot), written out in burrow_claim_slot
 )
 
 type migration struct {
