@@ -36,6 +36,41 @@ func prepare(ctx context.Context, cfg Config) ([]presigned, error) {
 	createdAt := nostr.Timestamp(time.Now().Unix())
 
 	out := make([]presigned, cfg.Events)
+	err := inParallel(ctx, cfg.Events, func(i int) error {
+		evt := nostr.Event{CreatedAt: createdAt, Content: randomContent(cfg.ContentBytes)}
+		sk := ""
+		if cfg.OnlyGroupEvents || i%2 == 0 {
+			evt.Kind = 445
+			evt.Tags = nostr.Tags{{"h", groups[i%len(groups)]}}
+			sk = nostr.GeneratePrivateKey()
+		} else {
+			evt.Kind = nostr.KindTextNote
+			evt.Tags = nostr.Tags{}
+			sk = authors[i%len(authors)]
+		}
+		if err := evt.Sign(sk); err != nil {
+			return fmt.Errorf("sign event %d: %w", i, err)
+		}
+		body, err := evt.MarshalJSON()
+		if err != nil {
+			return fmt.Errorf("encode event %d: %w", i, err)
+		}
+		frame := make([]byte, 0, len(body)+12)
+		frame = append(frame, `["EVENT",`...)
+		frame = append(frame, body...)
+		frame = append(frame, ']')
+		out[i] = presigned{id: evt.ID, frame: frame}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// inParallel runs f(0) .. f(n-1) on GOMAXPROCS goroutines (signing is
+// CPU-bound) and returns the first error, or ctx's once it ends.
+func inParallel(ctx context.Context, n int, f func(i int) error) error {
 	var (
 		wg       sync.WaitGroup
 		errOnce  sync.Once
@@ -46,44 +81,20 @@ func prepare(ctx context.Context, cfg Config) ([]presigned, error) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			for i := w; i < cfg.Events; i += workers {
-				if ctx.Err() != nil {
-					errOnce.Do(func() { firstErr = ctx.Err() })
-					return
+			for i := w; i < n; i += workers {
+				err := ctx.Err()
+				if err == nil {
+					err = f(i)
 				}
-				evt := nostr.Event{CreatedAt: createdAt, Content: randomContent(cfg.ContentBytes)}
-				sk := ""
-				if cfg.OnlyGroupEvents || i%2 == 0 {
-					evt.Kind = 445
-					evt.Tags = nostr.Tags{{"h", groups[i%len(groups)]}}
-					sk = nostr.GeneratePrivateKey()
-				} else {
-					evt.Kind = nostr.KindTextNote
-					evt.Tags = nostr.Tags{}
-					sk = authors[i%len(authors)]
-				}
-				if err := evt.Sign(sk); err != nil {
-					errOnce.Do(func() { firstErr = fmt.Errorf("sign event %d: %w", i, err) })
-					return
-				}
-				body, err := evt.MarshalJSON()
 				if err != nil {
-					errOnce.Do(func() { firstErr = fmt.Errorf("encode event %d: %w", i, err) })
+					errOnce.Do(func() { firstErr = err })
 					return
 				}
-				frame := make([]byte, 0, len(body)+12)
-				frame = append(frame, `["EVENT",`...)
-				frame = append(frame, body...)
-				frame = append(frame, ']')
-				out[i] = presigned{id: evt.ID, frame: frame}
 			}
 		}()
 	}
 	wg.Wait()
-	if firstErr != nil {
-		return nil, firstErr
-	}
-	return out, nil
+	return firstErr
 }
 
 // randomContent returns valid padded base64 of n characters rounded down to a multiple of 4 (at

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"runtime"
 	"strconv"
 	"strings"
 	"sync"
@@ -294,33 +293,16 @@ func prepareSlots(ctx context.Context, cfg SlotConfig) ([][]slotEntry, error) {
 	}
 	createdAt := nostr.Timestamp(time.Now().Unix())
 	out := make([][]slotEntry, cfg.Rounds)
-	var (
-		wg       sync.WaitGroup
-		errOnce  sync.Once
-		firstErr error
-	)
-	workers := runtime.GOMAXPROCS(0)
-	for w := range workers {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for r := w; r < cfg.Rounds; r += workers {
-				if ctx.Err() != nil {
-					errOnce.Do(func() { firstErr = ctx.Err() })
-					return
-				}
-				entries, err := signRound(cfg, r%len(groups), groups[r%len(groups)], createdAt)
-				if err != nil {
-					errOnce.Do(func() { firstErr = fmt.Errorf("round %d: %w", r, err) })
-					return
-				}
-				out[r] = entries
-			}
-		}()
-	}
-	wg.Wait()
-	if firstErr != nil {
-		return nil, firstErr
+	err := inParallel(ctx, cfg.Rounds, func(r int) error {
+		entries, err := signRound(cfg, r%len(groups), groups[r%len(groups)], createdAt)
+		if err != nil {
+			return fmt.Errorf("round %d: %w", r, err)
+		}
+		out[r] = entries
+		return nil
+	})
+	if err != nil {
+		return nil, err
 	}
 	return out, nil
 }

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"math"
 
+	"github.com/burrow-relay/burrow/policy"
 	"github.com/nbd-wtf/go-nostr"
 )
 
@@ -46,22 +47,8 @@ func decode(p []byte) ([idLen]byte, Message, error) {
 	if err := ev.UnmarshalJSON(p[1+idLen+n:]); err != nil {
 		return id, Message{}, fmt.Errorf("%w: event: %w", errFrame, err)
 	}
-	if !isHex(ev.ID, 64) || !isHex(ev.PubKey, 64) || !isHex(ev.Sig, 128) || !ev.CheckID() {
+	if !policy.IsLowerHex(ev.ID, 64) || !policy.IsLowerHex(ev.PubKey, 64) || !policy.IsLowerHex(ev.Sig, 128) || !ev.CheckID() {
 		return id, Message{}, fmt.Errorf("%w: event id, pubkey or sig", errFrame)
 	}
 	return id, Message{Event: &ev, Seq: int64(seq)}, nil
-}
-
-// isHex reports whether s is n lowercase hex digits.
-func isHex(s string, n int) bool {
-	if len(s) != n {
-		return false
-	}
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		if (c < '0' || c > '9') && (c < 'a' || c > 'f') {
-			return false
-		}
-	}
-	return true
 }
