@@ -164,3 +164,32 @@ func TestSweeperRuns(t *testing.T) {
 		t.Fatal("sweeper still running after Shutdown")
 	}
 }
+
+// TestLateRemoteCopyOfAStoredEventIsNotSentTwice: an event another instance
+// committed before a subscription's stored query can reach this instance
+// after the query (through the bus) and even after local live events; it
+// carries no local commit ticket and must still be recognised as sent.
+func TestLateRemoteCopyOfAStoredEventIsNotSentTwice(t *testing.T) {
+	r := startRelay(t, Config{}, newTestStore(t))
+	pub := dial(t, r.url, nil)
+	s := newSigner(t)
+	stored := s.event(t, 1, "stored", nil, 0)
+	pub.publish(stored)
+
+	c := dial(t, r.url, nil)
+	c.send([]any{"REQ", "sub", nostr.Filter{Authors: []string{s.pk}}})
+	if got := c.collect("sub"); len(got) != 1 || got[0].ID != stored.ID {
+		t.Fatalf("stored results %v", eventIDs(got))
+	}
+	local := s.event(t, 1, "local", nil, 0)
+	pub.publish(local)
+	if msg := c.read(); label(msg) != "EVENT" || decodeEvent(t, msg[2]).ID != local.ID {
+		t.Fatalf("got %s, want the live local event", joinRaw(msg))
+	}
+	r.srv.broadcaster.Broadcast(Delivery{Event: stored}) // the late copy, Ticket 0
+	next := s.event(t, 1, "next", nil, 0)
+	pub.publish(next)
+	if msg := c.read(); label(msg) != "EVENT" || decodeEvent(t, msg[2]).ID != next.ID {
+		t.Fatalf("got %s, want the next live event (the stored one was sent again)", joinRaw(msg))
+	}
+}

@@ -80,10 +80,17 @@ type subscription struct {
 	// among them.
 	sent       map[[32]byte]struct{}
 	storedUpTo uint64
+	liveAt     time.Time // when the subscription went live
 	// ordered is set for a since_seq subscription: live events are sent in
 	// seq order with their seq, skipping any the stored page sent.
 	ordered *orderedRead
 }
+
+// remoteGrace is how long a subscription keeps the ids of its stored
+// results after going live, to drop copies of them that arrive late from
+// other instances (through the bus, or a gap fill) and carry no local
+// commit ticket.
+const remoteGrace = 5 * time.Second
 
 type bufferedEvent struct {
 	d      Delivery
@@ -140,9 +147,10 @@ func (sub *subscription) alreadySentLocked(d Delivery) bool {
 		return false
 	}
 	if d.Ticket != 0 && d.Ticket > sub.storedUpTo {
-		// Once nothing that began before the query is still in flight, no
-		// stored event can arrive live any more: drop the id set.
-		if sub.conn.srv.tracker.oldestInFlight() > sub.storedUpTo {
+		// Once nothing that began before the query is still in flight here,
+		// and events other instances committed before it have had time to
+		// arrive, no stored event can come live any more: drop the id set.
+		if sub.conn.srv.tracker.oldestInFlight() > sub.storedUpTo && time.Since(sub.liveAt) > remoteGrace {
 			sub.sent = nil
 		}
 		return false
@@ -167,6 +175,7 @@ func (sub *subscription) goLive(storedUpTo uint64) {
 		return
 	}
 	sub.storedUpTo = storedUpTo
+	sub.liveAt = time.Now()
 	if !c.out.pushLive(encodeEOSE(sub.id)) {
 		c.overflow()
 		return
