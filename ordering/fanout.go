@@ -181,16 +181,31 @@ func (f *Fanout) Watch(ctx context.Context, h string) {
 
 // Resync reads every known group's log past its position, for events the
 // bus could not carry (Redis was down or its queue full). Call it when the
-// bus reconnects.
+// bus reconnects. The groups are read one after another, so a reconnect
+// with many known groups does not open a query per group at once.
 func (f *Fanout) Resync() {
+	var hs []string
 	for i := range f.shards {
 		sh := &f.shards[i]
 		sh.mu.Lock()
 		for h, g := range sh.groups {
-			f.startFillLocked(h, g, 0)
+			if !g.filling {
+				g.filling = true // a fill is scheduled: gaps found meanwhile wait for it
+				hs = append(hs, h)
+			}
 		}
 		sh.mu.Unlock()
 	}
+	f.wg.Add(1)
+	go func() {
+		defer f.wg.Done()
+		for _, h := range hs {
+			if f.ctx.Err() != nil {
+				return
+			}
+			f.fill(h)
+		}
+	}()
 }
 
 func sequenced(d server.Delivery) (string, bool) {

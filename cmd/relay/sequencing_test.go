@@ -214,7 +214,7 @@ func (r *orderedReader) expectEOSE() []seqItem {
 	}
 }
 
-// plainReader follows a plain (NIP-01) subscription's live events.
+// plainLive opens a plain (NIP-01) subscription to h for live events only.
 func plainLive(t *testing.T, c *wsClient, sub, h string) {
 	t.Helper()
 	if _, err := c.subscribe(sub, nostr.Filter{Kinds: []int{445}, Tags: nostr.TagMap{"h": {h}}, LimitZero: true}, testTimeout); err != nil {
