@@ -178,6 +178,8 @@ func TestBadConfigurationExitsWithOneClearLine(t *testing.T) {
 	}{
 		{"unknown command", []string{"frobnicate"}, 2, []string{"unknown command"}, ""},
 		{"bad flag value", []string{"--kinds", "nope"}, 2, []string{"--kinds"}, ""},
+		{"negative group retention", []string{"--group-retention", "-1h"}, 2, []string{"--group-retention"}, ""},
+		{"group events larger than a message", []string{"--max-group-content-length", "600000"}, 2, []string{"max group content length"}, ""},
 		{"unreachable database names the URL without its password", []string{
 			"--listen", "127.0.0.1:0", "--database-url", "postgres://burrow:hunter2@127.0.0.1:1/burrow?connect_timeout=2",
 		}, 1, []string{"127.0.0.1:1"}, "hunter2"},
