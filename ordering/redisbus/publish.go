@@ -20,12 +20,14 @@ func (b *Bus) publishLoop() {
 		case <-b.ctx.Done():
 			return
 		case f := <-b.queue:
+			b.queuedBytes.Add(-int64(len(f)))
 			batch = append(batch[:0], f)
 		}
 	fill:
 		for len(batch) < maxBatch {
 			select {
 			case f := <-b.queue:
+				b.queuedBytes.Add(-int64(len(f)))
 				batch = append(batch, f)
 			default:
 				break fill
@@ -79,7 +81,8 @@ func (b *Bus) waitDropping(d time.Duration) bool {
 			return true
 		case <-b.wake:
 			return true
-		case <-b.queue:
+		case f := <-b.queue:
+			b.queuedBytes.Add(-int64(len(f)))
 			b.dropped.Add(1)
 		}
 	}
@@ -89,7 +92,8 @@ func (b *Bus) waitDropping(d time.Duration) bool {
 func (b *Bus) dropQueued() {
 	for {
 		select {
-		case <-b.queue:
+		case f := <-b.queue:
+			b.queuedBytes.Add(-int64(len(f)))
 			b.dropped.Add(1)
 		default:
 			return

@@ -56,9 +56,12 @@ type Config struct {
 	Channel string
 	// Logger defaults to slog.Default().
 	Logger *slog.Logger
-	// QueueSize bounds the outgoing buffer; default 8192. When it is full,
-	// Publish drops the message (counted by Dropped).
-	QueueSize int
+	// QueueSize bounds the outgoing buffer in messages (default 8192) and
+	// QueueBytes in encoded bytes (default 64 MiB: group events may be
+	// hundreds of KiB each). When either is reached, Publish drops the
+	// message (counted by Dropped).
+	QueueSize  int
+	QueueBytes int64
 }
 
 const (
@@ -66,6 +69,8 @@ const (
 	DefaultChannel = "burrow:events"
 	// DefaultQueueSize is Config.QueueSize's default.
 	DefaultQueueSize = 8192
+	// DefaultQueueBytes is Config.QueueBytes's default.
+	DefaultQueueBytes = 64 << 20
 
 	frameVersion = 1
 	idLen        = 8
@@ -91,6 +96,9 @@ type Bus struct {
 	log     *slog.Logger
 	id      [idLen]byte
 	queue   chan []byte
+	// queuedBytes is the size of the frames in queue; maxQueued bounds it.
+	queuedBytes atomic.Int64
+	maxQueued   int64
 	// wake cuts the publisher's backoff short when the subscriber sees
 	// Redis again, so fewer fresh messages are dropped after an outage.
 	wake chan struct{}
@@ -127,13 +135,17 @@ func New(cfg Config) (*Bus, error) {
 	if cfg.QueueSize <= 0 {
 		cfg.QueueSize = DefaultQueueSize
 	}
+	if cfg.QueueBytes <= 0 {
+		cfg.QueueBytes = DefaultQueueBytes
+	}
 	b := &Bus{
-		client:  cfg.Client,
-		channel: cfg.Channel,
-		log:     cfg.Logger.With("component", "redisbus", "channel", cfg.Channel),
-		queue:   make(chan []byte, cfg.QueueSize),
-		wake:    make(chan struct{}, 1),
-		pubDone: make(chan struct{}),
+		client:    cfg.Client,
+		channel:   cfg.Channel,
+		log:       cfg.Logger.With("component", "redisbus", "channel", cfg.Channel),
+		queue:     make(chan []byte, cfg.QueueSize),
+		maxQueued: cfg.QueueBytes,
+		wake:      make(chan struct{}, 1),
+		pubDone:   make(chan struct{}),
 	}
 	if _, err := rand.Read(b.id[:]); err != nil {
 		return nil, fmt.Errorf("redisbus: instance id: %w", err)
@@ -167,9 +179,16 @@ func (b *Bus) Publish(m Message) {
 		b.dropped.Add(1)
 		return
 	}
+	n := int64(len(frame))
+	if b.queuedBytes.Add(n) > b.maxQueued {
+		b.queuedBytes.Add(-n)
+		b.dropped.Add(1)
+		return
+	}
 	select {
 	case b.queue <- frame:
 	default:
+		b.queuedBytes.Add(-n)
 		b.dropped.Add(1)
 	}
 }

@@ -294,3 +294,25 @@ func TestStopLeavesNothingRunning(t *testing.T) {
 		t.Fatalf("second Close: %v", err)
 	}
 }
+
+// A message larger than the byte bound of the queue is dropped at once; the
+// bound is in bytes because group events can be hundreds of KiB.
+func TestQueueBytesBound(t *testing.T) {
+	c := client(t, testsvc.Redis(t))
+	b, err := New(Config{Client: c, Channel: "test:" + t.Name(), QueueBytes: 1 << 10})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = b.Close() })
+	big := event(newPK(), newPK(), 1)
+	big.Content = strings.Repeat("A", 2<<10)
+	big.ID = big.GetID()
+	b.Publish(Message{Event: big, Seq: 1})
+	if got := b.Dropped(); got != 1 {
+		t.Fatalf("Dropped = %d after a message over the byte bound, want 1", got)
+	}
+	b.Publish(Message{Event: event(newPK(), newPK(), 2), Seq: 2})
+	if got := b.Dropped(); got != 1 {
+		t.Fatalf("Dropped = %d after a small message, want still 1", got)
+	}
+}
