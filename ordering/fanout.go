@@ -68,6 +68,10 @@ type shard struct {
 
 // groupState is one group's delivery position.
 type groupState struct {
+	// floor is where this instance started following the group: events
+	// below it were committed before and never delivered from this state.
+	floor     int64
+	lateSent  map[int64]bool    // seqs below floor delivered late
 	next      int64             // the seq delivered next
 	held      map[int64]pending // events above next, waiting
 	filling   bool              // a gap fill is running or scheduled
@@ -80,7 +84,7 @@ type pending struct {
 }
 
 type fanoutMetrics struct {
-	fills, fillFailures, stale, remote prometheus.Counter
+	fills, fillFailures, stale, late, remote prometheus.Counter
 }
 
 // maxHeld bounds one group's waiting events; past it the gap is given up
@@ -109,10 +113,11 @@ func NewFanout(local server.Broadcaster, cfg FanoutConfig) (*Fanout, error) {
 		fills:        newCounter("burrow_group_gap_fills_total", "Group sequence gaps filled from storage."),
 		fillFailures: newCounter("burrow_group_gap_fill_failures_total", "Gap fills that could not read storage (retried)."),
 		stale:        newCounter("burrow_group_stale_deliveries_total", "Group events dropped because their seq was already delivered."),
+		late:         newCounter("burrow_group_late_deliveries_total", "Group events delivered out of order: committed just before this instance began following their group."),
 		remote:       newCounter("burrow_group_remote_events_total", "Events received from other instances."),
 	}
 	if cfg.Registry != nil {
-		for _, c := range []prometheus.Collector{f.metrics.fills, f.metrics.fillFailures, f.metrics.stale, f.metrics.remote} {
+		for _, c := range []prometheus.Collector{f.metrics.fills, f.metrics.fillFailures, f.metrics.stale, f.metrics.late, f.metrics.remote} {
 			if err := cfg.Registry.Register(c); err != nil {
 				return nil, err
 			}
@@ -175,7 +180,7 @@ func (f *Fanout) Watch(ctx context.Context, h string) {
 	sh.mu.Lock()
 	defer sh.mu.Unlock()
 	if sh.groups[h] == nil {
-		sh.groups[h] = &groupState{next: last + 1, lastTouch: time.Now()}
+		sh.groups[h] = &groupState{floor: last + 1, next: last + 1, lastTouch: time.Now()}
 	}
 }
 
@@ -230,11 +235,27 @@ func (f *Fanout) submit(h string, p pending) {
 	g := sh.groups[h]
 	if g == nil {
 		// First event of a group nobody here watches: start from it.
-		g = &groupState{next: p.d.Seq}
+		g = &groupState{floor: p.d.Seq, next: p.d.Seq}
 		sh.groups[h] = g
 	}
 	g.lastTouch = time.Now()
 	switch seq := p.d.Seq; {
+	case seq < g.floor && !g.lateSent[seq]:
+		// Committed before this instance began following the group (its
+		// broadcast was in flight then) and never delivered from this
+		// state: deliver it late rather than lose it. Subscriptions whose
+		// stored query already returned it drop the copy (by id, or by
+		// seq for ordered reads); only one that predates the group's state
+		// here sees it out of order.
+		f.metrics.late.Inc()
+		if g.lateSent == nil {
+			g.lateSent = make(map[int64]bool)
+		}
+		g.lateSent[seq] = true // only broadcasts in flight at the start: few
+		f.local.Broadcast(p.d)
+		if p.local {
+			f.publish(p.d.Event, seq)
+		}
 	case seq < g.next:
 		// Delivered already: by a gap fill that read it from storage before
 		// its own broadcast came, or twice by the bus. Other instances may

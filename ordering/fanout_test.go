@@ -304,3 +304,25 @@ func TestFanoutManyGroupsConcurrently(t *testing.T) {
 		}
 	}
 }
+
+// An event committed just before this instance began following its group
+// (first sight, or Watch) arrives late: it is delivered once, not lost;
+// repeats of delivered seqs are still dropped.
+func TestFanoutDeliversEventsBelowItsStartingPointLate(t *testing.T) {
+	log, rec := newFakeLog(), &recorder{}
+	f := newTestFanout(t, log, rec, nil)
+	for s := int64(1); s <= 3; s++ {
+		log.put(gh, s)
+	}
+	f.Remote(log.put(gh, 5), 5) // first sight at 5
+	f.Remote(log.byH[gh][3], 3) // in flight from another instance
+	ev4 := log.put(gh, 4)
+	f.Remote(ev4, 4)
+	f.Remote(log.put(gh, 6), 6)
+	f.Remote(ev4, 4) // a repeat
+	waitFor(t, "deliveries", func() bool { return len(rec.got(gh)) >= 4 })
+	time.Sleep(50 * time.Millisecond)
+	if got := rec.got(gh); !slices.Equal(got, []int64{5, 3, 4, 6}) {
+		t.Fatalf("delivered %v, want [5 3 4 6]", got)
+	}
+}
