@@ -44,7 +44,7 @@ func GroupEventShape(ev *nostr.Event, maxContent int) string {
 			}
 		case "expiration", "encoding":
 		default:
-			return fmt.Sprintf("invalid: group events may carry only h, expiration and encoding tags, not %q", truncateTag(tag[0]))
+			return fmt.Sprintf("invalid: group events may carry only h, expiration and encoding tags, not %.32q", tag[0])
 		}
 	}
 	if hs != 1 {
@@ -127,11 +127,4 @@ func IsLowerHex(s string, n int) bool {
 		}
 	}
 	return true
-}
-
-func truncateTag(s string) string {
-	if len(s) > 32 {
-		return s[:32]
-	}
-	return s
 }

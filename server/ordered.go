@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"slices"
 	"strconv"
 
 	"github.com/burrow-relay/burrow/policy"
@@ -156,7 +157,7 @@ func (s *Server) watchGroups(ctx context.Context, filters nostr.Filters) {
 	}
 	n := 0
 	for _, f := range filters {
-		if len(f.Kinds) > 0 && !containsInt(f.Kinds, policy.KindGroupEvent) {
+		if len(f.Kinds) > 0 && !slices.Contains(f.Kinds, policy.KindGroupEvent) {
 			continue
 		}
 		for _, h := range f.Tags["h"] {
@@ -167,13 +168,4 @@ func (s *Server) watchGroups(ctx context.Context, filters nostr.Filters) {
 			n++
 		}
 	}
-}
-
-func containsInt(xs []int, x int) bool {
-	for _, v := range xs {
-		if v == x {
-			return true
-		}
-	}
-	return false
 }

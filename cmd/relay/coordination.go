@@ -69,7 +69,7 @@ func limiters(cfg config, client *redis.Client, logger *slog.Logger) (perIP, per
 	if err != nil {
 		return nil, nil, err
 	}
-	return redislimit.Fallback(ip, localIP), redislimit.Fallback(group, localGroup), nil
+	return redislimit.Fallback(ip, localIP, logger), redislimit.Fallback(group, localGroup, logger), nil
 }
 
 // broadcastVia returns the server's BroadcastVia: the ordered fan-out over

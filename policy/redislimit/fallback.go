@@ -31,10 +31,13 @@ type fallback struct {
 // policy.TokenBucket with the same rate and burst) so limits keep working
 // with Redis down, if only per instance. After a failure it stays on
 // secondary for a second before one call tries primary again. It logs the start
-// and the end of each outage once, with slog.Default(). A call whose own
-// context ended returns the primary's error instead.
-func Fallback(primary, secondary policy.RateLimiter) policy.RateLimiter {
-	return &fallback{primary: primary, secondary: secondary, log: slog.Default(), now: time.Now, retry: retryAfter}
+// and the end of each outage once, to log (nil: slog.Default()). A call whose
+// own context ended returns the primary's error instead.
+func Fallback(primary, secondary policy.RateLimiter, log *slog.Logger) policy.RateLimiter {
+	if log == nil {
+		log = slog.Default()
+	}
+	return &fallback{primary: primary, secondary: secondary, log: log, now: time.Now, retry: retryAfter}
 }
 
 func (f *fallback) Allow(ctx context.Context, key string) (bool, error) {

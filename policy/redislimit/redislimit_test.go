@@ -236,9 +236,8 @@ func TestFallback(t *testing.T) {
 	c := client(t, srv.URL())
 	primary := limiter(t, Config{Client: c, Rate: 0.001, Burst: 1})
 	secondary := policy.NewTokenBucket(0.001, 3, nil)
-	f := Fallback(primary, secondary).(*fallback)
 	var logs syncBuffer
-	f.log = slog.New(slog.NewTextHandler(&logs, nil))
+	f := Fallback(primary, secondary, slog.New(slog.NewTextHandler(&logs, nil))).(*fallback)
 	f.retry = 20 * time.Millisecond
 
 	// Up: the primary's burst of 1 decides, not the secondary's 3.
@@ -291,7 +290,7 @@ func TestFallback(t *testing.T) {
 func TestFallbackCanceledContext(t *testing.T) {
 	c := client(t, testsvc.Redis(t))
 	primary := limiter(t, Config{Client: c, Rate: 0.001, Burst: 1})
-	f := Fallback(primary, policy.NewTokenBucket(0.001, 1, nil))
+	f := Fallback(primary, policy.NewTokenBucket(0.001, 1, nil), nil)
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
 	if ok, err := f.Allow(ctx, "k"); ok || err == nil {

@@ -170,7 +170,7 @@ func (s *Store) ClaimSlot(ctx context.Context, c storage.SlotClaim) (storage.Slo
 		}
 		return storage.SlotResult{}, fmt.Errorf("postgres claim slot: save %s: %w", c.Commit.ID, storage.ErrDeleted)
 	}
-	return storage.SlotResult{}, fmt.Errorf("postgres claim slot: %w", statusErr(ctx, s.pool, c.Commit, args.id, resp.status))
+	return storage.SlotResult{}, fmt.Errorf("postgres claim slot: %w", s.statusErr(ctx, c.Commit, args.id, resp.status))
 }
 
 // DeleteGroupEvents removes every kind 445 created before before,

@@ -101,26 +101,21 @@ func (s *Store) save(ctx context.Context, ev *nostr.Event, kp *storage.KeyPackag
 		s.keyPackagesDeleted(r.res.Deleted)
 		return r.res, nil
 	}
-	return r.res, statusErr(ctx, s.pool, ev, args.id, r.status)
-}
-
-// querier is a pool or a transaction.
-type querier interface {
-	QueryRow(ctx context.Context, sql string, args ...any) pgx.Row
+	return r.res, s.statusErr(ctx, ev, args.id, r.status)
 }
 
 // statusErr is the error of a burrow_save status other than statusStored.
 // A kind 445 refused as deleted may be a Commit that lost a commit slot
 // (its id is tombstoned then): only on that path is the slot looked up, so
 // that the refusal names the slot's current holder.
-func statusErr(ctx context.Context, q querier, ev *nostr.Event, id []byte, status int) error {
+func (s *Store) statusErr(ctx context.Context, ev *nostr.Event, id []byte, status int) error {
 	switch status {
 	case statusDuplicate:
 		return fmt.Errorf("save %s: %w", ev.ID, storage.ErrDuplicate)
 	case statusDeleted:
 		if ev.Kind == 445 {
 			var holder []byte
-			err := q.QueryRow(ctx, loserHolderSQL, id).Scan(&holder)
+			err := s.pool.QueryRow(ctx, loserHolderSQL, id).Scan(&holder)
 			switch {
 			case err == nil:
 				return fmt.Errorf("save %s: %w", ev.ID, &storage.SlotTakenError{Holder: hex.EncodeToString(holder)})

@@ -164,10 +164,8 @@ func (s *Store) ClaimSlot(ctx context.Context, c storage.SlotClaim) (storage.Slo
 		taken error
 	)
 	err = s.write(ctx, func(tx *txn) error {
-		// The writer may run an op twice.
-		out, taken = storage.SlotResult{}, nil
 		var err error
-		out, taken, err = tx.claimSlot(r, c)
+		out, taken, err = tx.claimSlot(r, c) // each run (the writer may retry) sets both
 		return err
 	})
 	if err != nil {
