@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"crypto/rand"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -28,6 +29,13 @@ var (
 	ErrUnknownOp = errors.New("unknown op")
 	// ErrBadRequest is a request line or argument that cannot be decoded.
 	ErrBadRequest = errors.New("bad request")
+	// ErrHaveGroup means an op that starts a membership found one already.
+	ErrHaveGroup = errors.New("this engine already holds a group")
+	// ErrHeldCommit means a held commit waits for merge_pending or
+	// discard_pending, so no other commit can be made.
+	ErrHeldCommit = errors.New("a held commit is pending: merge_pending or discard_pending first")
+	// ErrNoHeldCommit is merge_pending or discard_pending without one.
+	ErrNoHeldCommit = errors.New("no held commit")
 )
 
 // EngineConfig chooses how the engine behaves where RFC 9420 leaves the
@@ -46,6 +54,9 @@ type EngineConfig struct {
 	KeyPackageLifetime time.Duration
 	// Now is the clock for lifetime checks; nil means time.Now.
 	Now func() time.Time
+	// PaddingBlock pads PrivateMessage plaintexts to a multiple of this
+	// many bytes (mls.GroupConfig.PaddingBlock); zero pads nothing.
+	PaddingBlock int
 }
 
 // pendingKeyPackage is a KeyPackage this engine published and can still
@@ -70,6 +81,12 @@ type Engine struct {
 	nextID  uint64
 	pending []pendingKeyPackage
 	group   *mls.Group
+	// held says the group has a commit made with hold, waiting for
+	// merge_pending or discard_pending.
+	held bool
+	// psks are the external PSKs registered with add_external_psk, given to
+	// every group this engine joins.
+	psks []mls.PSKEntry
 }
 
 // NewEngine returns an engine with no group.
@@ -188,6 +205,10 @@ type request struct {
 	Label      string    `json:"label"`
 	Context    Hex       `json:"context"`
 	Length     int       `json:"length"`
+	GroupInfo  Hex       `json:"group_info"`
+	PSKID      Hex       `json:"psk_id"`
+	Secret     Hex       `json:"secret"`
+	CommitArgs
 }
 
 // HandleLine answers one request line (a JSON object with id and op) with
@@ -234,6 +255,18 @@ func (e *Engine) handle(req *request) (any, error) {
 		return e.createGroup(req)
 	case "join":
 		return e.join(req)
+	case "external_join":
+		return e.externalJoin(req)
+	case "add_external_psk":
+		if len(req.PSKID) == 0 || len(req.Secret) == 0 {
+			return nil, fmt.Errorf("%w: psk_id and secret are required", ErrBadRequest)
+		}
+		entry := mls.PSKEntry{ID: bytes.Clone(req.PSKID), Secret: bytes.Clone(req.Secret)}
+		e.psks = append(e.psks, entry)
+		if e.group != nil {
+			e.group.AddExternalPSK(entry.ID, entry.Secret)
+		}
+		return struct{}{}, nil
 	}
 	if e.group == nil {
 		return nil, ErrNoGroup
@@ -241,20 +274,41 @@ func (e *Engine) handle(req *request) (any, error) {
 	g := e.group
 	switch req.Op {
 	case "add_member":
+		return e.commit(CommitArgs{Add: []Hex{req.KeyPackage}}, e.cfg.AddWithPath)
+	case "commit_update":
+		return e.commit(CommitArgs{}, true)
+	case "remove_member":
+		return e.commit(CommitArgs{Remove: []uint32{req.LeafIndex}}, false)
+	case "commit":
+		return e.commit(req.CommitArgs, e.cfg.AddWithPath)
+	case "merge_pending":
+		if !e.held {
+			return nil, ErrNoHeldCommit
+		}
+		if err := g.MergePendingCommit(); err != nil {
+			return nil, err
+		}
+		e.held = false
+		return EpochResult{Epoch: g.Epoch()}, nil
+	case "discard_pending":
+		if !e.held {
+			return nil, ErrNoHeldCommit
+		}
+		g.DiscardPendingCommit()
+		e.held = false
+		return struct{}{}, nil
+	case "propose_add":
 		kp, err := decodeKeyPackage(req.KeyPackage)
 		if err != nil {
 			return nil, err
 		}
-		return e.commit(mls.CommitOptions{
-			Proposals: []mls.Proposal{{Type: mls.ProposalAdd, Add: &mls.Add{KeyPackage: *kp}}},
-			ForcePath: e.cfg.AddWithPath,
-		})
-	case "commit_update":
-		return e.commit(mls.CommitOptions{ForcePath: true})
-	case "remove_member":
-		return e.commit(mls.CommitOptions{
-			Proposals: []mls.Proposal{{Type: mls.ProposalRemove, Remove: &mls.Remove{Removed: req.LeafIndex}}},
-		})
+		return proposed(g.ProposeAdd(kp))
+	case "propose_update":
+		return proposed(g.ProposeUpdate())
+	case "propose_remove":
+		return proposed(g.ProposeRemove(req.LeafIndex))
+	case "propose_self_remove":
+		return proposed(g.ProposeSelfRemove())
 	case "process":
 		p, err := g.ProcessMessage(req.Message)
 		if err != nil {
@@ -268,6 +322,9 @@ func (e *Engine) handle(req *request) (any, error) {
 			res.Kind = "proposal"
 		case mls.ContentCommit:
 			res.Kind, res.Epoch = "commit", p.NewEpoch
+			// Another member's commit voids a held one (the engine drops
+			// it when the epoch moves on).
+			e.held = false
 			if p.Removed {
 				e.group = nil
 			}
@@ -307,7 +364,8 @@ func (e *Engine) groupConfig() mls.GroupConfig {
 	return mls.GroupConfig{
 		HandshakeWireFormat:  e.cfg.HandshakeWireFormat,
 		RatchetTreeInWelcome: true, // the protocol promises the tree in every Welcome
-		LeafRules:            mls.LeafNodeRules{Now: e.cfg.Now()},
+		PaddingBlock:         e.cfg.PaddingBlock,
+		Clock:                e.cfg.Now,
 	}
 }
 
@@ -324,6 +382,34 @@ func suiteOf(id uint16) (*cipher.Suite, error) {
 
 func basicCredential(identity []byte) mls.Credential {
 	return mls.Credential{Type: mls.CredentialBasic, Identity: bytes.Clone(identity)}
+}
+
+// capabilities are what the engine's leaves advertise: the suite in use,
+// basic credentials, and SelfRemove (which a group may use only when every
+// member lists it).
+func capabilities(cs mls.CipherSuite) mls.Capabilities {
+	return mls.Capabilities{
+		Versions:     []mls.ProtocolVersion{mls.MLS10},
+		CipherSuites: []mls.CipherSuite{cs},
+		Proposals:    []mls.ProposalType{mls.ProposalSelfRemove},
+		Credentials:  []mls.CredentialType{mls.CredentialBasic},
+	}
+}
+
+func (e *Engine) leafParams(identity []byte, cs mls.CipherSuite) mls.LeafParams {
+	return mls.LeafParams{
+		Credential: basicCredential(identity), Capabilities: capabilities(cs),
+		Lifetime: mls.Lifetime{NotBefore: 0, NotAfter: math.MaxUint64},
+	}
+}
+
+// useGroup installs a group this engine created or joined and registers
+// the external PSKs it knows.
+func (e *Engine) useGroup(g *mls.Group) {
+	for _, p := range e.psks {
+		g.AddExternalPSK(p.ID, p.Secret)
+	}
+	e.group, e.held = g, false
 }
 
 func (e *Engine) createKeyPackage(req *request) (any, error) {
@@ -347,13 +433,9 @@ func (e *Engine) createKeyPackage(req *request) (any, error) {
 		}
 	}
 	kp, priv, err := mls.NewKeyPackage(suite, signer, mls.KeyPackageParams{
-		Credential: basicCredential(req.Identity),
-		Capabilities: mls.Capabilities{
-			Versions:     []mls.ProtocolVersion{mls.MLS10},
-			CipherSuites: []mls.CipherSuite{suite.ID()},
-			Credentials:  []mls.CredentialType{mls.CredentialBasic},
-		},
-		Lifetime: life,
+		Credential:   basicCredential(req.Identity),
+		Capabilities: capabilities(suite.ID()),
+		Lifetime:     life,
 	})
 	if err != nil {
 		return nil, err
@@ -386,13 +468,11 @@ func (e *Engine) createGroup(req *request) (any, error) {
 	if err != nil {
 		return nil, err
 	}
-	g, err := mls.CreateGroup(suite.ID(), req.GroupID, signer,
-		mls.LeafParams{Credential: basicCredential(req.Identity), Lifetime: mls.Lifetime{NotBefore: 0, NotAfter: math.MaxUint64}},
-		nil, e.groupConfig())
+	g, err := mls.CreateGroup(suite.ID(), req.GroupID, signer, e.leafParams(req.Identity, suite.ID()), nil, e.groupConfig())
 	if err != nil {
 		return nil, err
 	}
-	e.group = g
+	e.useGroup(g)
 	return EpochResult{Epoch: g.Epoch()}, nil
 }
 
@@ -407,7 +487,7 @@ func (e *Engine) join(req *request) (any, error) {
 	if m.WireFormat != mls.WireFormatWelcome {
 		return nil, fmt.Errorf("%w: wire format %d is not a Welcome", ErrBadRequest, m.WireFormat)
 	}
-	var opts mls.JoinOptions
+	opts := mls.JoinOptions{PSKs: e.psks}
 	if len(req.Tree) > 0 {
 		if opts.RatchetTree, err = mls.DecodeRatchetTree(req.Tree); err != nil {
 			return nil, err
@@ -422,21 +502,104 @@ func (e *Engine) join(req *request) (any, error) {
 			return nil, err
 		}
 		e.pending = append(e.pending[:i:i], e.pending[i+1:]...)
-		e.group = g
+		e.useGroup(g)
 		return EpochResult{Epoch: g.Epoch()}, nil
 	}
 	return nil, fmt.Errorf("%w: the Welcome names none of this engine's KeyPackages", mls.ErrNotInWelcome)
 }
 
-// commit creates a commit and applies it at once, as the protocol says
-// every committer does.
-func (e *Engine) commit(opts mls.CommitOptions) (any, error) {
+// externalJoin joins by external commit from a GroupInfo with a fresh
+// signature key; the group is in the new epoch at once.
+func (e *Engine) externalJoin(req *request) (any, error) {
+	if e.group != nil {
+		return nil, ErrHaveGroup
+	}
+	m, err := mls.DecodeMLSMessage(req.GroupInfo)
+	if err != nil {
+		return nil, err
+	}
+	if m.WireFormat != mls.WireFormatGroupInfo {
+		return nil, fmt.Errorf("%w: wire format %d is not a GroupInfo", ErrBadRequest, m.WireFormat)
+	}
+	suite, err := suiteOf(uint16(m.GroupInfo.GroupContext.CipherSuite))
+	if err != nil {
+		return nil, err
+	}
+	signer, err := suite.GenerateSignatureKey()
+	if err != nil {
+		return nil, err
+	}
+	opts := mls.ExternalJoinOptions{JoinOptions: mls.JoinOptions{PSKs: e.psks}}
+	g, commit, err := mls.JoinExternal(req.GroupInfo, signer, e.leafParams(req.Identity, suite.ID()), opts, e.groupConfig())
+	if err != nil {
+		return nil, err
+	}
+	e.useGroup(g)
+	return CommitResult{Commit: commit, Epoch: g.Epoch()}, nil
+}
+
+// proposed answers a propose_* op.
+func proposed(msg, _ []byte, err error) (any, error) {
+	if err != nil {
+		return nil, err
+	}
+	return ProtectResult{Message: msg}, nil
+}
+
+// commit commits the proposals stored this epoch (by reference) and those
+// of args (by value), with an UpdatePath when one is required or forcePath
+// is set. The committer applies it at once unless args.Hold asks to wait
+// for merge_pending or discard_pending.
+func (e *Engine) commit(args CommitArgs, forcePath bool) (any, error) {
 	g := e.group
+	if e.held {
+		return nil, ErrHeldCommit
+	}
+	var props []mls.Proposal
+	for _, b := range args.Add {
+		kp, err := decodeKeyPackage(b)
+		if err != nil {
+			return nil, err
+		}
+		props = append(props, mls.Proposal{Type: mls.ProposalAdd, Add: &mls.Add{KeyPackage: *kp}})
+	}
+	for _, leaf := range args.Remove {
+		props = append(props, mls.Proposal{Type: mls.ProposalRemove, Remove: &mls.Remove{Removed: leaf}})
+	}
+	psk := func(id mls.PreSharedKeyID) error {
+		suite, err := suiteOf(uint16(g.CipherSuite()))
+		if err != nil {
+			return err
+		}
+		id.PSKNonce = make([]byte, suite.Nh())
+		if _, err := rand.Read(id.PSKNonce); err != nil {
+			return err
+		}
+		props = append(props, mls.Proposal{Type: mls.ProposalPSK, PreSharedKey: &mls.PreSharedKey{PSK: id}})
+		return nil
+	}
+	for _, id := range args.ExternalPSKs {
+		if err := psk(mls.PreSharedKeyID{Type: mls.PSKExternal, PSKID: id}); err != nil {
+			return nil, err
+		}
+	}
+	for _, epoch := range args.ResumptionPSKEpochs {
+		id := mls.PreSharedKeyID{Type: mls.PSKResumption, Usage: mls.ResumptionApplication, PSKGroupID: g.GroupID(), PSKEpoch: epoch}
+		if err := psk(id); err != nil {
+			return nil, err
+		}
+	}
+	opts := mls.CommitOptions{Proposals: props, ForcePath: forcePath}
+	if args.PublicMessage {
+		opts.WireFormat = mls.WireFormatPublicMessage
+	}
 	out, err := g.Commit(opts)
 	if err != nil {
 		return nil, err
 	}
-	if err := g.MergePendingCommit(); err != nil {
+	if args.Hold {
+		e.held = true
+	} else if err := g.MergePendingCommit(); err != nil {
 		return nil, err
 	}
 	return CommitResult{Commit: out.Commit, Welcome: out.Welcome, Epoch: out.NewEpoch}, nil

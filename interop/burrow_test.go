@@ -45,6 +45,12 @@ func TestEngineRefusals(t *testing.T) {
 		{"remove a blank leaf", true, "remove_member", RemoveMemberArgs{LeafIndex: 7}, "blank leaf 7"},
 		{"Welcome for another KeyPackage", false, "join", JoinArgs{Welcome: added.Welcome}, "none of this engine's KeyPackages"},
 		{"join a commit", false, "join", JoinArgs{Welcome: added.Commit}, "not a Welcome"},
+		{"merge without a held commit", true, "merge_pending", nil, "no held commit"},
+		{"discard without a held commit", true, "discard_pending", nil, "no held commit"},
+		{"external join while in a group", true, "external_join", ExternalJoinArgs{GroupInfo: added.Commit, Identity: []byte("x")}, "already holds a group"},
+		{"external join from a commit", false, "external_join", ExternalJoinArgs{GroupInfo: added.Commit, Identity: []byte("x")}, "not a GroupInfo"},
+		{"PSK without a secret", false, "add_external_psk", ExternalPSKArgs{PSKID: []byte("id")}, "psk_id and secret are required"},
+		{"commit a garbage KeyPackage", true, "commit", CommitArgs{Add: []Hex{{0, 1, 0, 5, 1}}}, "framed KeyPackage"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

@@ -250,6 +250,12 @@ func TestTSMLSBlankRootCommitSecret(t *testing.T) {
 		{KindBurrow, KindTSMLS, false},
 		{KindTSMLS, KindMLSGo, false}, // the independent referee agrees with Burrow
 		{KindMLSGo, KindTSMLS, false},
+		// ts-mls 2.0.0-rc.10 still climbs to the root. (Its own commit in
+		// this shape is a lone Remove, which it sends without UpdatePath,
+		// TestTSMLS2PathlessRemoveCommit, so only its receiving side is
+		// pinned here.)
+		{KindBurrow, KindTSMLS2, false},
+		{KindMLSGo, KindTSMLS2, false},
 	}
 	for _, tc := range cases {
 		t.Run(tc.committer+"->"+tc.receiver, func(t *testing.T) {

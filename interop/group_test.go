@@ -4,8 +4,10 @@ import (
 	"bytes"
 	"context"
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"slices"
+	"sync"
 	"testing"
 )
 
@@ -32,6 +34,18 @@ type testGroup struct {
 	cfg     Config
 	engine  EngineConfig
 	members []*member
+	// suite is the group's cipher suite; zero means Suite0001.
+	suite uint16
+	// tsmlsPublic has ts-mls members send the commits of commitWith as
+	// PublicMessage (see TestMLSGoPaddedPrivateCommit).
+	tsmlsPublic bool
+}
+
+func (g *testGroup) cipherSuite() uint16 {
+	if g.suite == 0 {
+		return Suite0001
+	}
+	return g.suite
 }
 
 func (g *testGroup) call(m *member, op string, args, out any) {
@@ -42,7 +56,8 @@ func (g *testGroup) call(m *member, op string, args, out any) {
 }
 
 // newMember starts a member of the given kind: KindBurrow is an engine in
-// this process, any other kind a peer process.
+// this process, any other kind a peer process (KindBurrowPeer needs
+// g.cfg.BurrowPeer).
 func (g *testGroup) newMember(name, kind string) *member {
 	g.t.Helper()
 	m := &member{name: name, identity: randomBytes(g.t, 32)}
@@ -59,7 +74,7 @@ func (g *testGroup) newMember(name, kind string) *member {
 func (g *testGroup) create(creator *member) {
 	g.t.Helper()
 	var res EpochResult
-	g.call(creator, "create_group", CreateGroupArgs{GroupID: randomBytes(g.t, 32), Identity: creator.identity, Suite: Suite0001}, &res)
+	g.call(creator, "create_group", CreateGroupArgs{GroupID: randomBytes(g.t, 32), Identity: creator.identity, Suite: g.cipherSuite()}, &res)
 	if res.Epoch != 0 {
 		g.t.Fatalf("%s's new group at epoch %d, want 0", creator.name, res.Epoch)
 	}
@@ -70,22 +85,44 @@ func (g *testGroup) create(creator *member) {
 // kind, the epoch reached and, for application messages, the plaintext.
 func (g *testGroup) broadcast(sender *member, msg []byte, wantKind string, wantEpoch uint64, wantPlain []byte) {
 	g.t.Helper()
-	for _, m := range g.members {
-		if m == sender {
-			continue
-		}
+	others := slices.DeleteFunc(slices.Clone(g.members), func(m *member) bool { return m == sender })
+	err := g.each(others, func(m *member) error {
 		var res ProcessResult
 		if err := m.p.Call(g.ctx, "process", MessageArgs{Message: msg}, &res); err != nil {
-			g.t.Fatalf("%s (%s) processing a %s from %s (%s): %v", m.name, m.p.Kind(), wantKind, sender.name, sender.p.Kind(), err)
+			return fmt.Errorf("%s (%s) processing a %s from %s (%s): %w", m.name, m.p.Kind(), wantKind, sender.name, sender.p.Kind(), err)
 		}
 		if res.Kind != wantKind || res.Epoch != wantEpoch {
-			g.t.Fatalf("%s (%s) processed a %s from %s (%s) at epoch %d, want a %s at epoch %d",
+			return fmt.Errorf("%s (%s) processed a %s from %s (%s) at epoch %d, want a %s at epoch %d",
 				m.name, m.p.Kind(), res.Kind, sender.name, sender.p.Kind(), res.Epoch, wantKind, wantEpoch)
 		}
 		if wantPlain != nil && !bytes.Equal(res.Plaintext, wantPlain) {
-			g.t.Fatalf("%s (%s) decrypted %q from %s (%s), want %q", m.name, m.p.Kind(), res.Plaintext, sender.name, sender.p.Kind(), wantPlain)
+			return fmt.Errorf("%s (%s) decrypted %q from %s (%s), want %q", m.name, m.p.Kind(), res.Plaintext, sender.name, sender.p.Kind(), wantPlain)
 		}
+		return nil
+	})
+	if err != nil {
+		g.t.Fatal(err)
 	}
+}
+
+// each runs fn for every member, several at a time (each member is its own
+// process or engine, so their calls are independent), and returns the
+// first error.
+func (g *testGroup) each(ms []*member, fn func(m *member) error) error {
+	errs := make([]error, len(ms))
+	sem := make(chan struct{}, 8)
+	var wg sync.WaitGroup
+	for i, m := range ms {
+		wg.Add(1)
+		sem <- struct{}{}
+		go func() {
+			defer wg.Done()
+			defer func() { <-sem }()
+			errs[i] = fn(m)
+		}()
+	}
+	wg.Wait()
+	return errors.Join(errs...)
 }
 
 // add has committer add joiner's fresh KeyPackage; the others process the
@@ -94,7 +131,7 @@ func (g *testGroup) broadcast(sender *member, msg []byte, wantKind string, wantE
 func (g *testGroup) add(committer, joiner *member) error {
 	g.t.Helper()
 	var kp KeyPackageResult
-	g.call(joiner, "create_key_package", CreateKeyPackageArgs{Identity: joiner.identity, Suite: Suite0001}, &kp)
+	g.call(joiner, "create_key_package", CreateKeyPackageArgs{Identity: joiner.identity, Suite: g.cipherSuite()}, &kp)
 	var c CommitResult
 	g.call(committer, "add_member", AddMemberArgs{KeyPackage: kp.KeyPackage}, &c)
 	if len(c.Welcome) == 0 {
@@ -152,11 +189,23 @@ func (g *testGroup) remove(committer, target *member) {
 	g.removeLeaf(committer, g.leafOf(committer, target), target)
 }
 
-// converge checks that every member is at the same epoch with the same
-// member list, epoch authenticator and 32-byte exporter output (same label
-// and context everywhere), and that each member's application message
-// reaches all the others.
+// converge checks that every member agrees (see agree) and that each
+// member's application message reaches all the others.
 func (g *testGroup) converge() {
+	g.t.Helper()
+	epoch := g.agree()
+	for _, m := range g.members {
+		plain := fmt.Appendf(nil, "epoch %d from %s (%s)", epoch, m.name, m.p.Kind())
+		var pr ProtectResult
+		g.call(m, "protect", ProtectArgs{Plaintext: plain}, &pr)
+		g.broadcast(m, pr.Message, "application", epoch, plain)
+	}
+}
+
+// agree checks that every member is at the same epoch with the same member
+// list, epoch authenticator and 32-byte exporter output (same label and
+// context everywhere), and returns that epoch.
+func (g *testGroup) agree() uint64 {
 	g.t.Helper()
 	type view struct {
 		st   StateResult
@@ -164,20 +213,34 @@ func (g *testGroup) converge() {
 		exp  ExportResult
 	}
 	views := make([]view, len(g.members))
+	index := make(map[*member]int, len(g.members))
 	for i, m := range g.members {
-		v := &views[i]
-		g.call(m, "state", nil, &v.st)
-		g.call(m, "epoch_authenticator", nil, &v.auth)
-		ctx := binary.BigEndian.AppendUint64([]byte("epoch "), v.st.Epoch)
-		g.call(m, "export", ExportArgs{Label: "burrow interop", Context: ctx, Length: 32}, &v.exp)
-		if len(v.auth.Value) != 32 || len(v.exp.Secret) != 32 {
-			g.t.Fatalf("%s (%s): epoch authenticator of %d bytes, exporter of %d, want 32 each", m.name, m.p.Kind(), len(v.auth.Value), len(v.exp.Secret))
+		index[m] = i
+	}
+	err := g.each(g.members, func(m *member) error {
+		v := &views[index[m]]
+		if err := m.p.Call(g.ctx, "state", nil, &v.st); err != nil {
+			return fmt.Errorf("%s (%s): %w", m.name, m.p.Kind(), err)
 		}
-		slices.SortFunc(v.st.Members, func(a, b Member) int { return int(a.LeafIndex) - int(b.LeafIndex) })
+		if err := m.p.Call(g.ctx, "epoch_authenticator", nil, &v.auth); err != nil {
+			return fmt.Errorf("%s (%s): %w", m.name, m.p.Kind(), err)
+		}
+		ctx := binary.BigEndian.AppendUint64([]byte("epoch "), v.st.Epoch)
+		if err := m.p.Call(g.ctx, "export", ExportArgs{Label: "burrow interop", Context: ctx, Length: 32}, &v.exp); err != nil {
+			return fmt.Errorf("%s (%s): %w", m.name, m.p.Kind(), err)
+		}
+		return nil
+	})
+	if err != nil {
+		g.t.Fatal(err)
 	}
 	first, who := views[0], g.members[0]
 	for i, m := range g.members {
 		v := views[i]
+		if len(v.auth.Value) != 32 || len(v.exp.Secret) != 32 {
+			g.t.Fatalf("%s (%s): epoch authenticator of %d bytes, exporter of %d, want 32 each", m.name, m.p.Kind(), len(v.auth.Value), len(v.exp.Secret))
+		}
+		slices.SortFunc(v.st.Members, func(a, b Member) int { return int(a.LeafIndex) - int(b.LeafIndex) })
 		if v.st.Epoch != first.st.Epoch {
 			g.t.Fatalf("%s (%s) at epoch %d, %s (%s) at %d", m.name, m.p.Kind(), v.st.Epoch, who.name, who.p.Kind(), first.st.Epoch)
 		}
@@ -192,8 +255,9 @@ func (g *testGroup) converge() {
 		}) {
 			g.t.Fatalf("epoch %d: %s (%s) sees members %v, %s (%s) sees %v", v.st.Epoch, m.name, m.p.Kind(), v.st.Members, who.name, who.p.Kind(), first.st.Members)
 		}
-		if got := g.leafOf(m, m); got != v.st.OwnLeafIndex {
-			g.t.Fatalf("%s (%s) says it is at leaf %d but lists itself at %d", m.name, m.p.Kind(), v.st.OwnLeafIndex, got)
+		self := slices.IndexFunc(v.st.Members, func(x Member) bool { return bytes.Equal(x.Identity, m.identity) })
+		if self < 0 || v.st.Members[self].LeafIndex != v.st.OwnLeafIndex {
+			g.t.Fatalf("%s (%s) says it is at leaf %d but its member list %v places it elsewhere", m.name, m.p.Kind(), v.st.OwnLeafIndex, v.st.Members)
 		}
 	}
 	if len(first.st.Members) != len(g.members) {
@@ -204,12 +268,7 @@ func (g *testGroup) converge() {
 			g.t.Fatalf("epoch %d: %s is not in the member list", first.st.Epoch, m.name)
 		}
 	}
-	for _, m := range g.members {
-		plain := fmt.Appendf(nil, "epoch %d from %s (%s)", first.st.Epoch, m.name, m.p.Kind())
-		var pr ProtectResult
-		g.call(m, "protect", ProtectArgs{Plaintext: plain}, &pr)
-		g.broadcast(m, pr.Message, "application", first.st.Epoch, plain)
-	}
+	return first.st.Epoch
 }
 
 // step is one commit in a scripted test: committer updates, adds target or

@@ -1,8 +1,9 @@
 // Package interop drives independent MLS implementations as subprocesses so
 // Burrow's tests can exchange real bytes with code nobody on the team wrote.
 //
-// Each peer (ts-mls under node in interop/tsmls, mls-go in its own module in
-// interop/mlsgo) speaks the same line-delimited JSON protocol on stdin/stdout;
+// Each peer (ts-mls 1.6.4 under node in interop/tsmls, ts-mls 2.0.0-rc.10 in
+// interop/tsmls2, mls-go in its own module in interop/mlsgo) speaks the same
+// line-delimited JSON protocol on stdin/stdout;
 // interop/README.md lists the ops. Burrow's own engine speaks it too (Engine
 // in burrow.go, in process, or cmd/burrowpeer as a process), so a test can
 // pair any two implementations.
@@ -27,9 +28,26 @@ import (
 
 // Peer kinds accepted by Start.
 const (
-	KindTSMLS = "tsmls"
-	KindMLSGo = "mlsgo"
+	KindTSMLS  = "tsmls"
+	KindTSMLS2 = "tsmls2"
+	KindMLSGo  = "mlsgo"
+	// KindBurrowPeer is Burrow's own engine as a process (cmd/burrowpeer),
+	// for tests that want every member in a process of its own.
+	KindBurrowPeer = "burrowpeer"
 )
+
+// nodePackages says whether kind runs under node (from a folder of that
+// name beside this file, with its package.json and package-lock.json) and
+// which npm packages it cannot start without.
+func nodePackages(kind string) ([]string, bool) {
+	switch kind {
+	case KindTSMLS:
+		return []string{"ts-mls", "@noble/hashes", "@noble/curves", "@hpke/chacha20poly1305"}, true
+	case KindTSMLS2:
+		return []string{"ts-mls", "@noble/curves", "@noble/ciphers", "@hpke/chacha20poly1305"}, true
+	}
+	return nil, false
+}
 
 var (
 	// ErrUnavailable means a peer cannot run on this machine (node or the npm
@@ -91,7 +109,7 @@ func (u *Uint64) UnmarshalJSON(b []byte) error {
 // Config says where the peers live; the zero value finds them next to this
 // package's source.
 type Config struct {
-	// Dir is the interop directory holding tsmls/ and mlsgo/.
+	// Dir is the interop directory holding tsmls/, tsmls2/ and mlsgo/.
 	Dir string
 	// Node is the node executable; default "node" on PATH.
 	Node string
@@ -102,6 +120,10 @@ type Config struct {
 	// MLSGoPeer is a prebuilt mls-go peer binary (see BuildMLSGoPeer); when
 	// empty, each Start of an mlsgo peer builds one.
 	MLSGoPeer string
+	// BurrowPeer is a prebuilt cmd/burrowpeer binary (see BuildBurrowPeer),
+	// needed to start a KindBurrowPeer peer; BurrowPeerArgs are its flags.
+	BurrowPeer     string
+	BurrowPeerArgs []string
 }
 
 // Peer is one running peer process. Calls are serialized.
@@ -118,8 +140,8 @@ type Peer struct {
 	closed bool
 }
 
-// Start runs a peer of the given kind ("tsmls" or "mlsgo") with the default
-// Config.
+// Start runs a peer of the given kind (KindTSMLS, KindTSMLS2 or KindMLSGo)
+// with the default Config.
 func Start(ctx context.Context, kind string) (*Peer, error) {
 	return Config{}.Start(ctx, kind)
 }
@@ -146,39 +168,48 @@ func (c Config) withDefaults() Config {
 // this kind can run here without starting it.
 func (c Config) Available(kind string) error {
 	c = c.withDefaults()
-	switch kind {
-	case KindTSMLS:
+	if pkgs, ok := nodePackages(kind); ok {
 		if _, err := exec.LookPath(c.Node); err != nil {
 			return fmt.Errorf("%w: node not found: %v", ErrUnavailable, err)
 		}
-		for _, pkg := range []string{"ts-mls", "@noble/hashes", "@noble/curves"} {
-			pj := filepath.Join(c.Dir, "tsmls", "node_modules", filepath.FromSlash(pkg), "package.json")
+		for _, pkg := range pkgs {
+			pj := filepath.Join(c.Dir, kind, "node_modules", filepath.FromSlash(pkg), "package.json")
 			if _, err := os.Stat(pj); err != nil {
 				return fmt.Errorf("%w: npm package %s missing (run npm ci in %s): %v",
-					ErrUnavailable, pkg, filepath.Join(c.Dir, "tsmls"), err)
+					ErrUnavailable, pkg, filepath.Join(c.Dir, kind), err)
 			}
 		}
 		return nil
+	}
+	switch kind {
 	case KindMLSGo:
 		if _, err := exec.LookPath(c.Go); err != nil {
 			return fmt.Errorf("%w: go not found: %v", ErrUnavailable, err)
+		}
+		return nil
+	case KindBurrowPeer:
+		if c.BurrowPeer == "" {
+			return fmt.Errorf("%w: no burrowpeer binary (Config.BurrowPeer, see BuildBurrowPeer)", ErrUnavailable)
 		}
 		return nil
 	}
 	return fmt.Errorf("%q: %w", kind, ErrUnknownKind)
 }
 
-// InstallNodePackages runs `npm ci` in the ts-mls peer's folder, installing
-// the exact versions its lockfile pins, so a fresh checkout needs no manual
-// step before the interop tests.
-func (c Config) InstallNodePackages(ctx context.Context) error {
+// InstallNodePackages runs `npm ci` in a node peer's folder (kind KindTSMLS
+// or KindTSMLS2), installing the exact versions its lockfile pins, so a
+// fresh checkout needs no manual step before the interop tests.
+func (c Config) InstallNodePackages(ctx context.Context, kind string) error {
 	c = c.withDefaults()
+	if _, ok := nodePackages(kind); !ok {
+		return fmt.Errorf("%q is not a node peer: %w", kind, ErrUnknownKind)
+	}
 	npm, err := exec.LookPath("npm")
 	if err != nil {
 		return fmt.Errorf("%w: npm not found: %v", ErrUnavailable, err)
 	}
 	cmd := exec.CommandContext(ctx, npm, "ci", "--no-audit", "--no-fund", "--loglevel=error")
-	cmd.Dir = filepath.Join(c.Dir, "tsmls")
+	cmd.Dir = filepath.Join(c.Dir, kind)
 	if out, err := cmd.CombinedOutput(); err != nil {
 		return fmt.Errorf("%w: npm ci in %s: %v\n%s", ErrUnavailable, cmd.Dir, err, out)
 	}
@@ -192,9 +223,11 @@ func (c Config) Start(ctx context.Context, kind string) (*Peer, error) {
 	if err := c.Available(kind); err != nil {
 		return nil, err
 	}
+	if _, ok := nodePackages(kind); ok {
+		// --expose-gc lets the heap op collect before measuring.
+		return startProcess(kind, exec.Command(c.Node, "--expose-gc", filepath.Join(c.Dir, kind, "peer.mjs")), "", c.Stderr)
+	}
 	switch kind {
-	case KindTSMLS:
-		return startProcess(kind, exec.Command(c.Node, filepath.Join(c.Dir, "tsmls", "peer.mjs")), "", c.Stderr)
 	case KindMLSGo:
 		if c.MLSGoPeer != "" {
 			return startProcess(kind, exec.Command(c.MLSGoPeer), "", c.Stderr)
@@ -209,8 +242,28 @@ func (c Config) Start(ctx context.Context, kind string) (*Peer, error) {
 			return nil, err
 		}
 		return startProcess(kind, exec.Command(bin), tmp, c.Stderr)
+	case KindBurrowPeer:
+		return startProcess(kind, exec.Command(c.BurrowPeer, c.BurrowPeerArgs...), "", c.Stderr)
 	}
 	return nil, fmt.Errorf("%q: %w", kind, ErrUnknownKind)
+}
+
+// BuildBurrowPeer builds cmd/burrowpeer (Burrow's engine as a peer process)
+// into dir and returns the binary's path, for Config.BurrowPeer. It is
+// built without the caller's flags, so a test run under -race still gets
+// a peer at full speed.
+func (c Config) BuildBurrowPeer(ctx context.Context, dir string) (string, error) {
+	c = c.withDefaults()
+	if _, err := exec.LookPath(c.Go); err != nil {
+		return "", fmt.Errorf("%w: go not found: %v", ErrUnavailable, err)
+	}
+	bin := filepath.Join(dir, "burrowpeer")
+	build := exec.CommandContext(ctx, c.Go, "build", "-o", bin, "./cmd/burrowpeer")
+	build.Dir = c.Dir // the relay's module, with the caller's GOFLAGS
+	if out, err := build.CombinedOutput(); err != nil {
+		return "", fmt.Errorf("burrowpeer: go build: %w\n%s", err, out)
+	}
+	return bin, nil
 }
 
 // BuildMLSGoPeer builds the mls-go peer (module interop/mlsgo) into dir and

@@ -5,9 +5,11 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"runtime"
 	"slices"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"text/tabwriter"
 	"time"
@@ -30,11 +32,16 @@ type perfConfig struct {
 	// reps is how many times each operation is measured; the median is
 	// reported.
 	reps int
+	// worst is the size at which the issue's worst cases are measured too
+	// (a PrivateMessage commit with an Add and a Remove whose committer's
+	// direct path meets the receiver's only at the root; join CPU time;
+	// memory per member); it must be one of sizes.
+	worst int
 }
 
 func perfConfigFromEnv(t *testing.T) perfConfig {
 	t.Helper()
-	c := perfConfig{sizes: []int{2, 10, 100, 1000}, tsmlsMax: 100, reps: 11}
+	c := perfConfig{sizes: []int{2, 10, 100, 1000}, tsmlsMax: 100, reps: 11, worst: 1000}
 	if s := os.Getenv("BURROW_MLS_PERF_SIZES"); s != "" {
 		c.sizes = nil
 		for _, f := range strings.Split(s, ",") {
@@ -44,6 +51,13 @@ func perfConfigFromEnv(t *testing.T) perfConfig {
 			}
 			c.sizes = append(c.sizes, n)
 		}
+	}
+	if s := os.Getenv("BURROW_MLS_PERF_WORST"); s != "" {
+		n, err := strconv.Atoi(s)
+		if err != nil || n < 2 {
+			t.Fatalf("BURROW_MLS_PERF_WORST: %q is not a size of at least 2", s)
+		}
+		c.worst = n
 	}
 	for name, dst := range map[string]*int{"BURROW_MLS_PERF_TSMLS_MAX": &c.tsmlsMax, "BURROW_MLS_PERF_REPS": &c.reps} {
 		if s := os.Getenv(name); s != "" {
@@ -65,6 +79,15 @@ type perfRow struct {
 	kind string
 	peer []time.Duration
 	ours []time.Duration
+}
+
+// perfMemRow is the memory one member's group state takes: the growth of
+// the live heap (after a collection) across a join that is kept
+// (bench_join for a peer).
+type perfMemRow struct {
+	n          int
+	kind       string
+	peer, ours int64
 }
 
 // perfMedian is the median of d, which is not empty.
@@ -105,15 +128,21 @@ func TestMLSPerfAgainstPeers(t *testing.T) {
 	}
 	cfg.MLSGoPeer = bin
 
+	if err := cfg.Available(KindTSMLS2); err != nil {
+		t.Fatalf("ts-mls 2 peer: %v", err)
+	}
 	var rows []perfRow
+	var mem []perfMemRow
 	for _, n := range pc.sizes {
-		for _, kind := range []string{KindMLSGo, KindTSMLS} {
-			if kind == KindTSMLS && n > pc.tsmlsMax {
-				t.Logf("ts-mls skipped at N=%d (cap %d, BURROW_MLS_PERF_TSMLS_MAX)", n, pc.tsmlsMax)
+		for _, kind := range []string{KindMLSGo, KindTSMLS, KindTSMLS2} {
+			if isTSMLS(kind) && n > pc.tsmlsMax {
+				t.Logf("%s skipped at N=%d (cap %d, BURROW_MLS_PERF_TSMLS_MAX)", kind, n, pc.tsmlsMax)
 				continue
 			}
 			start := time.Now()
-			rows = append(rows, perfAgainst(ctx, t, cfg, kind, n, pc.reps)...)
+			r, m := perfAgainst(ctx, t, cfg, kind, n, pc.reps, n == pc.worst)
+			rows = append(rows, r...)
+			mem = append(mem, m...)
 			t.Logf("N=%d %s done in %s", n, kind, time.Since(start).Round(time.Millisecond))
 		}
 	}
@@ -126,6 +155,10 @@ func TestMLSPerfAgainstPeers(t *testing.T) {
 		p, o := perfMedian(r.peer), perfMedian(r.ours)
 		fmt.Fprintf(tw, "%s\t%d\t%s\t%s\t%s\t%.1f×\t%s\t%s\t\n", r.op, r.n, r.kind, perfMS(p), perfMS(o), float64(p)/float64(o),
 			perfMS(slices.Min(r.peer)), perfMS(slices.Min(r.ours)))
+	}
+	for _, m := range mem {
+		fmt.Fprintf(tw, "%s\t%d\t%s\t%.1f KiB\t%.1f KiB\t%.1f×\t\t\t\n", "memory per member", m.n, m.kind,
+			float64(m.peer)/1024, float64(m.ours)/1024, float64(m.peer)/float64(m.ours))
 	}
 	tw.Flush()
 	t.Logf("medians of %d runs each, suite 0x0001; loadavg before: %s; after: %s\n%s",
@@ -164,7 +197,7 @@ func newPerfFixture(t *testing.T, n int) *perfFixture {
 	if err != nil {
 		t.Fatal(err)
 	}
-	f := &perfFixture{suite: suite, cfg: mls.GroupConfig{RatchetTreeInWelcome: true, LeafRules: mls.LeafNodeRules{Now: time.Now()}}}
+	f := &perfFixture{suite: suite, cfg: mls.GroupConfig{RatchetTreeInWelcome: true}}
 	signer, err := suite.GenerateSignatureKey()
 	if err != nil {
 		t.Fatal(err)
@@ -270,8 +303,10 @@ func perfPeerElapsed(ctx context.Context, t *testing.T, p *Peer) time.Duration {
 }
 
 // perfAgainst runs the four operations at size n against one peer kind,
-// our engine's in the same group, and returns one row per operation.
-func perfAgainst(ctx context.Context, t *testing.T, cfg Config, kind string, n, reps int) []perfRow {
+// our engine's in the same group, and returns one row per operation; with
+// worst it adds the worst-case rows (join CPU time, a PrivateMessage commit
+// with an Add and a Remove from across the root) and memory per member.
+func perfAgainst(ctx context.Context, t *testing.T, cfg Config, kind string, n, reps int, worst bool) ([]perfRow, []perfMemRow) {
 	t.Helper()
 	f := newPerfFixture(t, n)
 	p, err := cfg.Start(ctx, kind)
@@ -335,12 +370,21 @@ func perfAgainst(ctx context.Context, t *testing.T, cfg Config, kind string, n, 
 		}
 	}
 
-	join := row("join (a)")
+	join, joinCPU := row("join (a)"), row("join CPU (a)")
 	var bj struct {
 		Epoch     uint64   `json:"epoch"`
 		ElapsedNS []Uint64 `json:"elapsed_ns"`
+		CPUNS     []Uint64 `json:"cpu_ns"`
 	}
+	var heapBefore, heapAfter struct {
+		HeapBytes int64 `json:"heap_bytes"`
+	}
+	call("heap", nil, &heapBefore)
 	call("bench_join", map[string]any{"welcome": Hex(out.Welcome), "repeat": reps}, &bj)
+	call("heap", nil, &heapAfter)
+	for _, ns := range bj.CPUNS {
+		joinCPU.peer = append(joinCPU.peer, time.Duration(ns))
+	}
 	if bj.Epoch != f.x.Epoch() || len(bj.ElapsedNS) != reps {
 		t.Fatalf("%s joined at epoch %d with %d timings, want epoch %d and %d", kind, bj.Epoch, len(bj.ElapsedNS), f.x.Epoch(), reps)
 	}
@@ -348,9 +392,10 @@ func perfAgainst(ctx context.Context, t *testing.T, cfg Config, kind string, n, 
 		join.peer = append(join.peer, time.Duration(ns))
 	}
 	for range reps {
-		start := time.Now()
+		start, cpuStart := time.Now(), perfCPU()
 		g, err := mls.JoinFromWelcome(out.Welcome, joiner.kp, joiner.priv, joiner.signer, mls.JoinOptions{}, f.cfg)
 		join.ours = append(join.ours, time.Since(start))
+		joinCPU.ours = append(joinCPU.ours, perfCPU()-cpuStart)
 		if err != nil {
 			t.Fatalf("our joiner: %v", err)
 		}
@@ -361,6 +406,18 @@ func perfAgainst(ctx context.Context, t *testing.T, cfg Config, kind string, n, 
 			f.q = g
 		}
 	}
+	// Our member's state is what more joins, each from its own copy of
+	// the Welcome as a client receives it, add to the live heap, per join.
+	before := perfHeap()
+	kept := make([]*mls.Group, reps)
+	for i := range kept {
+		if kept[i], err = mls.JoinFromWelcome(bytes.Clone(out.Welcome), joiner.kp, joiner.priv, joiner.signer, mls.JoinOptions{}, f.cfg); err != nil {
+			t.Fatalf("our joiner: %v", err)
+		}
+	}
+	ours := (perfHeap() - before) / int64(reps)
+	runtime.KeepAlive(kept)
+	mem := []perfMemRow{{n: n, kind: kind, peer: heapAfter.HeapBytes - heapBefore.HeapBytes, ours: ours}}
 	if f.q.LeafIndex() != uint32(n+1) {
 		t.Fatalf("our joiner is at leaf %d, want %d", f.q.LeafIndex(), n+1)
 	}
@@ -453,5 +510,66 @@ func perfAgainst(ctx context.Context, t *testing.T, cfg Config, kind string, n, 
 		f.deliver(t, out.Commit, "q's add", f.q)
 	}
 	checkPeerAgrees("after the adds")
-	return []perfRow{join, process, commit, add}
+	if !worst {
+		return []perfRow{join, process, commit, add}, nil
+	}
+
+	// (e) The issue's worst case: x (leaf 0) commits, as a PrivateMessage,
+	// one Add and one Remove (of a leaf in x's half, so a path is needed);
+	// the peer (leaf N) and q (leaf N+1) sit in the other half of the tree,
+	// so x's direct path meets theirs only at the root.
+	half := uint32(1)
+	for half*2 < uint32(n+2) {
+		half *= 2
+	}
+	if f.q.LeafIndex() < half || f.x.LeafIndex() >= half {
+		t.Fatalf("x at leaf %d and q at leaf %d are not in different halves of %d leaves", f.x.LeafIndex(), f.q.LeafIndex(), 2*half)
+	}
+	private := row("process PrivateMessage commit, Add+Remove across the root (e)")
+	for i := range reps {
+		kp := f.keyPackage(t, fmt.Sprintf("worst-%d", i))
+		removed := uint32(1 + i) // leaves 1.. in x's half, never y's
+		out, err := f.x.Commit(mls.CommitOptions{
+			Proposals:  []mls.Proposal{perfAddProposal(kp.kp), {Type: mls.ProposalRemove, Remove: &mls.Remove{Removed: removed}}},
+			WireFormat: mls.WireFormatPrivateMessage,
+		})
+		if err == nil {
+			err = f.x.MergePendingCommit()
+		}
+		if err != nil {
+			t.Fatalf("x's worst-case commit: %v", err)
+		}
+		toPeer(out.Commit, f.x)
+		private.peer = append(private.peer, perfPeerElapsed(ctx, t, p))
+		start := time.Now()
+		_, err = f.q.ProcessMessage(out.Commit)
+		private.ours = append(private.ours, time.Since(start))
+		if err != nil {
+			t.Fatalf("q processes x's worst-case commit: %v", err)
+		}
+		f.deliver(t, out.Commit, "x's worst-case commit", f.x, f.q)
+	}
+	checkPeerAgrees("after the worst-case commits")
+	rows := []perfRow{join, process, commit, add, private}
+	if len(joinCPU.peer) == reps {
+		rows = append(rows, joinCPU)
+	}
+	return rows, mem
+}
+
+// perfHeap is the live heap after a full collection.
+func perfHeap() int64 {
+	runtime.GC()
+	var ms runtime.MemStats
+	runtime.ReadMemStats(&ms)
+	return int64(ms.HeapAlloc)
+}
+
+// perfCPU is the CPU time (user and system) this process has used.
+func perfCPU() time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }

@@ -87,7 +87,9 @@ type ProtectArgs struct {
 	Plaintext Hex `json:"plaintext"`
 }
 
-// ProtectResult is a PrivateMessage framed as an MLSMessage.
+// ProtectResult is a PrivateMessage framed as an MLSMessage; it is also the
+// answer to the propose_* ops (the proposal in the sender's handshake wire
+// format).
 type ProtectResult struct {
 	Message Hex `json:"message"`
 }
@@ -131,4 +133,32 @@ type GroupInfoResult struct {
 // HelloResult names the library behind a peer.
 type HelloResult struct {
 	Tool string `json:"tool"`
+}
+
+// CommitArgs asks for a Commit of every proposal received this epoch (by
+// reference) plus these by value. With Hold the committer does not apply it
+// but waits for merge_pending or discard_pending (a commit race).
+type CommitArgs struct {
+	Add                 []Hex    `json:"add,omitempty"`
+	Remove              []uint32 `json:"remove,omitempty"`
+	ExternalPSKs        []Hex    `json:"external_psks,omitempty"`
+	ResumptionPSKEpochs []uint64 `json:"resumption_psk_epochs,omitempty"`
+	Hold                bool     `json:"hold,omitempty"`
+	// PublicMessage frames the commit as a PublicMessage whatever the
+	// committer's default (mls-go always does).
+	PublicMessage bool `json:"public_message,omitempty"`
+}
+
+// ExternalJoinArgs joins by external commit from a GroupInfo (framed, with
+// external_pub and ratchet_tree), with a fresh credential for Identity.
+type ExternalJoinArgs struct {
+	GroupInfo Hex `json:"group_info"`
+	Identity  Hex `json:"identity"`
+}
+
+// ExternalPSKArgs registers an external PSK with the process, for every
+// group it holds or joins later.
+type ExternalPSKArgs struct {
+	PSKID  Hex `json:"psk_id"`
+	Secret Hex `json:"secret"`
 }

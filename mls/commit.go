@@ -2,7 +2,6 @@ package mls
 
 import (
 	"bytes"
-	"crypto/rand"
 	"errors"
 	"fmt"
 	"maps"
@@ -11,14 +10,6 @@ import (
 	"github.com/burrow-relay/burrow/mls/keyschedule"
 	"github.com/burrow-relay/burrow/mls/treemath"
 )
-
-func (g *Group) randomNonce() ([]byte, error) {
-	n := make([]byte, g.suite.Nh())
-	if _, err := rand.Read(n); err != nil {
-		return nil, err
-	}
-	return n, nil
-}
 
 // resolveProposals turns a Commit's ProposalOrRef list into proposals with
 // their senders: references from the proposals stored this epoch, values
@@ -89,114 +80,116 @@ func nodePublicKey(t *Tree, x treemath.NodeIndex) []byte {
 	}
 }
 
-// processCommit validates a received commit against every check of RFC
-// 9420 section 12.4.2 and, if it passes, enters the new epoch.
-func (g *Group) processCommit(wf WireFormat, c *FramedContent, auth *FramedContentAuthData, out *Processed) error {
-	commit := c.Commit
-	if c.Sender.Type == SenderMember && treemath.LeafIndex(c.Sender.Index) == g.st.myLeaf {
-		// Our own commit, echoed back: merge the pending state it made.
-		if g.pending == nil || !bytes.Equal(g.pending.signature, auth.Signature) {
-			return fmt.Errorf("%w: commit from this member's leaf that it did not create", ErrInvalidSender)
+// applied lists the proposals of a commit as StagedCommit reports them.
+func applied(list []storedProposal, byRef []bool) []AppliedProposal {
+	out := make([]AppliedProposal, len(list))
+	for i, sp := range list {
+		out[i] = AppliedProposal{Proposal: sp.proposal, Sender: sp.sender}
+		if byRef != nil && byRef[i] {
+			out[i].Ref = sp.ref
 		}
-		out.NewEpoch, out.Removed, out.ReInit = g.pending.next.ctx.Epoch, g.pending.removed, g.pending.reinit
-		return g.MergePendingCommit()
 	}
+	return out
+}
+
+// stageReceived validates a received, authenticated commit against every
+// check of RFC 9420 section 12.4.2 and builds the state of the epoch it
+// creates, changing nothing in g.
+func (g *Group) stageReceived(wf WireFormat, c *FramedContent, auth *FramedContentAuthData, raw []byte) (*StagedCommit, error) {
+	commit := c.Commit
 	if c.Sender.Type == SenderNewMemberCommit && wf != WireFormatPublicMessage {
-		return fmt.Errorf("%w: external commit in a PrivateMessage", ErrWireFormat)
+		return nil, fmt.Errorf("%w: external commit in a PrivateMessage", ErrWireFormat)
 	}
 	if len(auth.ConfirmationTag) == 0 {
-		return fmt.Errorf("%w: missing", ErrConfirmationTag)
+		return nil, fmt.Errorf("%w: missing", ErrConfirmationTag)
 	}
 	list, byRef, err := g.resolveProposals(commit, c.Sender)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	s, err := g.applyProposals(list, c.Sender, byRef)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	if s.pathRequired && commit.Path == nil {
-		return ErrPathRequired
+		return nil, ErrPathRequired
 	}
 	old := g.st
 	committer := treemath.LeafIndex(c.Sender.Index)
+	change, previous := LeafCommitted, old.tree.Leaf(committer)
 	if c.Sender.Type == SenderNewMemberCommit {
 		// The joiner takes the leftmost blank leaf, as an Add would; a
 		// placeholder without a key stands there until the path is merged.
 		ph := commit.Path.LeafNode
-		ph.EncryptionKey, ph.Raw = nil, nil
+		ph.EncryptionKey = nil
 		committer = s.tree.AddLeaf(&ph)
 		// A Remove in an external commit resynchronises the joiner's old
-		// leaf: it must be the same client (RFC 9420 section 12.4.3.2 asks
-		// the new leaf to meet an Update's criteria for the removed one).
+		// leaf: the new leaf must be acceptable as its successor (RFC 9420
+		// section 12.4.3.2), which the credential validator decides.
+		change, previous = LeafExternalJoin, nil
 		for _, sp := range list {
-			if sp.proposal.Type != ProposalRemove {
-				continue
-			}
-			gone := old.tree.Leaf(treemath.LeafIndex(sp.proposal.Remove.Removed))
-			a, err1 := Marshal(&gone.Credential)
-			b, err2 := Marshal(&commit.Path.LeafNode.Credential)
-			if err1 != nil || err2 != nil || !bytes.Equal(a, b) {
-				return fmt.Errorf("%w: external commit removes leaf %d of another client", ErrInvalidProposalList, sp.proposal.Remove.Removed)
+			if sp.proposal.Type == ProposalRemove {
+				previous = old.tree.Leaf(treemath.LeafIndex(sp.proposal.Remove.Removed))
 			}
 		}
 	}
 
 	commitSecret := cipher.Secret(nil)
+	defer func() { commitSecret.Zero() }()
 	nodeKeys := old.nodeKeys
 	if s.myUpdateRef != nil {
 		// Another member committed this member's Update: its new leaf key
 		// is the one kept when the proposal was sent.
 		k, ok := g.updateKeys[string(s.myUpdateRef)]
 		if !ok {
-			return fmt.Errorf("%w: commit applies an Update of this member's leaf it did not send", ErrInvalidProposal)
+			return nil, fmt.Errorf("%w: commit applies an Update of this member's leaf it did not send", ErrInvalidProposal)
 		}
 		nodeKeys = maps.Clone(nodeKeys)
 		nodeKeys[old.myLeaf.NodeIndex()] = k
 	}
 	if commit.Path != nil {
 		path := commit.Path
-		if err := VerifyLeafNode(g.suite, &path.LeafNode, LeafNodeSourceCommit, old.ctx.GroupID, uint32(committer), g.cfg.LeafRules); err != nil {
-			return fmt.Errorf("%w: committer's leaf: %w", ErrUpdatePath, err)
+		if err := VerifyLeafNode(g.suite, &path.LeafNode, LeafNodeSourceCommit, old.ctx.GroupID, uint32(committer), g.leafRules()); err != nil {
+			return nil, fmt.Errorf("%w: committer's leaf: %w", ErrUpdatePath, err)
+		}
+		if err := g.validateCredential(CredentialCheck{Change: change, GroupID: old.ctx.GroupID, LeafIndex: uint32(committer), Leaf: &path.LeafNode, Previous: previous}); err != nil {
+			return nil, err
 		}
 		if err := s.tree.ApplyUpdatePath(g.suite, committer, path, s.added); err != nil {
-			return err
+			return nil, err
 		}
 		if err := checkStagedLeaves(s, false, []treemath.LeafIndex{committer}); err != nil {
-			return err
+			return nil, err
 		}
 		if !s.removedMe {
-			var err error
 			commitSecret, nodeKeys, err = g.receivePath(s, committer, path, &old.ctx, nodeKeys)
 			if err != nil {
-				return err
+				return nil, err
 			}
 		}
 	}
+	sc := &StagedCommit{
+		Committer: c.Sender, CommitterLeaf: uint32(committer), Proposals: applied(list, byRef),
+		Epoch: old.ctx.Epoch, NewEpoch: old.ctx.Epoch + 1, Removed: s.removedMe, ReInit: s.reinit,
+		AuthenticatedData: c.AuthenticatedData, WireFormat: wf, Message: raw, group: g, base: old,
+	}
 	if s.removedMe {
-		g.leave(fmt.Errorf("%w: removed in epoch %d", ErrInactive, old.ctx.Epoch+1))
-		out.Removed, out.NewEpoch = true, old.ctx.Epoch+1
-		return nil
+		return sc, nil
 	}
 	next, err := g.nextEpoch(s, wf, c, auth.Signature, commitSecret, nodeKeys, nil)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	if !next.keys.VerifyConfirmationTag(next.ctx.ConfirmedTranscriptHash, auth.ConfirmationTag) {
 		next.keys.Drop()
-		return ErrConfirmationTag
+		return nil, ErrConfirmationTag
 	}
 	if err := g.finishWithTag(next, auth.ConfirmationTag); err != nil {
 		next.keys.Drop()
-		return err
+		return nil, err
 	}
-	g.install(next)
-	if s.reinit != nil {
-		g.reinit = s.reinit
-		g.inactive = fmt.Errorf("%w: re-initialized", ErrInactive)
-	}
-	out.NewEpoch, out.ReInit = next.ctx.Epoch, s.reinit
-	return nil
+	sc.next = next
+	return sc, nil
 }
 
 // receivePath decrypts the path secret meant for this member from a merged
@@ -276,6 +269,7 @@ func (g *Group) nextEpoch(s *staged, wf WireFormat, c *FramedContent, signature 
 	if err != nil {
 		return nil, err
 	}
+	defer cipher.Secret(pskSecret).Zero()
 	enc, err := ctxBytes(&next.ctx)
 	if err != nil {
 		return nil, err
@@ -308,14 +302,18 @@ func (g *Group) nextEpoch(s *staged, wf WireFormat, c *FramedContent, signature 
 // leave drops every secret of a group this member can no longer follow.
 func (g *Group) leave(reason error) {
 	g.inactive = reason
-	g.st.keys.Drop()
-	if g.st.secrets != nil {
-		g.st.secrets.Drop()
-	}
+	g.st.drop()
 	g.st.nodeKeys = nil
 	for e, s := range g.resumption {
 		s.Zero()
 		delete(g.resumption, e)
+	}
+	for _, p := range g.past {
+		p.drop()
+	}
+	g.past = nil
+	if g.pending != nil {
+		g.pending.discard()
 	}
 	g.proposals, g.pending = nil, nil
 }
@@ -333,6 +331,9 @@ type CommitOptions struct {
 	AuthenticatedData []byte
 	// ExternalPubInGroupInfo adds external_pub to the Welcome's GroupInfo.
 	ExternalPubInGroupInfo bool
+	// WireFormat frames this commit; zero means
+	// GroupConfig.HandshakeWireFormat.
+	WireFormat WireFormat
 }
 
 // CommitOutput is what Commit produces.
@@ -347,21 +348,30 @@ type CommitOutput struct {
 	RatchetTree RatchetTree
 	// NewEpoch is the epoch the commit creates.
 	NewEpoch uint64
+	// Staged is the commit, staged: the group's pending commit until it is
+	// merged or discarded.
+	Staged *StagedCommit
 }
 
 // Commit creates a Commit over the stored proposals (by reference) and
 // opts.Proposals (by value), with an UpdatePath when required or
 // requested, and a Welcome for added members. The group stays in its
-// current epoch until MergePendingCommit (or until the commit comes back
-// through ProcessMessage); a new Commit replaces an unmerged one.
+// current epoch until the commit is merged (MergePendingCommit, or the
+// commit coming back through ProcessMessage); a new Commit replaces an
+// unmerged one.
 func (g *Group) Commit(opts CommitOptions) (*CommitOutput, error) {
 	if g.inactive != nil {
 		return nil, g.inactive
+	}
+	wf, err := g.wireFormat(opts.WireFormat)
+	if err != nil {
+		return nil, err
 	}
 	old := g.st
 	me := Sender{Type: SenderMember, Index: uint32(old.myLeaf)}
 	var commit Commit
 	var list []storedProposal
+	var byRef []bool
 	if !opts.SkipStored {
 		for _, sp := range g.proposals {
 			if sp.sender.Type == SenderMember && treemath.LeafIndex(sp.sender.Index) == old.myLeaf &&
@@ -373,12 +383,14 @@ func (g *Group) Commit(opts CommitOptions) (*CommitOutput, error) {
 			}
 			commit.Proposals = append(commit.Proposals, ProposalOrRef{Type: ProposalOrRefReference, Reference: sp.ref})
 			list = append(list, sp)
+			byRef = append(byRef, true)
 		}
 	}
 	for i := range opts.Proposals {
 		p := &opts.Proposals[i]
 		commit.Proposals = append(commit.Proposals, ProposalOrRef{Type: ProposalOrRefProposal, Proposal: p})
 		list = append(list, storedProposal{proposal: p, sender: me})
+		byRef = append(byRef, false)
 	}
 	s, err := g.applyProposals(list, me, nil)
 	if err != nil {
@@ -387,13 +399,23 @@ func (g *Group) Commit(opts CommitOptions) (*CommitOutput, error) {
 	nodeKeys := old.nodeKeys
 	var commitSecret cipher.Secret
 	var upd *NewUpdatePath
+	defer func() {
+		// The path secrets and the commit secret are used up once the new
+		// epoch and the Welcome exist (RFC 9420 section 9.2).
+		if upd != nil {
+			for _, ps := range upd.PathSecrets {
+				ps.Zero()
+			}
+			upd.CommitSecret.Zero()
+		}
+	}()
 	if s.pathRequired || opts.ForcePath {
 		cur := old.tree.Leaf(old.myLeaf)
 		leaf := LeafNode{SignatureKey: g.signer.PublicKey(), Credential: cur.Credential, Capabilities: cur.Capabilities, Extensions: cur.Extensions}
 		upd, err = s.tree.CreateUpdatePath(g.suite, old.myLeaf, leaf, g.signer, old.ctx.GroupID, func(treeHash []byte) ([]byte, error) {
 			prov := provisionalContext(&old.ctx, s, treeHash)
 			return ctxBytes(&prov)
-		}, s.added)
+		}, s.added, g.cfg.Rand)
 		if err != nil {
 			return nil, err
 		}
@@ -414,7 +436,6 @@ func (g *Group) Commit(opts CommitOptions) (*CommitOutput, error) {
 		GroupID: old.ctx.GroupID, Epoch: old.ctx.Epoch, Sender: me,
 		AuthenticatedData: opts.AuthenticatedData, ContentType: ContentCommit, Commit: &commit,
 	}
-	wf := g.cfg.HandshakeWireFormat
 	sig, err := SignContent(g.suite, g.signer, wf, c, &old.ctx)
 	if err != nil {
 		return nil, err
@@ -423,85 +444,41 @@ func (g *Group) Commit(opts CommitOptions) (*CommitOutput, error) {
 	if err != nil {
 		return nil, err
 	}
-	tag, err := next.keys.ConfirmationTag(next.ctx.ConfirmedTranscriptHash)
-	if err != nil {
+	fail := func(err error) (*CommitOutput, error) {
+		next.drop()
 		return nil, err
 	}
+	tag, err := next.keys.ConfirmationTag(next.ctx.ConfirmedTranscriptHash)
+	if err != nil {
+		return fail(err)
+	}
 	if err := g.finishWithTag(next, tag); err != nil {
-		return nil, err
+		return fail(err)
 	}
 	msg, err := g.frameSigned(wf, c, &FramedContentAuthData{Signature: sig, ConfirmationTag: tag})
 	if err != nil {
-		return nil, err
+		return fail(err)
 	}
 	out := &CommitOutput{RatchetTree: next.tree.RatchetTree(), NewEpoch: next.ctx.Epoch}
 	if out.Commit, err = Marshal(msg); err != nil {
-		return nil, err
+		return fail(err)
 	}
 	if len(s.added) > 0 {
 		if out.Welcome, err = g.welcome(next, s, upd, opts.ExternalPubInGroupInfo); err != nil {
-			return nil, err
+			return fail(err)
 		}
 	}
 	if g.pending != nil {
-		g.pending.next.keys.Drop()
-		g.pending.next.secrets.Drop()
+		g.pending.discard()
 	}
-	g.pending = &pendingCommit{next: next, signature: sig, removed: s.removedMe, reinit: s.reinit}
+	g.pending = &StagedCommit{
+		Committer: me, CommitterLeaf: uint32(old.myLeaf), Proposals: applied(list, byRef),
+		Epoch: old.ctx.Epoch, NewEpoch: next.ctx.Epoch, Own: true, ReInit: s.reinit,
+		AuthenticatedData: opts.AuthenticatedData, WireFormat: wf, Message: out.Commit,
+		group: g, base: old, next: next,
+	}
+	out.Staged = g.pending
 	return out, nil
-}
-
-// frameSigned wraps already signed content.
-func (g *Group) frameSigned(wf WireFormat, c *FramedContent, auth *FramedContentAuthData) (*MLSMessage, error) {
-	switch wf {
-	case WireFormatPublicMessage:
-		pm := &PublicMessage{Content: *c, Auth: *auth}
-		var err error
-		if pm.MembershipTag, err = MembershipTag(g.suite, g.st.keys.MembershipKey(), pm, &g.st.ctx); err != nil {
-			return nil, err
-		}
-		return &MLSMessage{Version: MLS10, WireFormat: wf, PublicMessage: pm}, nil
-	case WireFormatPrivateMessage:
-		pc := PrivateMessageContent{Commit: c.Commit, Proposal: c.Proposal, ApplicationData: c.ApplicationData, Auth: *auth}
-		n, err := privateContentLen(&pc, c.ContentType)
-		if err != nil {
-			return nil, err
-		}
-		pm, err := EncryptPrivateMessage(g.suite, g.st.secrets, g.st.keys.SenderDataSecret(), c, auth, g.paddingFor(n))
-		if err != nil {
-			return nil, err
-		}
-		return &MLSMessage{Version: MLS10, WireFormat: wf, PrivateMessage: pm}, nil
-	}
-	return nil, fmt.Errorf("%w: %d", ErrWireFormat, wf)
-}
-
-// MergePendingCommit enters the epoch of the commit this member created.
-func (g *Group) MergePendingCommit() error {
-	if g.pending == nil {
-		return ErrNoPendingCommit
-	}
-	p := g.pending
-	if p.removed {
-		g.leave(fmt.Errorf("%w: removed", ErrInactive))
-		return nil
-	}
-	g.install(p.next)
-	if p.reinit != nil {
-		g.reinit = p.reinit
-		g.inactive = fmt.Errorf("%w: re-initialized", ErrInactive)
-	}
-	return nil
-}
-
-// DiscardPendingCommit forgets an unmerged commit (for example one the
-// delivery service rejected).
-func (g *Group) DiscardPendingCommit() {
-	if g.pending != nil {
-		g.pending.next.keys.Drop()
-		g.pending.next.secrets.Drop()
-		g.pending = nil
-	}
 }
 
 // signedGroupInfo builds and signs the GroupInfo of state st.
@@ -586,6 +563,7 @@ func (g *Group) welcome(next *epochState, s *staged, upd *NewUpdatePath, withExt
 		if err != nil {
 			return nil, err
 		}
+		defer clear(gsBytes) // it holds the joiner secret and a path secret
 		kpBytes, err := kp.Bytes()
 		if err != nil {
 			return nil, err
@@ -594,7 +572,7 @@ func (g *Group) welcome(next *epochState, s *staged, upd *NewUpdatePath, withExt
 		if err != nil {
 			return nil, err
 		}
-		kem, ct, err := g.suite.EncryptWithLabel(kp.InitKey, LabelWelcome, egi, gsBytes)
+		kem, ct, err := g.suite.EncryptWithLabelFrom(g.cfg.Rand, kp.InitKey, LabelWelcome, egi, gsBytes)
 		if err != nil {
 			return nil, err
 		}

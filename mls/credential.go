@@ -1,6 +1,7 @@
 package mls
 
 import (
+	"errors"
 	"fmt"
 
 	"github.com/burrow-relay/burrow/mls/codec"
@@ -50,6 +51,10 @@ func (c *Credential) DecodeFrom(r *codec.Reader) {
 		c.Data = r.Opaque()
 	}
 }
+
+// ErrAppDataOrder means an app_data_dictionary's entries are not in
+// strictly increasing component order.
+var ErrAppDataOrder = errors.New("mls: app_data_dictionary entries out of order or repeated")
 
 // Capabilities lists what a client supports (RFC 9420 section 7.2).
 type Capabilities struct {
@@ -229,9 +234,14 @@ func (e Extensions) ApplicationID() (id ApplicationID, found bool, err error) {
 	return id, found, err
 }
 
-// AppDataDictionary decodes the app_data_dictionary extension.
+// AppDataDictionary decodes the app_data_dictionary extension and checks
+// that its entries are in strictly increasing component order, as the
+// extensions draft requires (ErrAppDataOrder otherwise).
 func (e Extensions) AppDataDictionary() (d AppDataDictionary, found bool, err error) {
 	found, err = e.decodeExt(ExtAppDataDictionary, &d)
+	if err == nil && !d.Sorted() {
+		err = fmt.Errorf("extension 0x%04x: %w", uint16(ExtAppDataDictionary), ErrAppDataOrder)
+	}
 	return d, found, err
 }
 
@@ -343,7 +353,8 @@ type ComponentData struct {
 
 // AppDataDictionary is the app_data_dictionary extension's content. The
 // draft requires entries sorted by ComponentID with no repeats; decoding
-// keeps them as sent, and Sorted checks the rule.
+// keeps them as sent, Sorted checks the rule, and Extensions.AppDataDictionary
+// applies it, so every dictionary the engine reads on receipt is checked.
 type AppDataDictionary struct {
 	Components []ComponentData
 }

@@ -48,11 +48,6 @@ type FramedContent struct {
 	ApplicationData   []byte    // ContentApplication
 	Proposal          *Proposal // ContentProposal
 	Commit            *Commit   // ContentCommit
-
-	// Raw holds the exact bytes this FramedContent was decoded from (nil
-	// for one built locally); the signature and transcript inputs use them.
-	// Set Raw to nil after changing any field of a decoded value.
-	Raw []byte
 }
 
 // EncodeTo implements Encoder.
@@ -105,22 +100,12 @@ func decodeContentBody(r *codec.Reader, ct ContentType) (app []byte, p *Proposal
 // DecodeFrom implements Decoder.
 func (c *FramedContent) DecodeFrom(r *codec.Reader) {
 	*c = FramedContent{}
-	start := r.Offset()
 	c.GroupID = r.Opaque()
 	c.Epoch = r.U64()
 	c.Sender.DecodeFrom(r)
 	c.AuthenticatedData = r.Opaque()
 	c.ContentType = ContentType(r.U8())
 	c.ApplicationData, c.Proposal, c.Commit = decodeContentBody(r, c.ContentType)
-	c.Raw = r.Since(start)
-}
-
-// Bytes returns the encoding of c: Raw when set, otherwise a fresh one.
-func (c *FramedContent) Bytes() ([]byte, error) {
-	if c.Raw != nil {
-		return c.Raw, nil
-	}
-	return Marshal(c)
 }
 
 // FramedContentAuthData is the signature, plus the confirmation tag for a
@@ -156,14 +141,10 @@ type AuthenticatedContent struct {
 	Auth       FramedContentAuthData
 }
 
-// EncodeTo implements Encoder; the content uses its Raw bytes when set.
+// EncodeTo implements Encoder.
 func (a *AuthenticatedContent) EncodeTo(w *codec.Writer) {
 	w.U16(uint16(a.WireFormat))
-	if a.Content.Raw != nil {
-		w.Fixed(a.Content.Raw)
-	} else {
-		a.Content.EncodeTo(w)
-	}
+	a.Content.EncodeTo(w)
 	a.Auth.EncodeTo(w, a.Content.ContentType)
 }
 
@@ -183,11 +164,7 @@ func FramedContentTBS(wf WireFormat, c *FramedContent, ctx *GroupContext) ([]byt
 	var w codec.Writer
 	w.U16(uint16(MLS10))
 	w.U16(uint16(wf))
-	if c.Raw != nil {
-		w.Fixed(c.Raw)
-	} else {
-		c.EncodeTo(&w)
-	}
+	c.EncodeTo(&w)
 	switch c.Sender.Type {
 	case SenderMember, SenderNewMemberCommit:
 		if ctx == nil {
@@ -208,11 +185,7 @@ func FramedContentTBS(wf WireFormat, c *FramedContent, ctx *GroupContext) ([]byt
 func ConfirmedTranscriptHashInput(wf WireFormat, c *FramedContent, signature []byte) ([]byte, error) {
 	var w codec.Writer
 	w.U16(uint16(wf))
-	if c.Raw != nil {
-		w.Fixed(c.Raw)
-	} else {
-		c.EncodeTo(&w)
-	}
+	c.EncodeTo(&w)
 	w.Opaque(signature)
 	if err := w.Err(); err != nil {
 		return nil, err

@@ -56,8 +56,10 @@ func FuzzDecodeKeyPackage(f *testing.F) {
 		f.Add([]byte(c.AddProposal))
 	}
 	f.Fuzz(func(t *testing.T, in []byte) {
-		if kp, err := mls.DecodeKeyPackage(in); err == nil && !bytes.Equal(kp.Raw, in) {
-			t.Fatal("Raw is not the input")
+		if kp, err := mls.DecodeKeyPackage(in); err == nil {
+			if b, err := kp.Bytes(); err != nil || !bytes.Equal(b, in) {
+				t.Fatalf("Bytes is not the input (%v)", err)
+			}
 		}
 		fuzzStable(t, in, wrap[mls.KeyPackage]())
 	})

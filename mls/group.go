@@ -2,11 +2,12 @@ package mls
 
 import (
 	"bytes"
-	"crypto/rand"
 	"errors"
 	"fmt"
+	"io"
 	"math"
 	"slices"
+	"time"
 
 	"github.com/burrow-relay/burrow/mls/cipher"
 	"github.com/burrow-relay/burrow/mls/keyschedule"
@@ -53,27 +54,68 @@ var (
 	// ErrInvalidGroupInfo means a GroupInfo is unusable: bad signature,
 	// missing tree, missing external_pub, wrong suite.
 	ErrInvalidGroupInfo = errors.New("mls: invalid GroupInfo")
+	// ErrStaleCommit means a staged commit can no longer be merged: the
+	// group has left the epoch it was staged in, or the commit was already
+	// merged or discarded.
+	ErrStaleCommit = errors.New("mls: staged commit is stale")
+	// ErrNotCommit means a message given to StageCommit carries no commit.
+	ErrNotCommit = errors.New("mls: message is not a commit")
+	// ErrOwnMessage means a message was sent by this member and cannot be
+	// processed by it: its keys were consumed when it was sent (an
+	// application message or a PrivateMessage proposal), or it is a commit
+	// from this member's leaf that is not its pending commit (one it
+	// discarded, for example).
+	ErrOwnMessage = errors.New("mls: this member's own message")
+	// ErrOwnCommitMerged means a message is this member's own commit,
+	// already merged (by MergePendingCommit or an earlier copy): nothing
+	// is left to do and nothing changed.
+	ErrOwnCommitMerged = errors.New("mls: this member's own commit, already merged")
 )
 
-// GroupConfig is a member's local policy for a group.
+// Defaults for the zero values of GroupConfig.
+const (
+	DefaultResumptionEpochs = 8
+	DefaultPastEpochs       = 5
+)
+
+// GroupConfig is a member's local policy for a group. Its zero value is a
+// complete configuration.
 type GroupConfig struct {
-	// HandshakeWireFormat frames this member's proposals and commits:
-	// WireFormatPublicMessage (the zero value selects it) or
-	// WireFormatPrivateMessage.
+	// HandshakeWireFormat frames this member's proposals and commits by
+	// default: WireFormatPublicMessage (the zero value selects it) or
+	// WireFormatPrivateMessage. MessageOptions and CommitOptions choose
+	// per message.
 	HandshakeWireFormat WireFormat
 	// RatchetTreeInWelcome puts the ratchet_tree extension in the GroupInfo
 	// of Welcomes; otherwise the tree travels out of band.
 	RatchetTreeInWelcome bool
-	// SecretTree bounds out-of-order decryption.
+	// SecretTree bounds out-of-order decryption: how far ahead a received
+	// generation may be (default 1,000) and how many skipped keys are kept.
 	SecretTree secrettree.Config
-	// LeafRules are the lifetime rules applied to KeyPackages and leaves.
-	LeafRules LeafNodeRules
 	// PaddingBlock pads PrivateMessage plaintexts to a multiple of this many
 	// bytes; zero means no padding.
 	PaddingBlock int
 	// ResumptionEpochs is how many past epochs' resumption PSKs are kept
-	// (zero keeps 8).
+	// (zero keeps DefaultResumptionEpochs).
 	ResumptionEpochs int
+	// PastEpochs is how many past epochs' application keys are kept so that
+	// late application messages still decrypt (zero keeps
+	// DefaultPastEpochs; negative keeps none).
+	PastEpochs int
+	// Clock gives the time KeyPackage lifetimes are checked against; it is
+	// read at every check. Nil means time.Now.
+	Clock func() time.Time
+	// MaxLifetime bounds not_after - not_before of the KeyPackages added;
+	// zero means no bound.
+	MaxLifetime time.Duration
+	// Rand is the source of every random value the group draws (keys, path
+	// secrets, nonces, reuse guards, HPKE ephemeral keys). Nil means the
+	// system's randomness; a seeded reader makes a run reproducible byte
+	// for byte (signatures are deterministic in every supported suite).
+	Rand io.Reader
+	// CredentialValidator accepts or refuses every new or changed leaf;
+	// nil means DefaultCredentialValidator.
+	CredentialValidator CredentialValidator
 }
 
 // LeafParams is the content of a member's own leaf.
@@ -118,19 +160,40 @@ type epochState struct {
 	nodeKeys map[treemath.NodeIndex]*cipher.HPKEPrivateKey
 }
 
+// drop zeroes the state's secrets.
+func (st *epochState) drop() {
+	if st.keys != nil {
+		st.keys.Drop()
+	}
+	if st.secrets != nil {
+		st.secrets.Drop()
+	}
+}
+
+// pastEpoch is what is kept of an epoch after a commit: enough to decrypt
+// and authenticate its late application messages, and to recognise this
+// member's own commit that ended it.
+type pastEpoch struct {
+	ctx        GroupContext
+	senderData cipher.Secret
+	secrets    *secrettree.Tree
+	// sigKeys holds each leaf's signature key (nil for a blank leaf).
+	sigKeys [][]byte
+	// ownCommit is the SHA-256 of this member's commit that ended the
+	// epoch, or nil.
+	ownCommit []byte
+}
+
+func (p *pastEpoch) drop() {
+	p.senderData.Zero()
+	p.secrets.Drop()
+}
+
 // storedProposal is a proposal received (or sent) in the current epoch.
 type storedProposal struct {
 	ref      []byte
 	proposal *Proposal
 	sender   Sender
-}
-
-// pendingCommit is a commit this member created and has not merged yet.
-type pendingCommit struct {
-	next      *epochState
-	signature []byte
-	removed   bool
-	reinit    *ReInit
 }
 
 // Group is one member's view of an MLS group (RFC 9420): its epoch
@@ -141,12 +204,15 @@ type Group struct {
 	suite  *cipher.Suite
 	signer *cipher.SignatureKey
 	st     *epochState
+	// past holds the kept past epochs, oldest first.
+	past []*pastEpoch
 
 	proposals []storedProposal
 	// updateKeys holds the leaf private keys of this member's own Update
 	// proposals, by proposal reference.
 	updateKeys map[string]*cipher.HPKEPrivateKey
-	pending    *pendingCommit
+	// pending is the commit this member created and has not merged.
+	pending *StagedCommit
 
 	externalPSKs map[string]cipher.Secret
 	resumption   map[uint64]cipher.Secret
@@ -164,15 +230,26 @@ func (c GroupConfig) withDefaults() GroupConfig {
 		c.HandshakeWireFormat = WireFormatPublicMessage
 	}
 	if c.ResumptionEpochs == 0 {
-		c.ResumptionEpochs = 8
+		c.ResumptionEpochs = DefaultResumptionEpochs
+	}
+	if c.PastEpochs == 0 {
+		c.PastEpochs = DefaultPastEpochs
 	}
 	return c
 }
 
+// checkWireFormat accepts the two wire formats handshake messages may use.
+func checkWireFormat(wf WireFormat) error {
+	if wf != WireFormatPublicMessage && wf != WireFormatPrivateMessage {
+		return fmt.Errorf("%w: handshake wire format %d", ErrWireFormat, wf)
+	}
+	return nil
+}
+
 func newGroup(cfg GroupConfig, suite *cipher.Suite, signer *cipher.SignatureKey) (*Group, error) {
 	cfg = cfg.withDefaults()
-	if cfg.HandshakeWireFormat != WireFormatPublicMessage && cfg.HandshakeWireFormat != WireFormatPrivateMessage {
-		return nil, fmt.Errorf("%w: handshake wire format %d", ErrWireFormat, cfg.HandshakeWireFormat)
+	if err := checkWireFormat(cfg.HandshakeWireFormat); err != nil {
+		return nil, err
 	}
 	return &Group{
 		cfg: cfg, suite: suite, signer: signer,
@@ -180,6 +257,19 @@ func newGroup(cfg GroupConfig, suite *cipher.Suite, signer *cipher.SignatureKey)
 		externalPSKs: map[string]cipher.Secret{},
 		resumption:   map[uint64]cipher.Secret{},
 	}, nil
+}
+
+// now is the time lifetimes are checked against.
+func (g *Group) now() time.Time {
+	if g.cfg.Clock != nil {
+		return g.cfg.Clock()
+	}
+	return time.Now()
+}
+
+// leafRules are the lifetime rules for a KeyPackage leaf checked now.
+func (g *Group) leafRules() LeafNodeRules {
+	return LeafNodeRules{Now: g.now(), MaxLifetime: g.cfg.MaxLifetime}
 }
 
 // CreateGroup starts a group with one member, the caller (RFC 9420
@@ -194,7 +284,7 @@ func CreateGroup(cs CipherSuite, groupID []byte, signer *cipher.SignatureKey, le
 		return nil, err
 	}
 	leaf = leaf.withDefaults(cs)
-	encKey, err := suite.GenerateHPKEKey()
+	encKey, err := suite.GenerateHPKEKeyFrom(g.cfg.Rand)
 	if err != nil {
 		return nil, err
 	}
@@ -203,7 +293,7 @@ func CreateGroup(cs CipherSuite, groupID []byte, signer *cipher.SignatureKey, le
 		Credential: leaf.Credential, Capabilities: leaf.Capabilities,
 		Source: LeafNodeSourceKeyPackage, Lifetime: leaf.Lifetime, Extensions: leaf.Extensions,
 	}
-	if ln.Signature, err = suite.SignWithLabel(signer, LabelLeafNodeTBS, ln.TBS(nil, 0)); err != nil {
+	if err := ln.Sign(suite, signer, nil, 0); err != nil {
 		return nil, err
 	}
 	tree, err := NewTree(RatchetTree{{Type: NodeTypeLeaf, Leaf: ln}})
@@ -212,8 +302,8 @@ func CreateGroup(cs CipherSuite, groupID []byte, signer *cipher.SignatureKey, le
 	}
 	tree.cacheHashes()
 	ctx := GroupContext{Version: MLS10, CipherSuite: cs, GroupID: bytes.Clone(groupID), Extensions: extensions}
-	if t, dup := extensions.Duplicate(); dup {
-		return nil, fmt.Errorf("%w: group extension 0x%04x twice", ErrInvalidProposal, uint16(t))
+	if err := checkGroupExtensions(extensions); err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrInvalidProposal, err)
 	}
 	required, _, err := extensions.RequiredCapabilities()
 	if err != nil {
@@ -225,8 +315,8 @@ func CreateGroup(cs CipherSuite, groupID []byte, signer *cipher.SignatureKey, le
 	if ctx.TreeHash, err = tree.TreeHash(suite); err != nil {
 		return nil, err
 	}
-	initSecret := make(cipher.Secret, suite.Nh())
-	if _, err := rand.Read(initSecret); err != nil {
+	initSecret, err := randomSecret(g.cfg.Rand, suite.Nh())
+	if err != nil {
 		return nil, err
 	}
 	defer initSecret.Zero()
@@ -247,6 +337,19 @@ func CreateGroup(cs CipherSuite, groupID []byte, signer *cipher.SignatureKey, le
 	keys.DropWelcomeSecrets()
 	g.st = st
 	return g, nil
+}
+
+// checkGroupExtensions checks the syntax rules of GroupContext extensions
+// beyond their encoding: no type twice (RFC 9420 section 13.4) and an
+// app_data_dictionary in strictly increasing component order.
+func checkGroupExtensions(exts Extensions) error {
+	if t, dup := exts.Duplicate(); dup {
+		return fmt.Errorf("group extension 0x%04x twice", uint16(t))
+	}
+	if _, _, err := exts.AppDataDictionary(); err != nil {
+		return err
+	}
+	return nil
 }
 
 // finishEpochState computes the confirmation tag and interim transcript
@@ -270,18 +373,30 @@ func (g *Group) finishWithTag(st *epochState, tag []byte) error {
 	return err
 }
 
-// install makes next the current epoch and deletes the old epoch's
-// secrets (RFC 9420 section 9.2), keeping only its resumption PSK.
-func (g *Group) install(next *epochState) {
+// install makes next the current epoch (RFC 9420 section 9.2): the old
+// epoch's secrets are deleted except its resumption PSK and, for the
+// configured number of past epochs, what its late application messages
+// need (sender-data secret, secret tree, signature keys). ownCommit is the
+// SHA-256 of this member's own commit that ended the old epoch, if it was.
+func (g *Group) install(next *epochState, ownCommit []byte) {
 	old := g.st
 	if old != nil && old.keys != nil {
 		if r := old.keys.ResumptionPSK(); r != nil {
 			g.resumption[old.ctx.Epoch] = r.Clone()
 		}
-		old.keys.Drop()
-		if old.secrets != nil {
-			old.secrets.Drop()
+		if g.cfg.PastEpochs > 0 && old.secrets != nil {
+			p := &pastEpoch{ctx: old.ctx, senderData: old.keys.SenderDataSecret().Clone(), secrets: old.secrets,
+				sigKeys: old.tree.signatureKeys(), ownCommit: ownCommit}
+			g.past = append(g.past, p)
+			if n := len(g.past) - g.cfg.PastEpochs; n > 0 {
+				for _, gone := range g.past[:n] {
+					gone.drop()
+				}
+				g.past = slices.Delete(g.past, 0, n)
+			}
+			old.secrets = nil // kept in p, not dropped below
 		}
+		old.drop()
 	}
 	if r := next.keys.ResumptionPSK(); r != nil {
 		g.resumption[next.ctx.Epoch] = r.Clone()
@@ -295,13 +410,24 @@ func (g *Group) install(next *epochState) {
 	next.keys.DropWelcomeSecrets()
 	if g.pending != nil && g.pending.next != next {
 		// Another member's commit won: this member's own is void.
-		g.pending.next.keys.Drop()
-		g.pending.next.secrets.Drop()
+		g.pending.discard()
 	}
 	g.st = next
 	g.proposals = nil
 	clear(g.updateKeys)
 	g.pending = nil
+}
+
+// signatureKeys lists every leaf's signature key (nil for blank leaves).
+// The slices are shared with the leaves, which are never changed in place.
+func (t *Tree) signatureKeys() [][]byte {
+	out := make([][]byte, t.leaves)
+	for l := range out {
+		if ln := t.Leaf(treemath.LeafIndex(l)); ln != nil {
+			out[l] = ln.SignatureKey
+		}
+	}
+	return out
 }
 
 // GroupID returns the group's identifier.

@@ -2,6 +2,8 @@ package mls
 
 import (
 	"fmt"
+	"runtime"
+	"syscall"
 	"testing"
 	"time"
 
@@ -202,12 +204,120 @@ func benchFullTree(b *testing.B, members int) {
 			b.Fatal(err)
 		}
 		god.DiscardPendingCommit()
+		cpu := cpuTime()
 		for b.Loop() {
 			if _, err := JoinFromWelcome(out.Welcome, kp, priv, joiner.signer, JoinOptions{}, GroupConfig{}); err != nil {
 				b.Fatal(err)
 			}
 		}
+		// The leaf signatures are checked on every core, so the CPU time
+		// of a join is more than its wall time.
+		b.ReportMetric(float64(cpuTime()-cpu)/float64(b.N)/1e6, "cpu-ms/op")
 	})
+	b.Run("MemoryPerMember", func(b *testing.B) {
+		god.st.myLeaf, god.signer = 0, signers[0]
+		out, err := god.Commit(add)
+		if err != nil {
+			b.Fatal(err)
+		}
+		god.DiscardPendingCommit()
+		var joined, received float64
+		for b.Loop() {
+			// A joiner's group, right after JoinFromWelcome, and the
+			// receiver's, which has followed every commit since its join.
+			joined = retained(b, func() any {
+				g, err := JoinFromWelcome(out.Welcome, kp, priv, joiner.signer, JoinOptions{}, GroupConfig{})
+				if err != nil {
+					b.Fatal(err)
+				}
+				return g
+			})
+			received = retained(b, func() any {
+				g, err := RestoreGroup(mustState(b, receiver), receiver.signer, GroupConfig{})
+				if err != nil {
+					b.Fatal(err)
+				}
+				return g
+			})
+		}
+		b.ReportMetric(joined/float64(members), "joiner-B/member")
+		b.ReportMetric(received/float64(members), "restored-B/member")
+	})
+	if members < 100 {
+		return
+	}
+	b.Run("ProcessPrivateCommitAddRemove", func(b *testing.B) {
+		// The worst case of the design: a PrivateMessage commit with one
+		// Add and one Remove from a committer whose direct path meets the
+		// receiver's (leaf 1, in the left half) only at the root. The
+		// committer and the removed member are in the right half; the new
+		// member takes the removed one's leaf.
+		half := int(receiver.st.tree.LeafCount()) / 2
+		right := members - half
+		i := 0
+		for b.Loop() {
+			b.StopTimer()
+			c := half + (i*97)%right
+			r := half + (i*97+right/2)%right
+			i++
+			newcomer := newTestClient(b, suite, fmt.Sprintf("newcomer-%d", i))
+			nkp, _ := newcomer.keyPackage(b, suite)
+			god.st.myLeaf, god.signer = treeLeaf(c), signers[c]
+			out, err := god.Commit(CommitOptions{WireFormat: WireFormatPrivateMessage, Proposals: []Proposal{
+				{Type: ProposalRemove, Remove: &Remove{Removed: uint32(r)}}, {Type: ProposalAdd, Add: &Add{KeyPackage: *nkp}},
+			}})
+			if err != nil {
+				b.Fatal(err)
+			}
+			if err := god.MergePendingCommit(); err != nil {
+				b.Fatal(err)
+			}
+			signers[r] = newcomer.signer
+			b.StartTimer()
+			p, err := receiver.ProcessMessage(out.Commit)
+			if err != nil {
+				b.Fatal(err)
+			}
+			b.StopTimer()
+			if len(p.Proposals) != 2 || treemath.CommonAncestor(treeLeaf(c).NodeIndex(), 2) != receiver.st.tree.Root() {
+				b.Fatalf("not the worst case: %d proposals, committer %d", len(p.Proposals), c)
+			}
+			b.StartTimer()
+		}
+	})
+}
+
+// cpuTime returns the process's user and system CPU time in nanoseconds.
+func cpuTime() int64 {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return ru.Utime.Nano() + ru.Stime.Nano()
+}
+
+// retained returns how many heap bytes the value built by make keeps
+// alive, measured on a settled heap before and after.
+func retained(b *testing.B, make func() any) float64 {
+	b.Helper()
+	var before, after runtime.MemStats
+	settle()
+	runtime.ReadMemStats(&before)
+	v := make()
+	settle()
+	runtime.ReadMemStats(&after)
+	runtime.KeepAlive(v)
+	return float64(after.HeapAlloc) - float64(before.HeapAlloc)
+}
+
+// settle collects garbage until the heap is stable: cleanups queued by one
+// collection (crypto caches keyed by weak pointers) free memory only in a
+// later one, which would otherwise count against the measured value.
+func settle() {
+	for range 4 {
+		runtime.GC()
+		time.Sleep(10 * time.Millisecond)
+	}
 }
 
 func treeLeaf(i int) treemath.LeafIndex { return treemath.LeafIndex(i) }

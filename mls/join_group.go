@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"runtime"
+	"sync"
 
 	"github.com/burrow-relay/burrow/mls/cipher"
 	"github.com/burrow-relay/burrow/mls/keyschedule"
@@ -60,10 +62,20 @@ func joinerPSKSecret(suite *cipher.Suite, ids []PreSharedKeyID, opts *JoinOption
 
 // checkedTree builds the group's tree from the GroupInfo or opts, checks
 // the GroupInfo's signature with its signer's leaf and runs the joiner's
-// integrity checks (RFC 9420 section 12.4.3.1).
-func checkedTree(suite *cipher.Suite, gi *GroupInfo, rt RatchetTree, rules LeafNodeRules) (*Tree, error) {
+// integrity checks (RFC 9420 section 12.4.3.1), then has the credential
+// validator accept every leaf.
+//
+// Lifetimes: a leaf's not_before must not be after its not_after, but the
+// current time is not checked against the lifetimes of the tree's
+// key_package leaves. RFC 9420 section 7.3 only recommends that check for
+// received leaves, and a member who joined long ago and never updated
+// would otherwise make the group unjoinable.
+func checkedTree(suite *cipher.Suite, gi *GroupInfo, rt RatchetTree, validate CredentialValidator) (*Tree, error) {
 	if t, dup := gi.Extensions.Duplicate(); dup {
 		return nil, fmt.Errorf("%w: extension 0x%04x twice", ErrInvalidGroupInfo, uint16(t))
+	}
+	if err := checkGroupExtensions(gi.GroupContext.Extensions); err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrInvalidGroupInfo, err)
 	}
 	if rt == nil {
 		var found bool
@@ -86,10 +98,68 @@ func checkedTree(suite *cipher.Suite, gi *GroupInfo, rt RatchetTree, rules LeafN
 	if err := VerifyGroupInfoSignature(suite, gi, signer.SignatureKey); err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrInvalidGroupInfo, err)
 	}
-	if err := tree.VerifyIntegrity(suite, &gi.GroupContext, rules); err != nil {
+	if err := tree.VerifyIntegrity(suite, &gi.GroupContext, LeafNodeRules{}); err != nil {
+		return nil, err
+	}
+	for l := uint32(0); l < tree.LeafCount(); l++ {
+		if ln := tree.Leaf(treemath.LeafIndex(l)); ln != nil {
+			if err := runValidator(validate, CredentialCheck{Change: LeafInTree, GroupID: gi.GroupContext.GroupID, LeafIndex: l, Leaf: ln}); err != nil {
+				return nil, err
+			}
+		}
+	}
+	if err := tree.detach(); err != nil {
 		return nil, err
 	}
 	return tree, nil
+}
+
+// detach gives every node its own copy of its bytes, so that the tree no
+// longer aliases the buffer it was decoded from (the GroupInfo of a
+// Welcome, a caller's ratchet tree): the buffer is freed after the join,
+// and a node replaced by a later commit frees its own memory. The cached
+// hashes stay valid: the copies encode to the same bytes. The nodes are
+// copied on all CPUs, as the leaves are verified.
+func (t *Tree) detach() error {
+	workers := min(runtime.GOMAXPROCS(0), len(t.nodes)/64+1)
+	errs := make([]error, workers)
+	var wg sync.WaitGroup
+	for w := range workers {
+		wg.Go(func() {
+			for x := w; x < len(t.nodes); x += workers {
+				if n := t.nodes[x]; n != nil {
+					c, err := copyOf[Node](n)
+					if err != nil {
+						errs[w] = err
+						return
+					}
+					t.nodes[x] = c
+				}
+			}
+		})
+	}
+	wg.Wait()
+	return errors.Join(errs...)
+}
+
+// copyOf returns a copy of v decoded from a fresh encoding: it aliases
+// nothing v aliases.
+func copyOf[T any, PT interface {
+	*T
+	Decoder
+	Encoder
+}](v PT) (*T, error) {
+	enc, err := Marshal(v)
+	if err != nil {
+		return nil, err
+	}
+	b := make([]byte, len(enc)) // exactly sized: the copy is what stays alive
+	copy(b, enc)
+	c := PT(new(T))
+	if err := Unmarshal(b, c); err != nil {
+		return nil, err
+	}
+	return (*T)(c), nil
 }
 
 // JoinFromWelcome joins a group from a Welcome addressed to kp (RFC 9420
@@ -128,10 +198,12 @@ func JoinFromWelcome(welcome []byte, kp *KeyPackage, priv *KeyPackagePrivate, si
 	if err != nil {
 		return nil, err
 	}
+	defer gs.zero()
 	pskSecret, err := joinerPSKSecret(suite, gs.PSKs, &opts)
 	if err != nil {
 		return nil, err
 	}
+	defer cipher.Secret(pskSecret).Zero()
 	welcomeSecret, err := keyschedule.WelcomeSecret(suite, gs.JoinerSecret, pskSecret)
 	if err != nil {
 		return nil, err
@@ -144,7 +216,7 @@ func JoinFromWelcome(welcome []byte, kp *KeyPackage, priv *KeyPackagePrivate, si
 	if gi.GroupContext.CipherSuite != wl.CipherSuite || gi.GroupContext.Version != MLS10 {
 		return nil, fmt.Errorf("%w: GroupContext suite or version differs", ErrInvalidGroupInfo)
 	}
-	tree, err := checkedTree(suite, gi, opts.RatchetTree, cfg.LeafRules)
+	tree, err := checkedTree(suite, gi, opts.RatchetTree, cfg.CredentialValidator)
 	if err != nil {
 		return nil, err
 	}
@@ -181,12 +253,16 @@ func JoinFromWelcome(welcome []byte, kp *KeyPackage, priv *KeyPackagePrivate, si
 		if start < 0 {
 			return nil, fmt.Errorf("%w: path secret for a node off the signer's path", ErrInvalidGroupInfo)
 		}
-		ps := cipher.Secret(gs.PathSecret.PathSecret)
+		ps := cipher.Secret(gs.PathSecret.PathSecret).Clone()
+		defer func() { ps.Zero() }()
 		for i := start; i < len(fdp); i++ {
 			if i > start {
-				if ps, err = NextPathSecret(suite, ps); err != nil {
+				next, err := NextPathSecret(suite, ps)
+				ps.Zero()
+				if err != nil {
 					return nil, err
 				}
+				ps = next
 			}
 			k, err := NodeKey(suite, ps)
 			if err != nil {
@@ -210,12 +286,17 @@ func JoinFromWelcome(welcome []byte, kp *KeyPackage, priv *KeyPackagePrivate, si
 		keys.Drop()
 		return nil, ErrConfirmationTag
 	}
-	st := &epochState{ctx: gi.GroupContext, tree: tree, keys: keys, myLeaf: me, nodeKeys: nodeKeys}
-	if err := g.finishWithTag(st, gi.ConfirmationTag); err != nil {
+	ctx, err := copyOf(&gi.GroupContext) // not to keep the GroupInfo's buffer
+	if err != nil {
 		keys.Drop()
 		return nil, err
 	}
-	g.install(st)
+	st := &epochState{ctx: *ctx, tree: tree, keys: keys, myLeaf: me, nodeKeys: nodeKeys}
+	if err := g.finishWithTag(st, bytes.Clone(gi.ConfirmationTag)); err != nil {
+		keys.Drop()
+		return nil, err
+	}
+	g.install(st, nil)
 	return g, nil
 }
 
@@ -247,7 +328,7 @@ func JoinExternal(groupInfo []byte, signer *cipher.SignatureKey, leaf LeafParams
 	if err != nil {
 		return nil, nil, err
 	}
-	tree, err := checkedTree(suite, gi, opts.RatchetTree, cfg.LeafRules)
+	tree, err := checkedTree(suite, gi, opts.RatchetTree, cfg.CredentialValidator)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -268,8 +349,12 @@ func JoinExternal(groupInfo []byte, signer *cipher.SignatureKey, leaf LeafParams
 	if err != nil {
 		return nil, nil, err
 	}
-	g.st = &epochState{ctx: gi.GroupContext, tree: tree, interim: interim, myLeaf: treemath.LeafIndex(math.MaxUint32)}
-	kem, initSecret, err := keyschedule.NewExternalInit(suite, ep.PublicKey)
+	ctx, err := copyOf(&gi.GroupContext) // not to keep the GroupInfo's buffer
+	if err != nil {
+		return nil, nil, err
+	}
+	g.st = &epochState{ctx: *ctx, tree: tree, interim: interim, myLeaf: treemath.LeafIndex(math.MaxUint32)}
+	kem, initSecret, err := keyschedule.NewExternalInit(suite, ep.PublicKey, g.cfg.Rand)
 	if errors.Is(err, cipher.ErrInvalidKey) {
 		return nil, nil, fmt.Errorf("%w: external_pub: %w", ErrInvalidGroupInfo, err)
 	}
@@ -298,10 +383,16 @@ func JoinExternal(groupInfo []byte, signer *cipher.SignatureKey, leaf LeafParams
 	upd, err := s.tree.CreateUpdatePath(suite, myLeaf, content, signer, old.ctx.GroupID, func(treeHash []byte) ([]byte, error) {
 		prov := provisionalContext(&old.ctx, s, treeHash)
 		return ctxBytes(&prov)
-	}, nil)
+	}, nil, g.cfg.Rand)
 	if err != nil {
 		return nil, nil, err
 	}
+	defer func() {
+		for _, ps := range upd.PathSecrets {
+			ps.Zero()
+		}
+		upd.CommitSecret.Zero()
+	}()
 	commit.Path = upd.Path
 	if err := checkStagedLeaves(s, false, []treemath.LeafIndex{myLeaf}); err != nil {
 		return nil, nil, err
@@ -337,6 +428,6 @@ func JoinExternal(groupInfo []byte, signer *cipher.SignatureKey, leaf LeafParams
 	if err != nil {
 		return nil, nil, err
 	}
-	g.install(next)
+	g.install(next, nil)
 	return g, msg, nil
 }

@@ -3,6 +3,7 @@ package mls
 import (
 	"errors"
 	"fmt"
+	"io"
 	"time"
 
 	"github.com/burrow-relay/burrow/mls/cipher"
@@ -62,6 +63,9 @@ func VerifyLeafNode(suite *cipher.Suite, ln *LeafNode, source LeafNodeSource, gr
 	}
 	if t, dup := ln.Extensions.Duplicate(); dup {
 		return fmt.Errorf("%w: extension 0x%04x appears twice", ErrInvalidLeafNode, uint16(t))
+	}
+	if _, _, err := ln.Extensions.AppDataDictionary(); err != nil {
+		return fmt.Errorf("%w: %w", ErrInvalidLeafNode, err)
 	}
 	for _, e := range ln.Extensions {
 		if !isDefaultExtension(e.Type) && !contains(ln.Capabilities.Extensions, e.Type) {
@@ -131,6 +135,9 @@ func VerifyKeyPackage(suite *cipher.Suite, kp *KeyPackage, rules LeafNodeRules) 
 	if t, dup := kp.Extensions.Duplicate(); dup {
 		return fmt.Errorf("%w: extension 0x%04x appears twice", ErrInvalidKeyPackage, uint16(t))
 	}
+	if _, _, err := kp.Extensions.AppDataDictionary(); err != nil {
+		return fmt.Errorf("%w: %w", ErrInvalidKeyPackage, err)
+	}
 	return nil
 }
 
@@ -141,6 +148,9 @@ type KeyPackageParams struct {
 	Lifetime       Lifetime
 	LeafExtensions Extensions
 	Extensions     Extensions
+	// Rand supplies the init and encryption keys; nil means the system's
+	// randomness (a seeded reader makes the KeyPackage reproducible).
+	Rand io.Reader
 }
 
 // KeyPackagePrivate holds the private keys behind a new KeyPackage.
@@ -158,11 +168,11 @@ type KeyPackagePrivate struct {
 func NewKeyPackage(suite *cipher.Suite, signer *cipher.SignatureKey, p KeyPackageParams) (*KeyPackage, *KeyPackagePrivate, error) {
 	leaf := LeafParams{Credential: p.Credential, Capabilities: p.Capabilities, Lifetime: p.Lifetime}.withDefaults(suite.ID())
 	p.Capabilities, p.Lifetime = leaf.Capabilities, leaf.Lifetime
-	initKey, err := suite.GenerateHPKEKey()
+	initKey, err := suite.GenerateHPKEKeyFrom(p.Rand)
 	if err != nil {
 		return nil, nil, fmt.Errorf("mls: new KeyPackage: %w", err)
 	}
-	encKey, err := suite.GenerateHPKEKey()
+	encKey, err := suite.GenerateHPKEKeyFrom(p.Rand)
 	if err != nil {
 		return nil, nil, fmt.Errorf("mls: new KeyPackage: %w", err)
 	}
@@ -181,10 +191,7 @@ func NewKeyPackage(suite *cipher.Suite, signer *cipher.SignatureKey, p KeyPackag
 		},
 		Extensions: p.Extensions,
 	}
-	if kp.LeafNode.Signature, err = suite.SignWithLabel(signer, LabelLeafNodeTBS, kp.LeafNode.TBS(nil, 0)); err != nil {
-		return nil, nil, fmt.Errorf("mls: new KeyPackage: leaf: %w", err)
-	}
-	if kp.Signature, err = suite.SignWithLabel(signer, LabelKeyPackageTBS, kp.TBS()); err != nil {
+	if err := kp.Sign(suite, signer); err != nil {
 		return nil, nil, fmt.Errorf("mls: new KeyPackage: %w", err)
 	}
 	return kp, &KeyPackagePrivate{InitKey: initKey, EncryptionKey: encKey}, nil

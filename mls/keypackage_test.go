@@ -70,12 +70,7 @@ func TestNewAndVerifyKeyPackage(t *testing.T) {
 		// resign refreshes both signatures after a test changed a field.
 		resign := func(t *testing.T, kp *mls.KeyPackage) {
 			t.Helper()
-			var err error
-			kp.Raw, kp.LeafNode.Raw = nil, nil
-			if kp.LeafNode.Signature, err = suite.SignWithLabel(signer, mls.LabelLeafNodeTBS, kp.LeafNode.TBS(nil, 0)); err != nil {
-				t.Fatal(err)
-			}
-			if kp.Signature, err = suite.SignWithLabel(signer, mls.LabelKeyPackageTBS, kp.TBS()); err != nil {
+			if err := kp.Sign(suite, signer); err != nil {
 				t.Fatal(err)
 			}
 		}
@@ -91,7 +86,6 @@ func TestNewAndVerifyKeyPackage(t *testing.T) {
 			{"kp signature", func(t *testing.T, kp *mls.KeyPackage) { kp.Signature[len(kp.Signature)-1] ^= 1 }, rules, []error{mls.ErrInvalidKeyPackage, cipher.ErrInvalidSignature}},
 			{"leaf signature", func(t *testing.T, kp *mls.KeyPackage) {
 				kp.LeafNode.Credential.Identity = []byte("someone else")
-				kp.LeafNode.Raw, kp.Raw = nil, nil
 			}, rules, []error{mls.ErrInvalidLeafNode, cipher.ErrInvalidSignature}},
 			{"leaf source", func(t *testing.T, kp *mls.KeyPackage) { kp.LeafNode.Source = mls.LeafNodeSourceUpdate; resign(t, kp) }, rules, []error{mls.ErrInvalidLeafNode}},
 			{"init key reused", func(t *testing.T, kp *mls.KeyPackage) { kp.InitKey = kp.LeafNode.EncryptionKey; resign(t, kp) }, rules, []error{mls.ErrInvalidKeyPackage}},
@@ -125,7 +119,7 @@ func TestNewAndVerifyKeyPackage(t *testing.T) {
 				if priv.InitKey == nil || priv.EncryptionKey == nil {
 					t.Fatal("private keys missing")
 				}
-				// Go through the wire so Raw is what gets verified.
+				// Go through the wire so a decoded value is what gets verified.
 				b, err := mls.Marshal(kp)
 				if err != nil {
 					t.Fatal(err)

@@ -1,6 +1,9 @@
 package mls
 
 import (
+	"fmt"
+
+	"github.com/burrow-relay/burrow/mls/cipher"
 	"github.com/burrow-relay/burrow/mls/codec"
 )
 
@@ -15,11 +18,6 @@ type LeafNode struct {
 	ParentHash    []byte   // Source == LeafNodeSourceCommit
 	Extensions    Extensions
 	Signature     []byte
-
-	// Raw holds the exact bytes this LeafNode was decoded from (nil for one
-	// built locally). TBS uses them so a signature is checked over what was
-	// received. Set Raw to nil after changing any field of a decoded value.
-	Raw []byte
 }
 
 func (ln *LeafNode) encodeTBSFields(w *codec.Writer) {
@@ -49,7 +47,6 @@ func (ln *LeafNode) EncodeTo(w *codec.Writer) {
 // DecodeFrom implements Decoder.
 func (ln *LeafNode) DecodeFrom(r *codec.Reader) {
 	*ln = LeafNode{}
-	start := r.Offset()
 	ln.EncryptionKey = r.Opaque()
 	ln.SignatureKey = r.Opaque()
 	ln.Credential.DecodeFrom(r)
@@ -66,24 +63,32 @@ func (ln *LeafNode) DecodeFrom(r *codec.Reader) {
 	}
 	ln.Extensions.DecodeFrom(r)
 	ln.Signature = r.Opaque()
-	ln.Raw = r.Since(start)
 }
 
 // TBS returns the LeafNodeTBS bytes that the leaf's signature covers
 // (label "LeafNodeTBS"). groupID and leafIndex are used only for the update
-// and commit sources. When Raw is set the received bytes are used.
+// and commit sources. Decoding is strict (one encoding per value), so for
+// a received LeafNode these are exactly the bytes that were signed.
 func (ln *LeafNode) TBS(groupID []byte, leafIndex uint32) []byte {
 	var w codec.Writer
-	if ln.Raw != nil {
-		w.Fixed(tbsWithoutSignature(ln.Raw, ln.Signature))
-	} else {
-		ln.encodeTBSFields(&w)
-	}
+	ln.encodeTBSFields(&w)
 	if ln.Source == LeafNodeSourceUpdate || ln.Source == LeafNodeSourceCommit {
 		w.Opaque(groupID)
 		w.U32(leafIndex)
 	}
 	return w.Bytes()
+}
+
+// Sign sets ln's signature: signer signs the LeafNodeTBS of ln's current
+// fields (with groupID and leafIndex for the update and commit sources).
+// Call it after building or changing a leaf; encoding never signs.
+func (ln *LeafNode) Sign(suite *cipher.Suite, signer *cipher.SignatureKey, groupID []byte, leafIndex uint32) error {
+	sig, err := suite.SignWithLabel(signer, LabelLeafNodeTBS, ln.TBS(groupID, leafIndex))
+	if err != nil {
+		return fmt.Errorf("mls: sign leaf: %w", err)
+	}
+	ln.Signature = sig
+	return nil
 }
 
 // KeyPackage advertises a client so it can be added to groups (RFC 9420
@@ -95,11 +100,6 @@ type KeyPackage struct {
 	LeafNode    LeafNode
 	Extensions  Extensions
 	Signature   []byte
-
-	// Raw holds the exact bytes this KeyPackage was decoded from (nil for
-	// one built locally); TBS and KeyPackageRef computation use them. Set Raw
-	// to nil after changing any field of a decoded value.
-	Raw []byte
 }
 
 func (kp *KeyPackage) encodeTBSFields(w *codec.Writer) {
@@ -119,34 +119,41 @@ func (kp *KeyPackage) EncodeTo(w *codec.Writer) {
 // DecodeFrom implements Decoder.
 func (kp *KeyPackage) DecodeFrom(r *codec.Reader) {
 	*kp = KeyPackage{}
-	start := r.Offset()
 	kp.Version = ProtocolVersion(r.U16())
 	kp.CipherSuite = CipherSuite(r.U16())
 	kp.InitKey = r.Opaque()
 	kp.LeafNode.DecodeFrom(r)
 	kp.Extensions.DecodeFrom(r)
 	kp.Signature = r.Opaque()
-	kp.Raw = r.Since(start)
 }
 
 // TBS returns the KeyPackageTBS bytes the signature covers (label
-// "KeyPackageTBS"), from Raw when set.
+// "KeyPackageTBS").
 func (kp *KeyPackage) TBS() []byte {
-	if kp.Raw != nil {
-		return tbsWithoutSignature(kp.Raw, kp.Signature)
-	}
 	var w codec.Writer
 	kp.encodeTBSFields(&w)
 	return w.Bytes()
 }
 
-// Bytes returns the KeyPackage's encoding: Raw when set, otherwise a fresh
-// encoding. KeyPackageRef is RefHash("MLS 1.0 KeyPackage Reference", Bytes()).
+// Bytes returns the KeyPackage's encoding, which for a decoded KeyPackage
+// is the input it came from. KeyPackageRef is RefHash("MLS 1.0 KeyPackage
+// Reference", Bytes()).
 func (kp *KeyPackage) Bytes() ([]byte, error) {
-	if kp.Raw != nil {
-		return kp.Raw, nil
-	}
 	return Marshal(kp)
+}
+
+// Sign signs kp with signer: first its key_package leaf, then the
+// KeyPackage itself. Call it after building or changing a KeyPackage.
+func (kp *KeyPackage) Sign(suite *cipher.Suite, signer *cipher.SignatureKey) error {
+	if err := kp.LeafNode.Sign(suite, signer, nil, 0); err != nil {
+		return err
+	}
+	sig, err := suite.SignWithLabel(signer, LabelKeyPackageTBS, kp.TBS())
+	if err != nil {
+		return fmt.Errorf("mls: sign KeyPackage: %w", err)
+	}
+	kp.Signature = sig
+	return nil
 }
 
 // DecodeKeyPackage decodes a bare KeyPackage.

@@ -66,6 +66,7 @@ func (g *Group) applyProposals(list []storedProposal, committer Sender, byRef []
 		touched    = map[treemath.LeafIndex]bool{}
 		pskIDs     [][]byte
 		nExtInit   int
+		custom     []ProposalType
 	)
 	touch := func(l treemath.LeafIndex) error {
 		if touched[l] {
@@ -82,10 +83,13 @@ func (g *Group) applyProposals(list []storedProposal, committer Sender, byRef []
 		if external && byRef != nil && byRef[i] {
 			return nil, fmt.Errorf("%w: external commit references a proposal", ErrInvalidProposalList)
 		}
-		if !isDefaultProposal(p.Type) {
-			if err := allSupport(st.tree, p.Type); err != nil {
-				return nil, err
-			}
+		if external && p.Type != ProposalExternalInit && p.Type != ProposalRemove && p.Type != ProposalPSK {
+			// RFC 9420 section 12.4.3.2: an external commit carries its
+			// ExternalInit, at most one Remove (resynchronisation) and PSKs.
+			return nil, fmt.Errorf("%w: proposal type 0x%04x in an external commit", ErrInvalidProposalList, uint16(p.Type))
+		}
+		if !isDefaultProposal(p.Type) && !contains(custom, p.Type) {
+			custom = append(custom, p.Type)
 		}
 		switch p.Type {
 		case ProposalAdd:
@@ -168,16 +172,16 @@ func (g *Group) applyProposals(list []storedProposal, committer Sender, byRef []
 		if nExtInit != 1 {
 			return nil, fmt.Errorf("%w: external commit with %d ExternalInit proposals", ErrInvalidProposalList, nExtInit)
 		}
-		if len(adds) > 0 {
-			return nil, fmt.Errorf("%w: external commit with Add proposals", ErrInvalidProposalList)
+		if len(removes) > 1 {
+			return nil, fmt.Errorf("%w: external commit with %d Remove proposals", ErrInvalidProposalList, len(removes))
 		}
 	}
 
 	// 1. GroupContextExtensions, then AppDataUpdate edits of the
 	// app_data_dictionary it may have set.
 	if gce != nil {
-		if t, dup := gce.Extensions.Duplicate(); dup {
-			return nil, fmt.Errorf("%w: group extension 0x%04x twice", ErrInvalidProposal, uint16(t))
+		if err := checkGroupExtensions(gce.Extensions); err != nil {
+			return nil, fmt.Errorf("%w: %w", ErrInvalidProposal, err)
 		}
 		s.ctx.Extensions = slices.Clone(gce.Extensions)
 	}
@@ -190,8 +194,11 @@ func (g *Group) applyProposals(list []storedProposal, committer Sender, byRef []
 	for _, u := range updates {
 		l := treemath.LeafIndex(u.sender.Index)
 		ln := &u.proposal.Update.LeafNode
-		if err := VerifyLeafNode(g.suite, ln, LeafNodeSourceUpdate, st.ctx.GroupID, uint32(l), g.cfg.LeafRules); err != nil {
+		if err := VerifyLeafNode(g.suite, ln, LeafNodeSourceUpdate, st.ctx.GroupID, uint32(l), g.leafRules()); err != nil {
 			return nil, fmt.Errorf("%w: Update of leaf %d: %w", ErrInvalidProposal, l, err)
+		}
+		if err := g.validateCredential(CredentialCheck{Change: LeafUpdated, GroupID: st.ctx.GroupID, LeafIndex: uint32(l), Leaf: ln, Previous: st.tree.Leaf(l)}); err != nil {
+			return nil, err
 		}
 		if l == st.myLeaf && committer.Type == SenderMember {
 			s.myUpdateRef = u.ref
@@ -209,10 +216,18 @@ func (g *Group) applyProposals(list []storedProposal, committer Sender, byRef []
 			return nil, err
 		}
 	}
+	// A proposal type outside the default set must be supported by every
+	// member the commit keeps (RFC 9420 section 12.1); members being
+	// removed need not support it.
+	for _, pt := range custom {
+		if err := allSupport(s.tree, pt); err != nil {
+			return nil, err
+		}
+	}
 	// 4. Adds.
 	addSigKeys := map[string]bool{}
 	for _, kp := range adds {
-		if err := VerifyKeyPackage(g.suite, kp, g.cfg.LeafRules); err != nil {
+		if err := VerifyKeyPackage(g.suite, kp, g.leafRules()); err != nil {
 			return nil, fmt.Errorf("%w: Add: %w", ErrInvalidProposal, err)
 		}
 		if kp.CipherSuite != st.ctx.CipherSuite || kp.Version != st.ctx.Version {
@@ -223,7 +238,11 @@ func (g *Group) applyProposals(list []storedProposal, committer Sender, byRef []
 		}
 		addSigKeys[string(kp.LeafNode.SignatureKey)] = true
 		ln := kp.LeafNode
-		s.added = append(s.added, s.tree.AddLeaf(&ln))
+		l := s.tree.AddLeaf(&ln)
+		if err := g.validateCredential(CredentialCheck{Change: LeafAdded, GroupID: st.ctx.GroupID, LeafIndex: uint32(l), Leaf: &ln}); err != nil {
+			return nil, err
+		}
+		s.added = append(s.added, l)
 		s.addedKPs = append(s.addedKPs, kp)
 	}
 	fresh := slices.Clone(s.added)

@@ -3,6 +3,7 @@ package mls
 import (
 	"errors"
 	"fmt"
+	"io"
 
 	"github.com/burrow-relay/burrow/mls/cipher"
 	"github.com/burrow-relay/burrow/mls/codec"
@@ -115,8 +116,9 @@ func senderDataAAD(groupID []byte, epoch uint64, ct ContentType) []byte {
 
 // EncryptPrivateMessage protects content (from a member) and its auth data
 // as a PrivateMessage (RFC 9420 section 6.3), taking the next generation of
-// the sender's ratchet in st and adding padding zero bytes.
-func EncryptPrivateMessage(suite *cipher.Suite, st *secrettree.Tree, senderDataSecret []byte, content *FramedContent, auth *FramedContentAuthData, padding int) (*PrivateMessage, error) {
+// the sender's ratchet in st and adding padding zero bytes. The reuse guard
+// comes from random (nil: the system's randomness).
+func EncryptPrivateMessage(suite *cipher.Suite, st *secrettree.Tree, senderDataSecret []byte, content *FramedContent, auth *FramedContentAuthData, padding int, random io.Reader) (*PrivateMessage, error) {
 	if content.Sender.Type != SenderMember {
 		return nil, ErrNotMember
 	}
@@ -126,10 +128,11 @@ func EncryptPrivateMessage(suite *cipher.Suite, st *secrettree.Tree, senderDataS
 	if err := w.Err(); err != nil {
 		return nil, fmt.Errorf("mls: private content: %w", err)
 	}
-	guard, err := secrettree.NewReuseGuard()
+	g, err := randomSecret(random, 4)
 	if err != nil {
 		return nil, err
 	}
+	guard := [4]byte(g)
 	aad := privateContentAAD(content.GroupID, content.Epoch, content.ContentType, content.AuthenticatedData)
 	gen, ct, err := st.Seal(content.Sender.Index, ratchetFor(content.ContentType), guard, aad, w.Bytes())
 	if err != nil {
@@ -155,43 +158,69 @@ func EncryptPrivateMessage(suite *cipher.Suite, st *secrettree.Tree, senderDataS
 	}, nil
 }
 
-// DecryptPrivateMessage opens a PrivateMessage with the epoch's secret tree
-// and sender_data_secret and returns the FramedContent (sender: the member
-// named in the sender data) and its auth data. The caller checks the
-// signature (with wire format PrivateMessage) and that group id and epoch
-// are the group's.
-func DecryptPrivateMessage(suite *cipher.Suite, st *secrettree.Tree, senderDataSecret []byte, m *PrivateMessage) (*FramedContent, *FramedContentAuthData, error) {
+// OpenSenderData decrypts a PrivateMessage's sender data with the epoch's
+// sender_data_secret (RFC 9420 section 6.3.2). It reads no ratchet, so it
+// changes nothing; the leaf index is checked against leafCount.
+func OpenSenderData(suite *cipher.Suite, senderDataSecret []byte, m *PrivateMessage, leafCount uint32) (SenderData, error) {
 	key, nonce, err := secrettree.SenderDataKeyNonce(suite, senderDataSecret, m.Ciphertext)
 	if err != nil {
-		return nil, nil, err
+		return SenderData{}, err
 	}
 	defer key.Zero()
 	sdBytes, err := suite.AEADOpen(nil, key, nonce, senderDataAAD(m.GroupID, m.Epoch, m.ContentType), m.EncryptedSenderData)
 	if err != nil {
-		return nil, nil, fmt.Errorf("%w: %w", ErrSenderData, err)
+		return SenderData{}, fmt.Errorf("%w: %w", ErrSenderData, err)
 	}
 	var sd SenderData
 	if err := Unmarshal(sdBytes, &sd); err != nil {
-		return nil, nil, fmt.Errorf("%w: %w", ErrSenderData, err)
+		return SenderData{}, fmt.Errorf("%w: %w", ErrSenderData, err)
 	}
-	if sd.LeafIndex >= st.LeafCount() {
-		return nil, nil, fmt.Errorf("%w: leaf %d outside the tree", ErrSenderData, sd.LeafIndex)
+	if sd.LeafIndex >= leafCount {
+		return SenderData{}, fmt.Errorf("%w: leaf %d outside the tree", ErrSenderData, sd.LeafIndex)
 	}
+	return sd, nil
+}
+
+// openContent decrypts a PrivateMessage's content for the sender named in
+// sd on a tentative ratchet: the returned attempt must be committed once
+// the message is accepted, or discarded. When decryption fails nothing
+// has changed.
+func openContent(st *secrettree.Tree, m *PrivateMessage, sd SenderData) (*FramedContent, *FramedContentAuthData, *secrettree.Attempt, error) {
 	aad := privateContentAAD(m.GroupID, m.Epoch, m.ContentType, m.AuthenticatedData)
-	pt, err := st.Open(sd.LeafIndex, ratchetFor(m.ContentType), sd.Generation, sd.ReuseGuard, aad, m.Ciphertext)
+	pt, attempt, err := st.OpenAttempt(sd.LeafIndex, ratchetFor(m.ContentType), sd.Generation, sd.ReuseGuard, aad, m.Ciphertext)
 	if err != nil {
-		return nil, nil, fmt.Errorf("mls: decrypt content: %w", err)
+		return nil, nil, nil, fmt.Errorf("mls: decrypt content: %w", err)
 	}
 	var pc PrivateMessageContent
 	r := codec.NewReader(pt)
 	pc.DecodeFrom(r, m.ContentType)
 	if err := r.Finish(); err != nil {
-		return nil, nil, fmt.Errorf("mls: private content: %w", err)
+		attempt.Discard()
+		return nil, nil, nil, fmt.Errorf("mls: private content: %w", err)
 	}
 	content := &FramedContent{
 		GroupID: m.GroupID, Epoch: m.Epoch, Sender: Sender{Type: SenderMember, Index: sd.LeafIndex},
 		AuthenticatedData: m.AuthenticatedData, ContentType: m.ContentType,
 		ApplicationData: pc.ApplicationData, Proposal: pc.Proposal, Commit: pc.Commit,
 	}
-	return content, &pc.Auth, nil
+	return content, &pc.Auth, attempt, nil
+}
+
+// DecryptPrivateMessage opens a PrivateMessage with the epoch's secret tree
+// and sender_data_secret and returns the FramedContent (sender: the member
+// named in the sender data) and its auth data. The generation's key is
+// consumed only if the content decrypts. The caller checks the signature
+// (with wire format PrivateMessage) and that group id and epoch are the
+// group's.
+func DecryptPrivateMessage(suite *cipher.Suite, st *secrettree.Tree, senderDataSecret []byte, m *PrivateMessage) (*FramedContent, *FramedContentAuthData, error) {
+	sd, err := OpenSenderData(suite, senderDataSecret, m, st.LeafCount())
+	if err != nil {
+		return nil, nil, err
+	}
+	c, auth, attempt, err := openContent(st, m, sd)
+	if err != nil {
+		return nil, nil, err
+	}
+	attempt.Commit()
+	return c, auth, nil
 }

@@ -148,7 +148,7 @@ func runMessageProtection(t *testing.T, suite *cipher.Suite, tc *messageProtecti
 				}
 				wire = mustMarshal(t, &mls.MLSMessage{Version: mls.MLS10, WireFormat: wf, PublicMessage: pm})
 			} else {
-				pm, err := mls.EncryptPrivateMessage(suite, newTree(), tc.SenderDataSecret, own, &ownAuth, 7)
+				pm, err := mls.EncryptPrivateMessage(suite, newTree(), tc.SenderDataSecret, own, &ownAuth, 7, nil)
 				if err != nil {
 					t.Fatal(err)
 				}

@@ -174,11 +174,7 @@ func (t *Tree) leafHashInput(w *codec.Writer, x treemath.NodeIndex, blank bool) 
 		return
 	}
 	w.Present(true)
-	if ln.Raw != nil {
-		w.Fixed(ln.Raw)
-	} else {
-		ln.EncodeTo(w)
-	}
+	ln.EncodeTo(w)
 }
 
 // parentHashInput encodes the TreeHashInput of parent node x, leaving out

@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"errors"
 	"fmt"
+	"io"
 
 	"github.com/burrow-relay/burrow/mls/cipher"
 	"github.com/burrow-relay/burrow/mls/treemath"
@@ -20,6 +21,19 @@ var (
 	// ciphertext of the UpdatePath meant for it.
 	ErrNoPathSecret = errors.New("mls: no private key for the UpdatePath")
 )
+
+// randomSecret returns n bytes from random (the system's randomness when
+// nil).
+func randomSecret(random io.Reader, n int) (cipher.Secret, error) {
+	if random == nil {
+		random = rand.Reader
+	}
+	b := make(cipher.Secret, n)
+	if _, err := io.ReadFull(random, b); err != nil {
+		return nil, fmt.Errorf("mls: randomness: %w", err)
+	}
+	return b, nil
+}
 
 // LabelUpdatePathNode is the EncryptWithLabel label of path secrets.
 const LabelUpdatePathNode = "UpdatePathNode"
@@ -95,7 +109,8 @@ func (t *Tree) ApplyUpdatePath(h Hasher, sender treemath.LeafIndex, path *Update
 	return nil
 }
 
-// checkFreshKeys verifies that no public key of path already appears in a
+// checkFreshKeys verifies that the public keys of path (its leaf's and its
+// nodes') are distinct from one another and that none already appears in a
 // node of the tree, the committer's current leaf included (RFC 9420
 // section 12.4.2). It indexes the path's few new keys rather than the whole
 // tree, so the scan allocates nothing per node.
@@ -103,7 +118,14 @@ func (t *Tree) checkFreshKeys(path *UpdatePath) error {
 	fresh := make(map[string]int, len(path.Nodes)+1)
 	fresh[string(path.LeafNode.EncryptionKey)] = -1
 	for i := range path.Nodes {
-		fresh[string(path.Nodes[i].EncryptionKey)] = i
+		k := string(path.Nodes[i].EncryptionKey)
+		if j, dup := fresh[k]; dup {
+			if j < 0 {
+				return fmt.Errorf("%w: path node %d repeats the leaf's encryption_key", ErrUpdatePath, i)
+			}
+			return fmt.Errorf("%w: path nodes %d and %d share an encryption key", ErrUpdatePath, j, i)
+		}
+		fresh[k] = i
 	}
 	for _, n := range t.nodes {
 		var key []byte
@@ -173,9 +195,10 @@ type NewUpdatePath struct {
 // signature are set here, signing with signer over groupID. groupContext
 // is called with the tree hash after the merge and returns the encoded
 // provisional GroupContext under which the path secrets are encrypted.
-// exclude lists the leaves added by the same Commit. On error the tree is
-// left unchanged.
-func (t *Tree) CreateUpdatePath(suite *cipher.Suite, sender treemath.LeafIndex, leaf LeafNode, signer *cipher.SignatureKey, groupID []byte, groupContext func(treeHash []byte) ([]byte, error), exclude []treemath.LeafIndex) (*NewUpdatePath, error) {
+// exclude lists the leaves added by the same Commit. random supplies the
+// leaf key, the path secret and the HPKE ephemeral keys (nil: the system's
+// randomness). On error the tree is left unchanged.
+func (t *Tree) CreateUpdatePath(suite *cipher.Suite, sender treemath.LeafIndex, leaf LeafNode, signer *cipher.SignatureKey, groupID []byte, groupContext func(treeHash []byte) ([]byte, error), exclude []treemath.LeafIndex, random io.Reader) (*NewUpdatePath, error) {
 	if uint32(sender) >= t.leaves || t.Leaf(sender) == nil {
 		return nil, fmt.Errorf("%w: sender leaf %d is blank or outside the tree", ErrUpdatePath, sender)
 	}
@@ -184,12 +207,12 @@ func (t *Tree) CreateUpdatePath(suite *cipher.Suite, sender treemath.LeafIndex, 
 	if err != nil {
 		return nil, err
 	}
-	leafKey, err := suite.GenerateHPKEKey()
+	leafKey, err := suite.GenerateHPKEKeyFrom(random)
 	if err != nil {
 		return nil, fmt.Errorf("mls: leaf key: %w", err)
 	}
-	ps := make(cipher.Secret, suite.Nh())
-	if _, err := rand.Read(ps); err != nil {
+	ps, err := randomSecret(random, suite.Nh())
+	if err != nil {
 		return nil, fmt.Errorf("mls: path secret: %w", err)
 	}
 	out := &NewUpdatePath{Path: &UpdatePath{Nodes: make([]UpdatePathNode, len(fdp))}, LeafKey: leafKey}
@@ -226,9 +249,8 @@ func (t *Tree) CreateUpdatePath(suite *cipher.Suite, sender treemath.LeafIndex, 
 	if len(fdp) > 0 {
 		leaf.ParentHash = t.parentHash(suite, hashes, fdp[0], copath[0])
 	}
-	leaf.Raw = nil
-	if leaf.Signature, err = suite.SignWithLabel(signer, LabelLeafNodeTBS, leaf.TBS(groupID, uint32(sender))); err != nil {
-		return fail(fmt.Errorf("mls: sign leaf: %w", err))
+	if err := leaf.Sign(suite, signer, groupID, uint32(sender)); err != nil {
+		return fail(err)
 	}
 	out.Path.LeafNode = leaf
 	t.setNode(sender.NodeIndex(), &Node{Type: NodeTypeLeaf, Leaf: &out.Path.LeafNode})
@@ -247,7 +269,7 @@ func (t *Tree) CreateUpdatePath(suite *cipher.Suite, sender treemath.LeafIndex, 
 			} else {
 				pub = n.Parent.EncryptionKey
 			}
-			kem, ct, err := suite.EncryptWithLabel(pub, LabelUpdatePathNode, ctx, out.PathSecrets[i])
+			kem, ct, err := suite.EncryptWithLabelFrom(random, pub, LabelUpdatePathNode, ctx, out.PathSecrets[i])
 			if err != nil {
 				return fail(fmt.Errorf("mls: encrypt path secret to node %d: %w", r, err))
 			}

@@ -196,7 +196,7 @@ func runTreeKEMGenerate(t *testing.T, suite *cipher.Suite, tc *treeKEMCase, rt m
 		if !bytes.Equal(signer.PublicKey(), leaf.SignatureKey) {
 			t.Fatalf("member %d: signature key does not match its leaf", sender)
 		}
-		np, err := tree.CreateUpdatePath(suite, sender, leaf, signer, tc.GroupID, groupContext, nil)
+		np, err := tree.CreateUpdatePath(suite, sender, leaf, signer, tc.GroupID, groupContext, nil, nil)
 		if err != nil {
 			t.Fatalf("member %d: create: %v", sender, err)
 		}

@@ -96,6 +96,22 @@ const (
 	WireFormatKeyPackage     WireFormat = 0x0005
 )
 
+func (w WireFormat) String() string {
+	switch w {
+	case WireFormatPublicMessage:
+		return "PublicMessage"
+	case WireFormatPrivateMessage:
+		return "PrivateMessage"
+	case WireFormatWelcome:
+		return "Welcome"
+	case WireFormatGroupInfo:
+		return "GroupInfo"
+	case WireFormatKeyPackage:
+		return "KeyPackage"
+	}
+	return fmt.Sprintf("WireFormat(0x%04x)", uint16(w))
+}
+
 // ContentType is the kind of content a FramedContent carries.
 type ContentType uint8
 
@@ -207,15 +223,4 @@ func badEnum(r *codec.Reader, field string, v uint64) {
 // missing records that an encoder met a nil variant.
 func missing(w *codec.Writer, what string) {
 	w.Fail(fmt.Errorf("%w: %s", ErrMissingBody, what))
-}
-
-// tbsWithoutSignature returns raw without its trailing opaque signature<V>
-// field, which is how the signed part of KeyPackage, LeafNode and GroupInfo
-// relates to their encodings.
-func tbsWithoutSignature(raw, sig []byte) []byte {
-	n := len(raw) - codec.VarintLen(uint64(len(sig))) - len(sig)
-	if n < 0 {
-		return nil
-	}
-	return raw[:n:n]
 }

@@ -46,11 +46,6 @@ type GroupInfo struct {
 	ConfirmationTag []byte // MAC
 	Signer          uint32
 	Signature       []byte
-
-	// Raw holds the exact bytes this GroupInfo was decoded from (nil for
-	// one built locally); TBS uses them. Set Raw to nil after changing any
-	// field of a decoded value.
-	Raw []byte
 }
 
 func (g *GroupInfo) encodeTBSFields(w *codec.Writer) {
@@ -69,21 +64,17 @@ func (g *GroupInfo) EncodeTo(w *codec.Writer) {
 // DecodeFrom implements Decoder.
 func (g *GroupInfo) DecodeFrom(r *codec.Reader) {
 	*g = GroupInfo{}
-	start := r.Offset()
 	g.GroupContext.DecodeFrom(r)
 	g.Extensions.DecodeFrom(r)
 	g.ConfirmationTag = r.Opaque()
 	g.Signer = r.U32()
 	g.Signature = r.Opaque()
-	g.Raw = r.Since(start)
 }
 
 // TBS returns the GroupInfoTBS bytes the signature covers (label
-// "GroupInfoTBS"), from Raw when set.
+// "GroupInfoTBS"). Decoding is strict (one encoding per value), so for a
+// received GroupInfo these are exactly the bytes that were signed.
 func (g *GroupInfo) TBS() []byte {
-	if g.Raw != nil {
-		return tbsWithoutSignature(g.Raw, g.Signature)
-	}
 	var w codec.Writer
 	g.encodeTBSFields(&w)
 	return w.Bytes()
@@ -129,6 +120,14 @@ func (g *GroupSecrets) EncodeTo(w *codec.Writer) {
 		g.PSKs[i].EncodeTo(w)
 	}
 	w.CloseVector(m)
+}
+
+// zero overwrites the secrets (joiner secret, path secret) once used.
+func (g *GroupSecrets) zero() {
+	clear(g.JoinerSecret)
+	if g.PathSecret != nil {
+		clear(g.PathSecret.PathSecret)
+	}
 }
 
 // DecodeFrom implements Decoder.

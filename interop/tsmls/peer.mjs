@@ -18,16 +18,21 @@ import {
   decodeMlsMessage,
   defaultCapabilities,
   defaultLifetime,
-  emptyPskIndex,
   encodeMlsMessage,
   generateKeyPackage,
   getCiphersuiteFromName,
   getCiphersuiteImpl,
+  bytesToBase64,
+  createProposal,
   joinGroup,
+  joinGroupExternal,
+  makePskIndex,
   mlsExporter,
   processMessage,
+  processPrivateMessage,
 } from "ts-mls";
-import { decodeKeyPackage, encodeKeyPackage, makeKeyPackageRef } from "ts-mls/keyPackage.js";
+import { decodeKeyPackage, encodeKeyPackage, generateKeyPackageWithKey, makeKeyPackageRef } from "ts-mls/keyPackage.js";
+import { p256 } from "@noble/curves/nist.js";
 import { decodeRatchetTree } from "ts-mls/ratchetTree.js";
 
 const TOOL = "ts-mls 1.6.4";
@@ -44,6 +49,21 @@ function fromHex(s, field) {
 function required(args, field) {
   if (args[field] === undefined || args[field] === null) throw new Error(`${field} is required`);
   return args[field];
+}
+
+// Known bug (ts-mls 1.6.4 and 2.0.0-rc.10): for suite 0x0002 ts-mls makes
+// P-256 signature keys with @noble/curves' getPublicKey, whose default is
+// the 33-byte compressed point; RFC 9420 section 5.1.1 requires the
+// uncompressed point (65 bytes). Burrow and mls-go refuse such keys. This
+// peer therefore makes the key pair itself, with the uncompressed encoding
+// (ts-mls's own verify accepts either), unless the request asks for
+// default_signature_key, which TestTSMLSCompressedP256Key uses to pin the
+// bug.
+const P256_SUITE = "MLS_128_DHKEMP256_AES128GCM_SHA256_P256";
+
+async function uncompressedP256(cs) {
+  const { signKey } = await cs.signature.keygen();
+  return { signKey, publicKey: p256.getPublicKey(signKey, false) };
 }
 
 const suiteNames = new Map(Object.entries(ciphersuites).map(([name, id]) => [id, name]));
@@ -78,6 +98,10 @@ class Peer {
     this.pending = []; // {publicPackage, privatePackage, ref, cs}
     this.state = undefined;
     this.cs = undefined;
+    // A commit made with hold: its state, adopted by merge_pending.
+    this.held = undefined;
+    // External PSKs by base64 id, as makePskIndex wants them.
+    this.psks = {};
     // Nanoseconds the previous op (other than elapsed) took inside this
     // process, so a benchmark can leave out the pipe and JSON.
     this.lastElapsed = 0n;
@@ -91,7 +115,10 @@ class Peer {
     const lifetime = args.lifetime
       ? { notBefore: BigInt(args.lifetime.not_before), notAfter: BigInt(args.lifetime.not_after) }
       : defaultLifetime;
-    const kp = await generateKeyPackage({ credentialType: "basic", identity }, defaultCapabilities(), lifetime, [], cs);
+    const credential = { credentialType: "basic", identity };
+    const kp = cs.name === P256_SUITE && !args.default_signature_key
+      ? await generateKeyPackageWithKey(credential, defaultCapabilities(), lifetime, [], await uncompressedP256(cs), cs)
+      : await generateKeyPackage(credential, defaultCapabilities(), lifetime, [], cs);
     const ref = await makeKeyPackageRef(kp.publicPackage, cs.hash);
     return { ...kp, ref, cs };
   }
@@ -100,13 +127,39 @@ class Peer {
     if (this.state === undefined) throw new Error("no group: create_group or join first");
   }
 
-  async commit(options) {
+  pskIndex() {
+    return makePskIndex(this.state, this.psks);
+  }
+
+  // commit makes a Commit of every proposal received in this epoch (by
+  // reference) plus extra ones by value, and applies it unless hold is set:
+  // then the new state waits for merge_pending or discard_pending, and the
+  // group stays where it was (ts-mls states are values, so nothing else
+  // changes).
+  async commit(extraProposals, hold, publicMessage) {
     this.needGroup();
-    const res = await createCommit({ state: this.state, cipherSuite: this.cs }, { ratchetTreeExtension: true, ...options });
-    this.state = res.newState;
-    const out = { commit: toHex(encodeMlsMessage(res.commit)), epoch: Number(this.state.groupContext.epoch) };
+    if (this.held !== undefined) throw new Error("a held commit is pending: merge_pending or discard_pending first");
+    const res = await createCommit(
+      { state: this.state, cipherSuite: this.cs, pskIndex: this.pskIndex() },
+      { ratchetTreeExtension: true, extraProposals, wireAsPublicMessage: Boolean(publicMessage) },
+    );
+    if (hold) this.held = res.newState;
+    else this.state = res.newState;
+    const out = { commit: toHex(encodeMlsMessage(res.commit)), epoch: Number(res.newState.groupContext.epoch) };
     if (res.welcome !== undefined) out.welcome = toHex(frame("mls_welcome", "welcome", res.welcome));
     return out;
+  }
+
+  // pskNonce is a fresh nonce of the KDF's output length (RFC 9420 section 8.4).
+  pskNonce() {
+    return crypto.getRandomValues(new Uint8Array(this.cs.kdf.size));
+  }
+
+  async propose(proposal) {
+    this.needGroup();
+    const res = await createProposal(this.state, true, proposal, this.cs);
+    this.state = res.newState;
+    return { message: toHex(encodeMlsMessage(res.message)) };
   }
 
   async handle(op, args) {
@@ -153,7 +206,7 @@ class Peer {
         // successive Add commits without a path produce differing lists. The
         // refusal surfaces here as a failed join; TestTSMLSUnmergedLeavesQuirk
         // in interop/peer_test.go builds such a tree.
-        this.state = await joinGroup(msg.welcome, e.publicPackage, e.privatePackage, emptyPskIndex, e.cs, tree);
+        this.state = await joinGroup(msg.welcome, e.publicPackage, e.privatePackage, makePskIndex(undefined, this.psks), e.cs, tree);
         this.cs = e.cs;
         this.pending.splice(i, 1);
         return { epoch: Number(this.state.groupContext.epoch) };
@@ -168,18 +221,22 @@ class Peer {
         if (!(repeat >= 1)) throw new Error("bench_join: repeat must be at least 1");
         const bytes = fromHex(required(args, "welcome"), "welcome");
         const times = [];
+        const cpu = [];
         let first;
         let index = -1;
         for (let r = 0; r < repeat; r++) {
           const start = process.hrtime.bigint();
+          const cpuStart = process.cpuUsage();
           const msg = decodeWhole(decodeMlsMessage, bytes, "MLSMessage");
           if (msg.wireformat !== "mls_welcome") throw new Error(`bench_join: got ${msg.wireformat}, want mls_welcome`);
           const refs = msg.welcome.secrets.map((s) => toHex(s.newMember));
           const i = this.pending.findIndex((e) => refs.includes(toHex(e.ref)));
           if (i < 0) throw new Error("bench_join: no pending KeyPackage matches the Welcome");
           const e = this.pending[i];
-          const state = await joinGroup(msg.welcome, e.publicPackage, e.privatePackage, emptyPskIndex, e.cs, undefined);
+          const state = await joinGroup(msg.welcome, e.publicPackage, e.privatePackage, makePskIndex(undefined, this.psks), e.cs, undefined);
           times.push((process.hrtime.bigint() - start).toString());
+          const c = process.cpuUsage(cpuStart);
+          cpu.push(((c.user + c.system) * 1000).toString());
           if (first === undefined) {
             first = state;
             index = i;
@@ -188,18 +245,77 @@ class Peer {
         this.state = first;
         this.cs = this.pending[index].cs;
         this.pending.splice(index, 1);
-        return { epoch: Number(this.state.groupContext.epoch), elapsed_ns: times };
+        return { epoch: Number(this.state.groupContext.epoch), elapsed_ns: times, cpu_ns: cpu };
       }
       case "add_member": {
         const keyPackage = readKeyPackage(fromHex(required(args, "key_package"), "key_package"));
-        return this.commit({ extraProposals: [{ proposalType: "add", add: { keyPackage } }] });
+        return this.commit([{ proposalType: "add", add: { keyPackage } }], args.hold);
       }
       case "commit_update":
         // An empty Commit carries an UpdatePath, which refreshes our leaf.
-        return this.commit({});
+        return this.commit([], args.hold);
       case "remove_member": {
         const removed = Number(required(args, "leaf_index"));
-        return this.commit({ extraProposals: [{ proposalType: "remove", remove: { removed } }] });
+        return this.commit([{ proposalType: "remove", remove: { removed } }], args.hold);
+      }
+      case "commit": {
+        this.needGroup();
+        const extra = [];
+        for (const kp of args.add ?? []) extra.push({ proposalType: "add", add: { keyPackage: readKeyPackage(fromHex(kp, "add")) } });
+        for (const removed of args.remove ?? []) extra.push({ proposalType: "remove", remove: { removed: Number(removed) } });
+        for (const id of args.external_psks ?? []) {
+          const pskId = fromHex(id, "external_psks");
+          extra.push({ proposalType: "psk", psk: { preSharedKeyId: { psktype: "external", pskId, pskNonce: this.pskNonce() } } });
+        }
+        for (const epoch of args.resumption_psk_epochs ?? []) {
+          const pskGroupId = this.state.groupContext.groupId;
+          extra.push({
+            proposalType: "psk",
+            psk: { preSharedKeyId: { psktype: "resumption", usage: "application", pskGroupId, pskEpoch: BigInt(epoch), pskNonce: this.pskNonce() } },
+          });
+        }
+        return this.commit(extra, args.hold, args.public_message);
+      }
+      case "merge_pending": {
+        if (this.held === undefined) throw new Error("no held commit");
+        this.state = this.held;
+        this.held = undefined;
+        return { epoch: Number(this.state.groupContext.epoch) };
+      }
+      case "discard_pending":
+        if (this.held === undefined) throw new Error("no held commit");
+        this.held = undefined;
+        return {};
+      case "propose_add": {
+        const keyPackage = readKeyPackage(fromHex(required(args, "key_package"), "key_package"));
+        return this.propose({ proposalType: "add", add: { keyPackage } });
+      }
+      case "propose_remove":
+        return this.propose({ proposalType: "remove", remove: { removed: Number(required(args, "leaf_index")) } });
+      case "propose_update":
+        // ts-mls 1.6.4 has no call that makes an Update proposal with a fresh
+        // leaf key and keeps that key for when the proposal is committed.
+        throw new Error("propose_update: unsupported by ts-mls 1.6.4 (no API for an Update proposal)");
+      case "propose_self_remove":
+        // defaultProposalTypes stops at group_context_extensions (7); a
+        // SelfRemove (0x000a) would be skipped as a custom proposal.
+        throw new Error("propose_self_remove: unsupported by ts-mls 1.6.4 (no SelfRemove proposal type)");
+      case "add_external_psk":
+        this.psks[bytesToBase64(fromHex(required(args, "psk_id"), "psk_id"))] = fromHex(required(args, "secret"), "secret");
+        return {};
+      case "external_join": {
+        if (this.state !== undefined) throw new Error("this peer already holds a group");
+        const msg = decodeWhole(decodeMlsMessage, fromHex(required(args, "group_info"), "group_info"), "MLSMessage");
+        if (msg.wireformat !== "mls_group_info") throw new Error(`external_join: got ${msg.wireformat}, want mls_group_info`);
+        const suite = ciphersuites[msg.groupInfo.groupContext.cipherSuite];
+        const e = await this.newKeyPackage({ ...args, suite });
+        const res = await joinGroupExternal(msg.groupInfo, e.publicPackage, e.privatePackage, false, e.cs);
+        this.state = res.newState;
+        this.cs = e.cs;
+        return {
+          commit: toHex(frame("mls_public_message", "publicMessage", res.publicMessage)),
+          epoch: Number(this.state.groupContext.epoch),
+        };
       }
       case "process": {
         this.needGroup();
@@ -209,8 +325,19 @@ class Peer {
         }
         const contentType =
           msg.wireformat === "mls_private_message" ? msg.privateMessage.contentType : msg.publicMessage.content.contentType;
-        const res = await processMessage(msg, this.state, emptyPskIndex, acceptAll, this.cs);
+        // Known bug of ts-mls 1.6.4: processMessage hands PrivateMessages to
+        // processPrivateMessage with emptyPskIndex instead of the index it was
+        // given, so a PrivateMessage commit with a PreSharedKey proposal fails
+        // ("Could not find pskId referenced in proposal"). This peer calls
+        // processPrivateMessage itself unless process_message_api asks for
+        // the library's path (TestTSMLSPrivatePSKCommit pins the bug).
+        const res =
+          msg.wireformat === "mls_private_message" && !args.process_message_api
+            ? await processPrivateMessage(this.state, msg.privateMessage, this.pskIndex(), this.cs, acceptAll)
+            : await processMessage(msg, this.state, this.pskIndex(), acceptAll, this.cs);
         this.state = res.newState;
+        // Another member's commit ends the epoch a held commit was made in.
+        if (contentType === "commit") this.held = undefined;
         const out = { kind: contentType, epoch: Number(this.state.groupContext.epoch) };
         if (res.kind === "applicationMessage") out.plaintext = toHex(res.message);
         return out;
@@ -244,6 +371,13 @@ class Peer {
         this.needGroup();
         const gi = await createGroupInfoWithExternalPubAndRatchetTree(this.state, [], this.cs);
         return { group_info: toHex(frame("mls_group_info", "groupInfo", gi)) };
+      }
+      case "heap": {
+        // Bytes of JavaScript heap in use after a full collection (node must
+        // run with --expose-gc), for memory-per-member figures.
+        if (typeof globalThis.gc !== "function") throw new Error("heap: start node with --expose-gc");
+        globalThis.gc();
+        return { heap_bytes: process.memoryUsage().heapUsed };
       }
       default:
         throw new Error(`"${op}": unknown op`);

@@ -109,7 +109,8 @@ func signContent(label string, content []byte) ([]byte, error) {
 }
 
 // SignWithLabel signs SignContent(label, content) with k (RFC 9420 section
-// 5.1.2). ECDSA signatures are DER encoded; Ed25519 signatures are R||S.
+// 5.1.2). Both schemes sign deterministically: Ed25519 by design, ECDSA per
+// RFC 6979. ECDSA signatures are DER encoded; Ed25519 signatures are R||S.
 func (s *Suite) SignWithLabel(k *SignatureKey, label string, content []byte) ([]byte, error) {
 	if k == nil || k.scheme != s.sig {
 		return nil, fmt.Errorf("%w: signature key does not belong to %v", ErrInvalidKey, s.id)
@@ -123,7 +124,9 @@ func (s *Suite) SignWithLabel(k *SignatureKey, label string, content []byte) ([]
 		return ed25519.Sign(k.ed, msg), nil
 	case sigECDSAP256SHA256:
 		digest := sha256.Sum256(msg)
-		sig, err := k.ec.Sign(rand.Reader, digest[:], crypto.SHA256)
+		// A nil reader makes the signature deterministic (RFC 6979), so a
+		// seeded run of a group reproduces its messages byte for byte.
+		sig, err := k.ec.Sign(nil, digest[:], crypto.SHA256)
 		if err != nil {
 			return nil, fmt.Errorf("mls/cipher: ECDSA sign: %w", err)
 		}

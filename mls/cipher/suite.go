@@ -77,6 +77,7 @@ type Suite struct {
 	id      CipherSuite
 	newHash func() hash.Hash
 	kem     hpke.KEM
+	curve   ecdh.Curve // the KEM's curve, for the seeded HPKE sender
 	kdf     hpke.KDF
 	aead    hpke.AEAD
 	msgAEAD aeadAlg
@@ -93,11 +94,14 @@ func New(id CipherSuite) (*Suite, error) {
 	s := &Suite{id: id, newHash: sha256.New, kdf: hpke.HKDFSHA256(), nh: sha256.Size, nn: 12}
 	switch id {
 	case MLS128DHKEMX25519AES128GCMSHA256Ed25519:
-		s.kem, s.aead, s.msgAEAD, s.sig, s.nk, s.nenc = hpke.DHKEM(ecdh.X25519()), hpke.AES128GCM(), aeadAES128GCM, sigEd25519, 16, 32
+		s.curve = ecdh.X25519()
+		s.kem, s.aead, s.msgAEAD, s.sig, s.nk, s.nenc = hpke.DHKEM(s.curve), hpke.AES128GCM(), aeadAES128GCM, sigEd25519, 16, 32
 	case MLS128DHKEMP256AES128GCMSHA256P256:
-		s.kem, s.aead, s.msgAEAD, s.sig, s.nk, s.nenc = hpke.DHKEM(ecdh.P256()), hpke.AES128GCM(), aeadAES128GCM, sigECDSAP256SHA256, 16, 65
+		s.curve = ecdh.P256()
+		s.kem, s.aead, s.msgAEAD, s.sig, s.nk, s.nenc = hpke.DHKEM(s.curve), hpke.AES128GCM(), aeadAES128GCM, sigECDSAP256SHA256, 16, 65
 	case MLS128DHKEMX25519ChaCha20Poly1305SHA256Ed25519:
-		s.kem, s.aead, s.msgAEAD, s.sig, s.nk, s.nenc = hpke.DHKEM(ecdh.X25519()), hpke.ChaCha20Poly1305(), aeadChaCha20Poly1305, sigEd25519, 32, 32
+		s.curve = ecdh.X25519()
+		s.kem, s.aead, s.msgAEAD, s.sig, s.nk, s.nenc = hpke.DHKEM(s.curve), hpke.ChaCha20Poly1305(), aeadChaCha20Poly1305, sigEd25519, 32, 32
 	default:
 		if id.Registered() {
 			return nil, fmt.Errorf("%w: %v (registered, not implemented)", ErrUnsupportedCipherSuite, id)

@@ -111,7 +111,7 @@ func TestExternalInitKnownAnswer(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			kemOutput, joinerInit, err := keyschedule.NewExternalInit(s, pub)
+			kemOutput, joinerInit, err := keyschedule.NewExternalInit(s, pub, nil)
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -13,6 +13,7 @@ import (
 	"io"
 
 	"github.com/burrow-relay/burrow/mls/cipher"
+	"github.com/burrow-relay/burrow/mls/codec"
 	"github.com/burrow-relay/burrow/mls/secrettree"
 )
 
@@ -291,9 +292,10 @@ func (e *Epoch) ExternalInitSecret(kemOutput []byte) (cipher.Secret, error) {
 
 // NewExternalInit is the joiner's side of RFC 9420 section 8.3: it returns
 // the kem_output for the ExternalInit proposal and the init_secret to start
-// the key schedule with.
-func NewExternalInit(s *cipher.Suite, externalPub []byte) (kemOutput []byte, initSecret cipher.Secret, err error) {
-	return s.ExportSender(externalPub, nil, externalInitLabel, s.Nh())
+// the key schedule with. The HPKE ephemeral key comes from random (nil: the
+// system's randomness).
+func NewExternalInit(s *cipher.Suite, externalPub []byte, random io.Reader) (kemOutput []byte, initSecret cipher.Secret, err error) {
+	return s.ExportSenderFrom(random, externalPub, nil, externalInitLabel, s.Nh())
 }
 
 // ConfirmationTag computes MAC(confirmation_key, confirmed_transcript_hash).
@@ -321,10 +323,7 @@ func (e *Epoch) DropWelcomeSecrets() {
 // epoch is no longer needed; keep a Clone of ResumptionPSK first if the
 // application retains resumption PSKs (RFC 9420 section 8.6).
 func (e *Epoch) Drop() {
-	for _, p := range []*cipher.Secret{
-		&e.joiner, &e.welcome, &e.senderData, &e.encryption, &e.exporter, &e.external,
-		&e.confirmation, &e.membership, &e.resumption, &e.authenticator, &e.init,
-	} {
+	for _, p := range e.secrets() {
 		dropSecret(p)
 	}
 }
@@ -332,4 +331,49 @@ func (e *Epoch) Drop() {
 func dropSecret(p *cipher.Secret) {
 	p.Zero()
 	*p = nil
+}
+
+// ErrState means a serialized epoch is malformed.
+var ErrState = errors.New("mls/keyschedule: invalid serialized state")
+
+// secrets lists the epoch's secrets in their serialization order.
+func (e *Epoch) secrets() []*cipher.Secret {
+	return []*cipher.Secret{
+		&e.joiner, &e.welcome, &e.senderData, &e.encryption, &e.exporter, &e.external,
+		&e.confirmation, &e.membership, &e.resumption, &e.authenticator, &e.init,
+	}
+}
+
+// EncodeState appends every secret the epoch still holds (an absent one as
+// such) to w, for RestoreState. It is key material: the caller must
+// protect the bytes as it would the epoch.
+func (e *Epoch) EncodeState(w *codec.Writer) {
+	for _, p := range e.secrets() {
+		w.Present(*p != nil)
+		if *p != nil {
+			w.Opaque(*p)
+		}
+	}
+}
+
+// RestoreState reads an epoch written by EncodeState. The secrets are
+// copied out of the input.
+func RestoreState(s *cipher.Suite, r *codec.Reader) (*Epoch, error) {
+	e := &Epoch{suite: s}
+	for _, p := range e.secrets() {
+		if !r.Present() {
+			continue
+		}
+		b := r.Opaque()
+		if r.Err() == nil && len(b) != s.Nh() {
+			e.Drop()
+			return nil, fmt.Errorf("%w: secret of %d bytes, want %d", ErrState, len(b), s.Nh())
+		}
+		*p = cipher.Secret(b).Clone()
+	}
+	if err := r.Err(); err != nil {
+		e.Drop()
+		return nil, fmt.Errorf("%w: %w", ErrState, err)
+	}
+	return e, nil
 }

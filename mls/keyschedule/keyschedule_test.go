@@ -223,7 +223,7 @@ func TestExternalInit(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	kemOutput, joinerInit, err := keyschedule.NewExternalInit(s, pub)
+	kemOutput, joinerInit, err := keyschedule.NewExternalInit(s, pub, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -13,6 +13,7 @@ import (
 	"bytes"
 	"cmp"
 	"context"
+	"crypto/rand"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -20,7 +21,9 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"runtime"
 	"slices"
+	"syscall"
 	"time"
 
 	"github.com/thomas-vilte/mls-go/ciphersuite"
@@ -43,6 +46,12 @@ var (
 	errNoPendingKP   = errors.New("no pending KeyPackage matches the Welcome")
 	errBadMessage    = errors.New("unexpected message type")
 	errOutOfBandTree = errors.New("mls-go joins only with the ratchet_tree extension in the Welcome's GroupInfo")
+	errNoHeld        = errors.New("no held commit")
+	errHeld          = errors.New("a held commit is pending: merge_pending or discard_pending first")
+	// mls-go v1.6.0 knows proposal types 1-7 only (group/types.go); the
+	// MLS extensions' SelfRemove (0x000a) is not among them.
+	errNoSelfRemove = errors.New("unsupported by mls-go v1.6.0 (no SelfRemove proposal type)")
+	errHoldWithAdd  = errors.New("this peer makes a held commit's Welcome only after merging, so hold cannot add members")
 )
 
 // hexBytes is a byte string carried as lowercase hex in JSON.
@@ -81,6 +90,15 @@ type request struct {
 	Length      int       `json:"length"`
 	Lifetime    *lifetime `json:"lifetime"`
 	Repeat      int       `json:"repeat"`
+	GroupInfo   hexBytes  `json:"group_info"`
+	PSKID       hexBytes  `json:"psk_id"`
+	Secret      hexBytes  `json:"secret"`
+	Hold        bool      `json:"hold"`
+	// commit's proposals by value.
+	Add                 []hexBytes `json:"add"`
+	Remove              []uint32   `json:"remove"`
+	ExternalPSKs        []hexBytes `json:"external_psks"`
+	ResumptionPSKEpochs []uint64   `json:"resumption_psk_epochs"`
 }
 
 type lifetime struct {
@@ -103,6 +121,12 @@ type peer struct {
 	pending []pendingKP
 	g       *group.Group
 	sigKey  *ciphersuite.SignaturePrivateKey
+	// held is a commit made with hold, waiting for merge_pending or
+	// discard_pending.
+	held *group.StagedCommit
+	// psks are the external PSKs by id, loaded into every group this
+	// process joins.
+	psks map[string][]byte
 	// lastElapsed is how long the previous op (other than elapsed) took
 	// inside this process, so a benchmark can leave out the pipe and JSON.
 	lastElapsed time.Duration
@@ -119,7 +143,7 @@ func main() {
 }
 
 func serve(ctx context.Context, in io.Reader, out io.Writer) error {
-	p := &peer{}
+	p := &peer{psks: map[string][]byte{}}
 	sc := bufio.NewScanner(in)
 	sc.Buffer(make([]byte, 1<<20), 64<<20)
 	enc := json.NewEncoder(out)
@@ -180,23 +204,73 @@ func (p *peer) handle(ctx context.Context, r *request) (map[string]any, error) {
 		return p.benchJoin(ctx, r)
 	case "elapsed":
 		return map[string]any{"elapsed_ns": p.lastElapsed.Nanoseconds()}, nil
+	case "heap":
+		// Live heap after a full collection, for memory-per-member figures.
+		runtime.GC()
+		var ms runtime.MemStats
+		runtime.ReadMemStats(&ms)
+		return map[string]any{"heap_bytes": ms.HeapAlloc}, nil
+	case "add_external_psk":
+		if len(r.PSKID) == 0 || len(r.Secret) == 0 {
+			return nil, errors.New("add_external_psk: psk_id and secret are required")
+		}
+		p.psks[string(r.PSKID)] = bytes.Clone(r.Secret)
+		if p.g != nil {
+			p.g.LoadPsk(bytes.Clone(r.PSKID), bytes.Clone(r.Secret))
+		}
+		return map[string]any{}, nil
+	case "external_join":
+		return p.externalJoin(r)
 	}
 	if p.g == nil {
 		return nil, fmt.Errorf("%s: %w", r.Op, errNoGroup)
 	}
 	switch r.Op {
 	case "add_member":
-		return p.addMember(r)
+		return p.commitWith(&request{Add: []hexBytes{r.KeyPackage}, Hold: r.Hold})
 	case "commit_update":
-		return p.commit(nil)
+		return p.commitWith(&request{Hold: r.Hold})
 	case "remove_member":
 		if r.LeafIndex == nil {
 			return nil, errors.New("remove_member: leaf_index is required")
 		}
-		if _, err := p.g.RemoveMember(group.LeafNodeIndex(*r.LeafIndex)); err != nil {
-			return nil, fmt.Errorf("remove proposal: %w", err)
+		return p.commitWith(&request{Remove: []uint32{*r.LeafIndex}, Hold: r.Hold})
+	case "commit":
+		return p.commitWith(r)
+	case "merge_pending":
+		if p.held == nil {
+			return nil, fmt.Errorf("merge_pending: %w", errNoHeld)
 		}
-		return p.commit(nil)
+		staged := p.held
+		p.held = nil
+		if err := p.g.MergeCommit(staged); err != nil {
+			return nil, fmt.Errorf("merge_pending: %w", err)
+		}
+		return map[string]any{"epoch": p.g.Epoch().AsUint64()}, nil
+	case "discard_pending":
+		if p.held == nil {
+			return nil, fmt.Errorf("discard_pending: %w", errNoHeld)
+		}
+		p.held = nil
+		if err := p.g.DiscardPendingCommit(); err != nil {
+			return nil, fmt.Errorf("discard_pending: %w", err)
+		}
+		return map[string]any{}, nil
+	case "propose_add":
+		kp, err := bareKeyPackage(r.KeyPackage)
+		if err != nil {
+			return nil, fmt.Errorf("propose_add: %w", err)
+		}
+		return p.propose(p.g.AddMember(kp))
+	case "propose_remove":
+		if r.LeafIndex == nil {
+			return nil, errors.New("propose_remove: leaf_index is required")
+		}
+		return p.propose(p.g.RemoveMember(group.LeafNodeIndex(*r.LeafIndex)))
+	case "propose_update":
+		return p.propose(p.g.SelfUpdate(p.sigKey))
+	case "propose_self_remove":
+		return nil, fmt.Errorf("propose_self_remove: %w", errNoSelfRemove)
 	case "process":
 		return p.process(r)
 	case "protect":
@@ -293,6 +367,7 @@ func (p *peer) createGroup(r *request) (map[string]any, error) {
 		return nil, fmt.Errorf("create_group: %w", err)
 	}
 	p.g, p.sigKey = g, e.priv.GetSignaturePrivateKey()
+	p.loadPSKs()
 	return map[string]any{"epoch": g.Epoch().AsUint64()}, nil
 }
 
@@ -309,12 +384,13 @@ func (p *peer) join(ctx context.Context, r *request) (map[string]any, error) {
 	}
 	var lastErr error = errNoPendingKP
 	for i, e := range p.pending {
-		g, err := group.JoinFromWelcomeWithContext(ctx, w, e.kp, e.priv, nil)
+		g, err := group.JoinFromWelcomeWithContext(ctx, w, e.kp, e.priv, p.psks)
 		if err != nil {
 			lastErr = err
 			continue
 		}
 		p.g, p.sigKey = g, e.priv.GetSignaturePrivateKey()
+		p.loadPSKs()
 		p.pending = append(p.pending[:i], p.pending[i+1:]...)
 		return map[string]any{"epoch": g.Epoch().AsUint64()}, nil
 	}
@@ -333,10 +409,11 @@ func (p *peer) benchJoin(ctx context.Context, r *request) (map[string]any, error
 		return nil, errors.New("bench_join: repeat must be at least 1")
 	}
 	times := make([]int64, 0, r.Repeat)
+	cpu := make([]int64, 0, r.Repeat)
 	var first *group.Group
 	var firstKP int
 	for range r.Repeat {
-		start := time.Now()
+		start, cpuStart := time.Now(), cpuTime()
 		w, err := parseWelcome(r.Welcome)
 		if err != nil {
 			return nil, fmt.Errorf("bench_join: %w", err)
@@ -349,18 +426,28 @@ func (p *peer) benchJoin(ctx context.Context, r *request) (map[string]any, error
 				break
 			}
 		}
-		elapsed := time.Since(start)
+		elapsed, cpuUsed := time.Since(start), cpuTime()-cpuStart
 		if g == nil {
 			return nil, fmt.Errorf("bench_join: %w", lastErr)
 		}
 		times = append(times, elapsed.Nanoseconds())
+		cpu = append(cpu, cpuUsed.Nanoseconds())
 		if first == nil {
 			first = g
 		}
 	}
 	p.g, p.sigKey = first, p.pending[firstKP].priv.GetSignaturePrivateKey()
 	p.pending = append(p.pending[:firstKP], p.pending[firstKP+1:]...)
-	return map[string]any{"epoch": first.Epoch().AsUint64(), "elapsed_ns": times}, nil
+	return map[string]any{"epoch": first.Epoch().AsUint64(), "elapsed_ns": times, "cpu_ns": cpu}, nil
+}
+
+// cpuTime is the CPU time (user and system) this process has used.
+func cpuTime() time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
 func parseWelcome(b []byte) (*group.Welcome, error) {
@@ -385,35 +472,101 @@ func bareKeyPackage(b []byte) (*keypackages.KeyPackage, error) {
 	return kp, nil
 }
 
-func (p *peer) addMember(r *request) (map[string]any, error) {
-	kp, err := bareKeyPackage(r.KeyPackage)
+// propose sends a proposal made (and stored) by the group as a signed
+// PublicMessage, mls-go's only framing for proposals.
+func (p *peer) propose(prop *group.Proposal, err error) (map[string]any, error) {
 	if err != nil {
-		return nil, fmt.Errorf("add_member: %w", err)
+		return nil, fmt.Errorf("proposal: %w", err)
 	}
-	if _, err := p.g.AddMember(kp); err != nil {
-		return nil, fmt.Errorf("add_member: %w", err)
+	msg, err := p.g.SignProposalAsPublicMessage(prop, p.sigKey)
+	if err != nil {
+		return nil, fmt.Errorf("sign proposal: %w", err)
 	}
-	return p.commit([]*keypackages.KeyPackage{kp})
+	return map[string]any{"message": hexBytes(msg)}, nil
 }
 
-// commit commits every stored proposal (none for a plain update, which then
-// carries only a path) and applies it locally.
-func (p *peer) commit(added []*keypackages.KeyPackage) (map[string]any, error) {
+// pskNonce is a fresh nonce of the KDF's output length (RFC 9420 section 8.4).
+func (p *peer) pskNonce() ([]byte, error) {
+	n := make([]byte, p.g.CipherSuite().HashLength())
+	if _, err := rand.Read(n); err != nil {
+		return nil, fmt.Errorf("psk nonce: %w", err)
+	}
+	return n, nil
+}
+
+// commitWith stores the request's by-value proposals beside those received
+// in this epoch and commits them all (mls-go sends received proposals by
+// reference and its own by value). A failed commit drops the by-value ones.
+func (p *peer) commitWith(r *request) (map[string]any, error) {
+	if p.held != nil {
+		return nil, fmt.Errorf("commit: %w", errHeld)
+	}
+	before := len(p.g.Proposals().Proposals)
+	undo := func(err error) (map[string]any, error) {
+		store := p.g.Proposals()
+		store.Proposals = store.Proposals[:before]
+		return nil, err
+	}
+	for _, b := range r.Add {
+		kp, err := bareKeyPackage(b)
+		if err != nil {
+			return undo(fmt.Errorf("commit: %w", err))
+		}
+		if _, err := p.g.AddMember(kp); err != nil {
+			return undo(fmt.Errorf("commit: add: %w", err))
+		}
+	}
+	for _, leaf := range r.Remove {
+		if _, err := p.g.RemoveMember(group.LeafNodeIndex(leaf)); err != nil {
+			return undo(fmt.Errorf("commit: remove: %w", err))
+		}
+	}
+	for _, id := range r.ExternalPSKs {
+		nonce, err := p.pskNonce()
+		if err != nil {
+			return undo(err)
+		}
+		p.g.Proposals().AddProposal(&group.Proposal{
+			Type:         group.ProposalTypePreSharedKey,
+			PreSharedKey: &group.PreSharedKeyProposal{PskType: 1, PskID: group.PskID{PskType: 1, ID: bytes.Clone(id), Nonce: nonce}},
+		}, p.g.OwnLeafIndex())
+	}
+	for _, epoch := range r.ResumptionPSKEpochs {
+		nonce, err := p.pskNonce()
+		if err != nil {
+			return undo(err)
+		}
+		p.g.Proposals().AddProposal(group.NewResumptionPSKProposal(p.g.ID().AsSlice(), epoch, nonce), p.g.OwnLeafIndex())
+	}
 	staged, err := p.g.Commit(p.sigKey, p.sigKey.PublicKey(), nil)
 	if err != nil {
-		p.g.ClearProposals()
-		return nil, fmt.Errorf("commit: %w", err)
+		return undo(fmt.Errorf("commit: %w", err))
+	}
+	// The Welcome goes to every member the commit adds, by value or by
+	// reference.
+	var added []*keypackages.KeyPackage
+	for _, prop := range staged.Proposals() {
+		if prop.Type == group.ProposalTypeAdd && prop.Add != nil {
+			added = append(added, prop.Add.KeyPackage)
+		}
+	}
+	if r.Hold && len(added) > 0 {
+		_ = p.g.DiscardPendingCommit()
+		return undo(fmt.Errorf("commit: %w", errHoldWithAdd))
+	}
+	commit := framing.NewMLSMessagePublic(&framing.PublicMessage{
+		Content:       staged.AuthenticatedContent().Content,
+		Auth:          staged.AuthenticatedContent().Auth,
+		MembershipTag: staged.MembershipTag(),
+	}).Marshal()
+	if r.Hold {
+		p.held = staged
+		return map[string]any{"commit": hexBytes(commit), "epoch": p.g.Epoch().AsUint64() + 1}, nil
 	}
 	joinerSecret := staged.JoinerSecret()
 	if err := p.g.MergeCommit(staged); err != nil {
 		return nil, fmt.Errorf("merge own commit: %w", err)
 	}
-	ac := staged.AuthenticatedContent()
-	commit := framing.NewMLSMessagePublic(&framing.PublicMessage{
-		Content:       ac.Content,
-		Auth:          ac.Auth,
-		MembershipTag: staged.MembershipTag(),
-	}).Marshal()
 	res := map[string]any{"commit": hexBytes(commit), "epoch": p.g.Epoch().AsUint64()}
 	if len(added) > 0 {
 		w, err := p.g.CreateWelcomeWithOpts(added, p.sigKey,
@@ -430,10 +583,56 @@ func (p *peer) commit(added []*keypackages.KeyPackage) (map[string]any, error) {
 	return res, nil
 }
 
+// externalJoin joins by external commit from a GroupInfo (framed or bare)
+// with a fresh credential; the group is in the new epoch at once.
+func (p *peer) externalJoin(r *request) (map[string]any, error) {
+	if p.g != nil {
+		return nil, fmt.Errorf("external_join: %w", errHaveGroup)
+	}
+	b := []byte(r.GroupInfo)
+	if msg, err := framing.UnmarshalMLSMessage(b); err == nil && len(msg.GroupInfo) > 0 {
+		b = msg.GroupInfo
+	}
+	gi, err := group.UnmarshalGroupInfo(b)
+	if err != nil {
+		return nil, fmt.Errorf("external_join: group info: %w", err)
+	}
+	if len(r.Identity) == 0 {
+		return nil, errors.New("external_join: identity is required")
+	}
+	cs := gi.GroupContext.CipherSuite
+	cred, sigKey, err := credentials.GenerateCredentialWithKeyForCS(r.Identity, cs)
+	if err != nil {
+		return nil, fmt.Errorf("external_join: credential: %w", err)
+	}
+	g, staged, err := group.ExternalCommit(gi, cs, sigKey, sigKey.PublicKey(), nil, cred.Credential)
+	if err != nil {
+		return nil, fmt.Errorf("external_join: %w", err)
+	}
+	p.g, p.sigKey = g, sigKey
+	p.loadPSKs()
+	ac := staged.AuthenticatedContent()
+	commit := framing.NewMLSMessagePublic(&framing.PublicMessage{Content: ac.Content, Auth: ac.Auth}).Marshal()
+	return map[string]any{"commit": hexBytes(commit), "epoch": g.Epoch().AsUint64()}, nil
+}
+
+// loadPSKs gives the group every external PSK this process knows.
+func (p *peer) loadPSKs() {
+	for id, secret := range p.psks {
+		p.g.LoadPsk([]byte(id), bytes.Clone(secret))
+	}
+}
+
 func (p *peer) process(r *request) (map[string]any, error) {
 	msg, err := framing.UnmarshalMLSMessage(r.Message)
 	if err != nil {
 		return nil, fmt.Errorf("process: %w", err)
+	}
+	if pm, ok := msg.AsPrivate(); ok && pm.ContentType == framing.ContentTypeProposal {
+		if err := p.g.ProcessPrivateMessage(pm); err != nil {
+			return nil, fmt.Errorf("process proposal: %w", err)
+		}
+		return map[string]any{"kind": "proposal", "epoch": p.g.Epoch().AsUint64()}, nil
 	}
 	if pm, ok := msg.AsPrivate(); ok && pm.ContentType == framing.ContentTypeApplication {
 		pt, _, _, err := p.g.ReceiveApplicationMessage(pm)
@@ -451,6 +650,7 @@ func (p *peer) process(r *request) (map[string]any, error) {
 		if err := p.g.ProcessReceivedCommit(ac, treesync.LeafIndex(ac.Content.Sender.LeafIndex), p.g.MyLeafEncryptionKey()); err != nil {
 			return nil, fmt.Errorf("process commit: %w", err)
 		}
+		p.held = nil
 		return map[string]any{"kind": "commit", "epoch": p.g.Epoch().AsUint64()}, nil
 	case framing.ContentTypeProposal:
 		pub, ok := msg.AsPublic()

@@ -1,6 +1,7 @@
 // Package vectortest is the test support shared by every mls package: it
-// loads the gzipped interoperability vectors committed under
-// mls/testdata/vectors and checks how many cases each test ran against the
+// loads the official MLS interoperability vectors from the shared data
+// directory beside the checkout (../shared/mls-test-vectors, never copied
+// into the project) and checks how many cases each test ran against the
 // counts committed under mls/testdata, so that no case can be skipped
 // silently. Counter checks the per-file groups of counts_wire.json (wire
 // and tree tests); SuiteCounter checks the per-suite sections of
@@ -10,41 +11,51 @@ package vectortest
 
 import (
 	"bytes"
-	"compress/gzip"
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
-	"io"
 	"os"
 	"path/filepath"
 	"slices"
 	"sort"
 	"strconv"
 	"testing"
+
+	"github.com/burrow-relay/burrow/internal/shareddata"
 )
 
-// testdataDir returns mls/testdata: the nearest testdata directory holding
-// vectors/, searching upwards from the test's working directory (its package
-// directory), so that it also works with -trimpath.
-func testdataDir(t testing.TB) string {
+// EnvVectorsDir names the directory holding the vector files; when it is
+// unset they are found with internal/shareddata (../shared/mls-test-vectors
+// beside the checkout; a loud skip without it, a failure under
+// RELAY_TEST_REQUIRE_SHARED=1, as .ci/run sets).
+const EnvVectorsDir = "MLS_TEST_VECTORS_DIR"
+
+// VectorsDir returns the directory holding the official vector files.
+func VectorsDir(t testing.TB) string {
 	t.Helper()
-	dir, err := os.Getwd()
-	if err != nil {
-		t.Fatalf("vectortest: %v", err)
-	}
-	for range 5 {
-		candidate := filepath.Join(dir, "testdata")
-		if st, err := os.Stat(filepath.Join(candidate, "vectors")); err == nil && st.IsDir() {
-			return candidate
+	if dir := os.Getenv(EnvVectorsDir); dir != "" {
+		if st, err := os.Stat(dir); err != nil || !st.IsDir() {
+			t.Fatalf("vectortest: %s=%s is not a directory", EnvVectorsDir, dir)
 		}
-		dir = filepath.Dir(dir)
+		return dir
 	}
-	t.Fatal("vectortest: no testdata/vectors directory above the working directory")
-	return ""
+	return shareddata.Dir(t, "mls-test-vectors")
 }
 
-// Load decodes the gzipped JSON vector file name (for example
-// "tree-math.json") into v.
+// testdataDir returns mls/testdata, which holds the committed counts: the
+// nearest testdata directory with counts_wire.json above the working
+// directory.
+func testdataDir(t testing.TB) string {
+	t.Helper()
+	p, ok := shareddata.FindUp(filepath.Join("testdata", "counts_wire.json"))
+	if !ok {
+		t.Fatal("vectortest: no testdata/counts_wire.json above the working directory")
+	}
+	return filepath.Dir(p)
+}
+
+// Load decodes the JSON vector file name (for example "tree-math.json" or
+// "interop-passive/commit.json") into v.
 func Load(t testing.TB, name string, v any) {
 	t.Helper()
 	raw := ReadFile(t, name)
@@ -53,22 +64,12 @@ func Load(t testing.TB, name string, v any) {
 	}
 }
 
-// ReadFile returns the decompressed bytes of the vector file name.
+// ReadFile returns the bytes of the vector file name.
 func ReadFile(t testing.TB, name string) []byte {
 	t.Helper()
-	path := filepath.Join(testdataDir(t), "vectors", name+".gz")
-	f, err := os.Open(path)
+	raw, err := os.ReadFile(filepath.Join(VectorsDir(t), filepath.FromSlash(name)))
 	if err != nil {
 		t.Fatalf("vectortest: %v", err)
-	}
-	defer f.Close()
-	zr, err := gzip.NewReader(f)
-	if err != nil {
-		t.Fatalf("vectortest: %s: %v", path, err)
-	}
-	raw, err := io.ReadAll(zr)
-	if err != nil {
-		t.Fatalf("vectortest: %s: %v", path, err)
 	}
 	return raw
 }

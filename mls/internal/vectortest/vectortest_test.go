@@ -3,13 +3,20 @@ package vectortest
 import (
 	"encoding/json"
 	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
 	"testing"
+
+	"github.com/burrow-relay/burrow/internal/shareddata"
 )
 
-// recorder is a testing.TB that records failures instead of failing.
+// recorder is a testing.TB that records failures and skips instead of
+// failing or skipping.
 type recorder struct {
 	testing.TB
-	errors []string
+	errors  []string
+	skipped []string
 }
 
 func (r *recorder) Helper() {}
@@ -17,6 +24,54 @@ func (r *recorder) Errorf(f string, args ...any) {
 	r.errors = append(r.errors, fmt.Sprintf(f, args...))
 }
 func (r *recorder) Fatalf(f string, args ...any) { r.Errorf(f, args...) }
+func (r *recorder) Fatal(args ...any)            { r.errors = append(r.errors, fmt.Sprint(args...)) }
+func (r *recorder) Skip(args ...any)             { r.skipped = append(r.skipped, fmt.Sprint(args...)) }
+
+// TestVectorsDir checks how the shared vector directory is found: by
+// walking up from the working directory, through the environment
+// override, and that its absence skips loudly, or fails when
+// RELAY_TEST_REQUIRE_SHARED=1.
+func TestVectorsDir(t *testing.T) {
+	root := t.TempDir()
+	deep := filepath.Join(root, "checkout", "mls", "pkg")
+	if err := os.MkdirAll(deep, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	t.Chdir(deep)
+	t.Setenv(EnvVectorsDir, "")
+	t.Setenv(shareddata.EnvDir, "")
+	for _, require := range []string{"", "1"} {
+		t.Setenv(shareddata.EnvRequire, require)
+		r := &recorder{TB: t}
+		if dir := VectorsDir(r); dir != "" {
+			t.Fatalf("found %q in an empty tree", dir)
+		}
+		if require == "1" {
+			if len(r.errors) != 1 || len(r.skipped) != 0 || !strings.Contains(r.errors[0], "NOT FOUND") {
+				t.Errorf("required and missing: errors %q, skips %q; want one failure", r.errors, r.skipped)
+			}
+		} else if len(r.skipped) != 1 || len(r.errors) != 0 || !strings.Contains(r.skipped[0], "did NOT run") {
+			t.Errorf("missing: errors %q, skips %q; want one loud skip", r.errors, r.skipped)
+		}
+	}
+	want := filepath.Join(root, "shared", "mls-test-vectors")
+	if err := os.MkdirAll(want, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	r := &recorder{TB: t}
+	if got := VectorsDir(r); got != want || len(r.errors)+len(r.skipped) != 0 {
+		t.Errorf("walk up: %q (%q %q), want %q", got, r.errors, r.skipped, want)
+	}
+	other := t.TempDir()
+	t.Setenv(EnvVectorsDir, other)
+	if got := VectorsDir(r); got != other {
+		t.Errorf("override: %q, want %q", got, other)
+	}
+	t.Setenv(EnvVectorsDir, filepath.Join(other, "absent"))
+	if VectorsDir(r); len(r.errors) != 1 {
+		t.Errorf("override naming no directory: errors %q, want one", r.errors)
+	}
+}
 
 // TestSuiteCounterCatchesSkips checks that Check fails when a supported-suite
 // case is missing, an extra case is run, or a key is not checked.
