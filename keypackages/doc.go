@@ -1,10 +1,11 @@
 // Package keypackages owns the relay's rules for Marmot KeyPackage events
 // (kind 30443, current and addressable, and kind 443, legacy) in Burrow.
-// Validator parses the KeyPackage through Burrow's own MLS engine (package
-// mls) and applies the relay's checks, including the lifetime grace and the
-// 84 days + 1 hour cap, which are relay rules and therefore live here rather
-// than in mls. Policy puts them in the EVENT pipeline (it satisfies
-// server.SaveHook): it validates, then stores with
+// Validator reads the event through marmot.ParseKeyPackageEvent (the one
+// parser of KeyPackage events, which decodes the KeyPackage with Burrow's
+// own MLS engine) and applies the relay's own rules, the lifetime grace and
+// the 84 days + 1 hour cap, which are relay rules and therefore live here
+// rather than in mls or marmot. Policy puts them in the EVENT pipeline (it
+// satisfies server.SaveHook): it validates, then stores with
 // storage.Store.SaveKeyPackage, giving the store the KeyPackageRef (twins),
 // the expiry (not_after plus the grace) and the per-author slot cap, which
 // the store applies in the same transaction. Policy also describes itself in
@@ -30,7 +31,8 @@
 //     events (those with an app_components tag) no longer than the cap;
 //   - the i tag, required on 30443, equals the KeyPackageRef computed over
 //     the inner KeyPackage;
-//   - a 30443 has exactly one d tag of 64 lowercase hex characters.
+//   - a 30443 has exactly one non-empty d tag of at most 256 bytes (any
+//     alphabet).
 //
 // Validate does not check the Nostr event id or signature: the server does
 // that before any admission rule runs.

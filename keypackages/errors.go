@@ -3,46 +3,50 @@ package keypackages
 import (
 	"errors"
 	"fmt"
+
+	"github.com/burrow-relay/burrow/marmot"
 )
 
 // The checks a KeyPackage event can fail. Validate returns an *Error whose
 // Check is one of these, so callers match with errors.Is; the specific
-// reason is in the Error's Reason.
+// reason is in the Error's Reason. They are marmot's sentinels: the event's
+// shape is read by marmot.ParseKeyPackageEvent, and only the lifetime
+// window and cap (ErrLifetime) are decided here.
 var (
 	// ErrKind means the event is neither kind 443 nor kind 30443.
-	ErrKind = errors.New("keypackages: not a KeyPackage kind")
+	ErrKind = marmot.ErrKeyPackageKind
 	// ErrEncoding means the content is not in the encoding the event's
 	// kind and encoding tag call for.
-	ErrEncoding = errors.New("keypackages: bad content encoding")
+	ErrEncoding = marmot.ErrKeyPackageEncoding
 	// ErrFraming means the decoded bytes are not exactly one KeyPackage,
 	// bare or framed in an MLSMessage of wire format mls_key_package.
-	ErrFraming = errors.New("keypackages: bad framing")
+	ErrFraming = marmot.ErrKeyPackageFraming
 	// ErrVersion means the MLSMessage or the KeyPackage is not mls10.
-	ErrVersion = errors.New("keypackages: unsupported protocol version")
+	ErrVersion = marmot.ErrKeyPackageVersion
 	// ErrCipherSuite means the mls_ciphersuite tag is missing or malformed,
 	// or the KeyPackage's ciphersuite is one the relay cannot verify.
-	ErrCipherSuite = errors.New("keypackages: bad ciphersuite")
+	ErrCipherSuite = marmot.ErrKeyPackageCipherSuite
 	// ErrCipherSuiteMismatch means the KeyPackage's ciphersuite differs
 	// from the mls_ciphersuite tag.
-	ErrCipherSuiteMismatch = errors.New("keypackages: ciphersuite differs from the mls_ciphersuite tag")
+	ErrCipherSuiteMismatch = marmot.ErrKeyPackageCipherSuiteMismatch
 	// ErrSignature means the KeyPackage or leaf node signature does not
 	// verify.
-	ErrSignature = errors.New("keypackages: bad signature")
+	ErrSignature = marmot.ErrKeyPackageSignature
 	// ErrKeyPackage means another group-independent RFC 9420 check failed
 	// (keys, leaf node source, capabilities, repeated extensions).
-	ErrKeyPackage = errors.New("keypackages: invalid KeyPackage")
+	ErrKeyPackage = marmot.ErrKeyPackageInvalid
 	// ErrIdentity means the credential is not a BasicCredential holding the
 	// event author's pubkey.
-	ErrIdentity = errors.New("keypackages: credential is not the author")
+	ErrIdentity = marmot.ErrKeyPackageIdentity
 	// ErrRef means the i tag is missing (kind 30443), repeated, or not the
 	// KeyPackageRef of the inner KeyPackage.
-	ErrRef = errors.New("keypackages: bad KeyPackageRef")
+	ErrRef = marmot.ErrKeyPackageRef
 	// ErrLifetime means the lifetime is not current within the grace,
 	// is inverted, or exceeds the cap for current-profile events.
-	ErrLifetime = errors.New("keypackages: lifetime not valid")
-	// ErrSlot means a kind 30443 lacks exactly one d tag of 64 lowercase
-	// hex characters.
-	ErrSlot = errors.New("keypackages: bad d slot")
+	ErrLifetime = marmot.ErrKeyPackageLifetime
+	// ErrSlot means a kind 30443 lacks exactly one non-empty d tag of at
+	// most 256 bytes.
+	ErrSlot = marmot.ErrKeyPackageSlot
 )
 
 // Error is one validation failure. Check is the sentinel it matches; Reason

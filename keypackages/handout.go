@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -16,41 +17,18 @@ import (
 // it is deleted, by default.
 const DefaultClaimTTL = 5 * time.Minute
 
-// Claims records which requester holds which handed-out KeyPackage, and
-// until when. MemoryClaims keeps them in one process; several relay
-// instances sharing a store need a shared implementation (Redis, say),
-// which is why every method takes a context and may fail.
-type Claims interface {
-	// Claim claims eventID for requester until the given time. It reports
-	// true when requester now holds it (a new claim, or requester's own
-	// earlier claim, whose deadline is kept) and false when someone else
-	// holds it or the claim has lapsed.
-	Claim(ctx context.Context, eventID, requester string, until time.Time) (bool, error)
-	// HeldBy returns the ids among ids that requester holds unexpired.
-	HeldBy(ctx context.Context, requester string, ids []string) ([]string, error)
-	// Claimed returns the ids among ids that anyone holds (expired or not:
-	// a lapsed claim is about to be deleted and is handed to nobody).
-	Claimed(ctx context.Context, ids []string) ([]string, error)
-	// Expired returns the ids whose claim ended at or before now.
-	Expired(ctx context.Context, now time.Time) ([]string, error)
-	// Release forgets the claims on ids, once their events are deleted.
-	// Until then a lapsed claim keeps its event from being handed out.
-	Release(ctx context.Context, ids []string) error
-}
-
-// MemoryClaims is the in-process Claims. Its zero value is not usable; use
-// NewMemoryClaims.
+// MemoryClaims is an in-process storage.HandoutClaims, for tests and for
+// tools that run without a store. The relay keeps its claims in its store
+// (storage.Store.HandoutClaims), shared by every instance and kept across
+// restarts. Its zero value is not usable; use NewMemoryClaims.
 type MemoryClaims struct {
 	now func() time.Time
 
 	mu     sync.Mutex
-	claims map[string]claim
+	claims map[string]storage.HandoutClaim // by ref
 }
 
-type claim struct {
-	requester string
-	until     time.Time
-}
+var _ storage.HandoutClaims = (*MemoryClaims)(nil)
 
 // NewMemoryClaims returns empty in-process claims; now may be nil
 // (time.Now).
@@ -58,76 +36,64 @@ func NewMemoryClaims(now func() time.Time) *MemoryClaims {
 	if now == nil {
 		now = time.Now
 	}
-	return &MemoryClaims{now: now, claims: make(map[string]claim)}
+	return &MemoryClaims{now: now, claims: make(map[string]storage.HandoutClaim)}
 }
 
-// Claim implements Claims.
-func (m *MemoryClaims) Claim(_ context.Context, eventID, requester string, until time.Time) (bool, error) {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	c, ok := m.claims[eventID]
-	if !ok {
-		m.claims[eventID] = claim{requester: requester, until: until}
-		return true, nil
-	}
-	return c.requester == requester && m.now().Before(c.until), nil
-}
-
-// HeldBy implements Claims.
-func (m *MemoryClaims) HeldBy(_ context.Context, requester string, ids []string) ([]string, error) {
+// Claim implements storage.HandoutClaims.
+func (m *MemoryClaims) Claim(_ context.Context, requester string, candidates []storage.HandoutClaim, until time.Time) (storage.HandoutClaim, bool, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	now := m.now()
-	var out []string
-	for _, id := range ids {
-		if c, ok := m.claims[id]; ok && c.requester == requester && now.Before(c.until) {
-			out = append(out, id)
+	for _, c := range candidates {
+		if held, ok := m.claims[c.Ref]; ok && held.Requester == requester && now.Before(held.Until) {
+			return held, true, nil
 		}
 	}
+	for _, c := range candidates {
+		if _, ok := m.claims[c.Ref]; !ok {
+			c.Requester, c.Until = requester, until
+			m.claims[c.Ref] = c
+			return c, true, nil
+		}
+	}
+	return storage.HandoutClaim{}, false, nil
+}
+
+// Expired implements storage.HandoutClaims.
+func (m *MemoryClaims) Expired(_ context.Context, now time.Time) ([]storage.HandoutClaim, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	var out []storage.HandoutClaim
+	for _, c := range m.claims {
+		if !now.Before(c.Until) {
+			out = append(out, c)
+		}
+	}
+	slices.SortFunc(out, func(a, b storage.HandoutClaim) int {
+		if c := a.Until.Compare(b.Until); c != 0 {
+			return c
+		}
+		return strings.Compare(a.Ref, b.Ref)
+	})
 	return out, nil
 }
 
-// Claimed implements Claims.
-func (m *MemoryClaims) Claimed(_ context.Context, ids []string) ([]string, error) {
+// Release implements storage.HandoutClaims.
+func (m *MemoryClaims) Release(_ context.Context, refs []string) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	var out []string
-	for _, id := range ids {
-		if _, ok := m.claims[id]; ok {
-			out = append(out, id)
-		}
-	}
-	return out, nil
-}
-
-// Expired implements Claims.
-func (m *MemoryClaims) Expired(_ context.Context, now time.Time) ([]string, error) {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	var out []string
-	for id, c := range m.claims {
-		if !now.Before(c.until) {
-			out = append(out, id)
-		}
-	}
-	slices.Sort(out)
-	return out, nil
-}
-
-// Release implements Claims.
-func (m *MemoryClaims) Release(_ context.Context, ids []string) error {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	for _, id := range ids {
-		delete(m.claims, id)
+	for _, ref := range refs {
+		delete(m.claims, ref)
 	}
 	return nil
 }
 
 // HandoutConfig configures a Handout.
 type HandoutConfig struct {
-	// Claims records claims (default: NewMemoryClaims(nil)).
-	Claims Claims
+	// Claims records claims; the relay passes its store's, so that every
+	// instance sharing the store sees them (default: NewMemoryClaims(nil),
+	// for one process).
+	Claims storage.HandoutClaims
 	// ClaimTTL is how long a handed-out KeyPackage stays claimed before it
 	// is deleted (default DefaultClaimTTL).
 	ClaimTTL time.Duration
@@ -146,8 +112,10 @@ type HandoutConfig struct {
 // KeyPackage that is not last resort (the oldest first, so supply rotates)
 // plus the author's last-resort ones. The handed-out one is claimed for that
 // requester (asking again within ClaimTTL returns it again; nobody else
-// gets it) and deleted when the claim ends. It satisfies server.ReqHandler
-// without importing the server.
+// gets it) and deleted when the claim ends. A KeyPackage published as twins
+// (a 443 and a 30443) is one KeyPackage: it is handed out, claimed and
+// deleted as one. It satisfies server.ReqHandler without importing the
+// server.
 type Handout struct {
 	cfg HandoutConfig
 }
@@ -243,54 +211,38 @@ func (h *Handout) ServeReq(ctx context.Context, st storage.Store, requester stri
 // pick chooses one author's KeyPackages: its last-resort ones and one
 // claimed for requester.
 func (h *Handout) pick(ctx context.Context, st storage.Store, requester string, f nostr.Filter) ([]*nostr.Event, error) {
-	var lastResort, candidates []*nostr.Event
+	var (
+		lastResort []*nostr.Event
+		candidates []storage.HandoutClaim
+		byRef      = make(map[string]*nostr.Event)
+	)
 	for ev, err := range st.Query(ctx, f) {
 		if err != nil {
 			return nil, fmt.Errorf("keypackages: hand-out query: %w", err)
 		}
-		if markedLastResort(ev) {
+		kp, ok := readStored(ev)
+		switch {
+		case !ok:
+			continue
+		case kp.lastResort:
 			lastResort = append(lastResort, ev)
-		} else {
-			candidates = append(candidates, ev)
+		case byRef[kp.ref] == nil:
+			// One event per KeyPackage: twins are the same KeyPackage.
+			byRef[kp.ref] = ev
+			candidates = append(candidates, storage.HandoutClaim{Ref: kp.ref, EventID: ev.ID})
 		}
 	}
 	// Query yields newest first; hand out the oldest first.
 	slices.Reverse(candidates)
-	ids := make([]string, len(candidates))
-	for i, ev := range candidates {
-		ids[i] = ev.ID
-	}
-	held, err := h.cfg.Claims.HeldBy(ctx, requester, ids)
+	got, ok, err := h.cfg.Claims.Claim(ctx, requester, candidates, h.cfg.Now().Add(h.cfg.ClaimTTL))
 	if err != nil {
-		return nil, fmt.Errorf("keypackages: hand-out claims: %w", err)
+		return nil, fmt.Errorf("keypackages: hand-out claim: %w", err)
 	}
-	if len(held) > 0 {
-		// An idempotent retry: the one requester already holds.
-		for _, ev := range candidates {
-			if ev.ID == held[0] {
-				return append([]*nostr.Event{ev}, lastResort...), nil
-			}
-		}
+	if !ok {
+		// Supply exhausted: the last-resort ones are what is left.
+		return lastResort, nil
 	}
-	claimed, err := h.cfg.Claims.Claimed(ctx, ids)
-	if err != nil {
-		return nil, fmt.Errorf("keypackages: hand-out claims: %w", err)
-	}
-	until := h.cfg.Now().Add(h.cfg.ClaimTTL)
-	for _, ev := range candidates {
-		if slices.Contains(claimed, ev.ID) {
-			continue
-		}
-		ok, err := h.cfg.Claims.Claim(ctx, ev.ID, requester, until)
-		if err != nil {
-			return nil, fmt.Errorf("keypackages: hand-out claim: %w", err)
-		}
-		if ok {
-			return append([]*nostr.Event{ev}, lastResort...), nil
-		}
-	}
-	// Supply exhausted: the last-resort ones are what is left.
-	return lastResort, nil
+	return append([]*nostr.Event{byRef[got.Ref]}, lastResort...), nil
 }
 
 // SweepInterval is how often SweepClaims should run: often enough that a
@@ -300,22 +252,29 @@ func (h *Handout) SweepInterval() time.Duration {
 }
 
 // SweepClaims deletes the KeyPackages whose claim ended at or before now
-// and returns what the store removed. Claims are released only after the
-// delete succeeds, so a failed one is retried by the next sweep and the
-// KeyPackage is never handed out twice meanwhile.
+// (their twins go with them) and returns what the store removed. Claims are
+// released only after the delete succeeds, so a failed one is retried by
+// the next sweep and the KeyPackage is never handed out twice meanwhile.
+// Instances sharing the claims may sweep the same ones: deleting twice is
+// harmless.
 func (h *Handout) SweepClaims(ctx context.Context, st storage.Store, now time.Time) ([]storage.Deletion, error) {
-	ids, err := h.cfg.Claims.Expired(ctx, now)
+	expired, err := h.cfg.Claims.Expired(ctx, now)
 	if err != nil {
 		return nil, fmt.Errorf("keypackages: expired claims: %w", err)
 	}
-	if len(ids) == 0 {
+	if len(expired) == 0 {
 		return nil, nil
+	}
+	ids := make([]string, len(expired))
+	refs := make([]string, len(expired))
+	for i, c := range expired {
+		ids[i], refs[i] = c.EventID, c.Ref
 	}
 	ds, err := st.Delete(ctx, ids, storage.ReasonClaimed)
 	if err != nil {
 		return nil, fmt.Errorf("keypackages: deleting claimed KeyPackages: %w", err)
 	}
-	if err := h.cfg.Claims.Release(ctx, ids); err != nil {
+	if err := h.cfg.Claims.Release(ctx, refs); err != nil {
 		return ds, fmt.Errorf("keypackages: releasing claims: %w", err)
 	}
 	return ds, nil

@@ -3,6 +3,7 @@ package keypackages_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"slices"
 	"testing"
 	"time"
@@ -11,6 +12,7 @@ import (
 	"github.com/burrow-relay/burrow/mls"
 	"github.com/burrow-relay/burrow/policy"
 	"github.com/burrow-relay/burrow/storage"
+	"github.com/burrow-relay/burrow/storage/storetest"
 	"github.com/nbd-wtf/go-nostr"
 )
 
@@ -53,7 +55,10 @@ type handoutFixture struct {
 func newHandoutFixture(t *testing.T) handoutFixture {
 	t.Helper()
 	lr := ownSource(t, "last resort", ownOptions{})
-	plain := ownSource(t, "plain", ownOptions{extensions: mls.Extensions{}})
+	var plain [3]source
+	for i := range plain {
+		plain[i] = ownSource(t, fmt.Sprint("plain ", i), ownOptions{extensions: mls.Extensions{}})
+	}
 	other := ownSource(t, "other", ownOptions{extensions: mls.Extensions{}})
 	mk := func(s source, content []byte, created int64) *nostr.Event {
 		ev := signed(t, s, 30443, b64(content), eraMDK08(s))
@@ -67,9 +72,9 @@ func newHandoutFixture(t *testing.T) handoutFixture {
 	// it for last_resort, and these events never pass the validator.
 	evs := []*nostr.Event{
 		mk(lr, lr.framed, 100),
-		mk(lr, plain.framed, 200),
-		mk(lr, plain.framed, 300),
-		mk(lr, plain.framed, 400),
+		mk(lr, plain[0].framed, 200),
+		mk(lr, plain[1].framed, 300),
+		mk(lr, plain[2].framed, 400),
 		mk(other, other.framed, 500),
 	}
 	return handoutFixture{
@@ -200,49 +205,45 @@ func TestHandoutHandlesReq(t *testing.T) {
 	}
 }
 
+// TestMemoryClaims runs the store's hand-out claim cases against the
+// in-process claims.
 func TestMemoryClaims(t *testing.T) {
-	clk := &fakeClock{t: clock}
-	c := keypackages.NewMemoryClaims(clk.now)
-	ctx := context.Background()
-	until := clk.t.Add(time.Minute)
-	steps := []struct {
-		name      string
-		id, who   string
-		at        time.Time
-		wantClaim bool
-	}{
-		{"a free id is claimed", "e1", "alice", clk.t, true},
-		{"its holder claims it again", "e1", "alice", clk.t, true},
-		{"someone else cannot", "e1", "bob", clk.t, false},
-		{"nor its holder once lapsed", "e1", "alice", until, false},
-	}
-	for _, s := range steps {
-		clk.t = s.at
-		ok, err := c.Claim(ctx, s.id, s.who, until)
-		if err != nil || ok != s.wantClaim {
-			t.Fatalf("%s: Claim = %v, %v; want %v", s.name, ok, err, s.wantClaim)
+	storetest.RunHandoutClaims(t, func(t *testing.T) storetest.ClaimsOpener {
+		c := keypackages.NewMemoryClaims(nil)
+		return func(*testing.T) storage.HandoutClaims { return c }
+	})
+}
+
+// TestHandoutTwinsAreOneKeyPackage: a KeyPackage published as a 443 and a
+// 30443 is handed out once, as one of its events, and the twin is never
+// handed to anyone else.
+func TestHandoutTwinsAreOneKeyPackage(t *testing.T) {
+	src := ownSource(t, "twins", ownOptions{extensions: mls.Extensions{}})
+	second := ownSource(t, "second", ownOptions{extensions: mls.Extensions{}})
+	legacy := signed(t, src, 443, b64(src.bare), eraMIP443(src))
+	legacy.CreatedAt = 100
+	current := signed(t, src, 30443, b64(src.framed), eraMDK08(src))
+	current.CreatedAt = 200
+	other := signed(t, src, 30443, b64(second.framed), with(eraMDK08(second), "d", nostr.Tag{"d", "second device"}))
+	other.CreatedAt = 300
+	for _, ev := range []*nostr.Event{legacy, current, other} {
+		if err := ev.Sign(src.secretKey); err != nil {
+			t.Fatal(err)
 		}
 	}
-	if held, _ := c.HeldBy(ctx, "alice", []string{"e1"}); len(held) != 0 {
-		t.Fatalf("lapsed claim still held: %v", held)
+	st := &deletingStore{memStore: &memStore{events: []*nostr.Event{legacy, current, other}}}
+	h := keypackages.NewHandout(keypackages.HandoutConfig{ClaimTTL: time.Minute, Claims: keypackages.NewMemoryClaims(nil)})
+	req := nostr.Filters{{Kinds: []int{443, 30443}, Authors: []string{src.pubkey}}}
+	ctx := context.Background()
+	got, err := h.ServeReq(ctx, st, "alice", req)
+	if err != nil || len(got) != 1 || (got[0].ID != legacy.ID && got[0].ID != current.ID) {
+		t.Fatalf("alice got %v, %v; want one event of the oldest KeyPackage", ids(got), err)
 	}
-	if claimed, _ := c.Claimed(ctx, []string{"e1", "e2"}); !slices.Equal(claimed, []string{"e1"}) {
-		t.Fatalf("Claimed = %v", claimed)
+	if got, err := h.ServeReq(ctx, st, "bob", req); err != nil || !slices.Equal(ids(got), []string{other.ID}) {
+		t.Fatalf("bob got %v, %v; want the other KeyPackage, not the twin", ids(got), err)
 	}
-	if got, _ := c.Expired(ctx, until.Add(-time.Second)); len(got) != 0 {
-		t.Fatalf("Expired before the deadline = %v", got)
-	}
-	if got, _ := c.Expired(ctx, until); !slices.Equal(got, []string{"e1"}) {
-		t.Fatalf("Expired = %v", got)
-	}
-	if err := c.Release(ctx, []string{"e1"}); err != nil {
-		t.Fatal(err)
-	}
-	if got, _ := c.Expired(ctx, until); len(got) != 0 {
-		t.Fatalf("Expired after Release = %v", got)
-	}
-	if ok, _ := c.Claim(ctx, "e1", "bob", until.Add(time.Minute)); !ok {
-		t.Fatal("a released id cannot be claimed again")
+	if got, err := h.ServeReq(ctx, st, "carol", req); err != nil || len(got) != 0 {
+		t.Fatalf("carol got %v, %v; want nothing", ids(got), err)
 	}
 }
 

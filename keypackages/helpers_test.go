@@ -125,11 +125,7 @@ func ownSource(t testing.TB, name string, o ownOptions) source {
 	}
 	if o.mutate != nil {
 		o.mutate(kp)
-		kp.Raw, kp.LeafNode.Raw = nil, nil
-		if kp.LeafNode.Signature, err = suite.SignWithLabel(signer, mls.LabelLeafNodeTBS, kp.LeafNode.TBS(nil, 0)); err != nil {
-			t.Fatal(err)
-		}
-		if kp.Signature, err = suite.SignWithLabel(signer, mls.LabelKeyPackageTBS, kp.TBS()); err != nil {
+		if err := kp.Sign(suite, signer); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -208,10 +204,12 @@ func eraMDK08(s source) nostr.Tags {
 	}
 }
 
-// eraMarmotTS is marmot-ts 0.5's kind 30443: no mls_proposals.
+// eraMarmotTS is marmot-ts 0.5's kind 30443: the application's client id
+// as d, verbatim (its own tests use "test-invitee-device"), no
+// mls_proposals.
 func eraMarmotTS(s source) nostr.Tags {
 	return nostr.Tags{
-		{"d", slot},
+		{"d", "test-invitee-device"},
 		{"mls_protocol_version", "1.0"},
 		{"mls_ciphersuite", "0x0001"},
 		{"mls_extensions", "0xf2ee", "0x000a"},

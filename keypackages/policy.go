@@ -10,11 +10,11 @@ import (
 )
 
 const (
-	// DefaultSlotCap is the per-author cap on kind 30443 slots the relay
-	// command uses by default.
+	// DefaultSlotCap is the per-author cap on KeyPackages (kinds 443 and
+	// 30443, twins counted once) the relay command uses by default.
 	DefaultSlotCap = 10
-	// DefaultEvictAfter is how long a slot must go unrefreshed before a new
-	// slot at the cap may evict it, by default.
+	// DefaultEvictAfter is how long a KeyPackage must go unrefreshed before
+	// a new one at the cap may evict it, by default.
 	DefaultEvictAfter = 7 * 24 * time.Hour
 )
 
@@ -31,12 +31,13 @@ var maxNotAfter = time.Date(9999, 12, 31, 23, 59, 59, 0, time.UTC)
 // server.RouteProvider) without importing the server.
 type Policy struct {
 	Validator Validator
-	// SlotCap caps an author's kind 30443 slots; zero or negative means no
-	// cap.
+	// SlotCap caps an author's KeyPackages (storage.KeyPackage.SlotCap:
+	// 443s and 30443s alike, twins counted once); zero or negative means
+	// no cap.
 	SlotCap int
-	// EvictAfter is how long the least recently refreshed slot must have
-	// gone unrefreshed before a new slot at the cap evicts it; younger slots
-	// make the new one fail with storage.ErrSlotCap.
+	// EvictAfter is how long the least recently refreshed KeyPackage must
+	// have gone unrefreshed before a new one at the cap evicts it; younger
+	// ones make the new one fail with storage.ErrSlotCap.
 	EvictAfter time.Duration
 	// Handout, when set, is the opt-in single-use hand-out serving REQs
 	// for KeyPackages; NIP11Field describes it. nil means off.
@@ -106,6 +107,8 @@ func (p Policy) NIP11Field() (string, any) {
 		"max_lifetime_applies_to": "events with an app_components tag",
 		"expire_at_not_after":     true,
 		"slot_cap":                max(p.SlotCap, 0),
+		"slot_cap_counts":         "keypackages of kinds 443 and 30443 per author, twins once",
+		"twins":                   "coexist; deleting one deletes all, and the KeyPackage is tombstoned",
 		"evict_after_seconds":     int64(max(p.EvictAfter, 0).Seconds()),
 		"supply_endpoint":         supplyPath,
 		"handout":                 p.Handout.nip11(),

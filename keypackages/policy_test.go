@@ -213,12 +213,12 @@ func TestSupply(t *testing.T) {
 		pubkey string
 		want   keypackages.Supply
 	}{
-		{"an author with a slot and a legacy KeyPackage, both last resort", lr.pubkey,
-			keypackages.Supply{PubKey: lr.pubkey, KeyPackages: 2, Slots: 1, Legacy: 1, LastResort: i64(2), NewestCreatedAt: i64(200)}},
+		{"an author with one last-resort KeyPackage published as a slot and as a legacy twin", lr.pubkey,
+			keypackages.Supply{PubKey: lr.pubkey, KeyPackages: 2, Slots: 1, Legacy: 1, LastResort: i64(1), Distinct: i64(1), NewestCreatedAt: i64(200)}},
 		{"an author without last resort", plain.pubkey,
-			keypackages.Supply{PubKey: plain.pubkey, KeyPackages: 1, Slots: 1, LastResort: i64(0), NewestCreatedAt: i64(300)}},
+			keypackages.Supply{PubKey: plain.pubkey, KeyPackages: 1, Slots: 1, LastResort: i64(0), Distinct: i64(1), NewestCreatedAt: i64(300)}},
 		{"an author with none", nobody,
-			keypackages.Supply{KeyPackages: 0, LastResort: i64(0)}},
+			keypackages.Supply{KeyPackages: 0, LastResort: i64(0), Distinct: i64(0)}},
 	}
 	mux := http.NewServeMux()
 	for pattern, h := range testPolicy().Routes(st) {

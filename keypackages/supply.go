@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"strings"
 
+	"github.com/burrow-relay/burrow/marmot"
 	"github.com/burrow-relay/burrow/storage"
 	"github.com/nbd-wtf/go-nostr"
 )
@@ -22,14 +23,18 @@ const supplyScanLimit = 500
 type Supply struct {
 	PubKey string `json:"pubkey"`
 	// KeyPackages counts the author's stored, unexpired 443 and 30443
-	// events.
+	// events (twins each count).
 	KeyPackages int64 `json:"keypackages"`
 	// Slots counts kind 30443 events (one per d slot); Legacy kind 443.
 	Slots  int64 `json:"slots"`
 	Legacy int64 `json:"legacy"`
-	// LastResort counts KeyPackages marked last resort; nil when the author
-	// has more than supplyScanLimit and it was not computed.
+	// LastResort counts distinct KeyPackages marked last resort; nil when
+	// the author has more than supplyScanLimit and it was not computed.
 	LastResort *int64 `json:"last_resort"`
+	// Distinct counts distinct KeyPackages: twins (a 443 and a 30443
+	// carrying one KeyPackage) count once, as the slot cap counts them;
+	// nil when not computed, as for LastResort.
+	Distinct *int64 `json:"distinct"`
 	// NewestCreatedAt is the created_at of the newest one; nil when none.
 	NewestCreatedAt *int64 `json:"newest_created_at"`
 }
@@ -46,12 +51,13 @@ func SupplyOf(ctx context.Context, st storage.Store, pubkey string) (Supply, err
 	}
 	sup.KeyPackages = sup.Slots + sup.Legacy
 	if sup.KeyPackages == 0 {
-		zero := int64(0)
-		sup.LastResort = &zero
+		zero, none := int64(0), int64(0)
+		sup.LastResort, sup.Distinct = &zero, &none
 		return sup, nil
 	}
 	var lastResort int64
 	scanned := int64(0)
+	refs := make(map[string]bool)
 	f := nostr.Filter{Authors: []string{pubkey}, Kinds: []int{KindLegacyKeyPackage, KindKeyPackage}, Limit: supplyScanLimit}
 	for ev, qerr := range st.Query(ctx, f) {
 		if qerr != nil {
@@ -62,31 +68,40 @@ func SupplyOf(ctx context.Context, st storage.Store, pubkey string) (Supply, err
 			sup.NewestCreatedAt = &ts
 		}
 		scanned++
-		if markedLastResort(ev) {
+		st, ok := readStored(ev)
+		if !ok || refs[st.ref] {
+			continue
+		}
+		refs[st.ref] = true
+		if st.lastResort {
 			lastResort++
 		}
 	}
 	// Events may come and go between the counts and the scan; a full scan
 	// is the truth for last resort.
 	if scanned < supplyScanLimit {
-		sup.LastResort = &lastResort
+		distinct := int64(len(refs))
+		sup.LastResort, sup.Distinct = &lastResort, &distinct
 	}
 	return sup, nil
 }
 
-// markedLastResort parses a stored KeyPackage (already validated on
-// ingest, so signatures are not checked again) and reports whether it is
-// marked last resort.
-func markedLastResort(ev *nostr.Event) bool {
-	b, err := decodeContent(ev.Kind, ev.Content, ev.Tags)
+// storedKeyPackage is what the hand-out and the supply need of a stored
+// KeyPackage event.
+type storedKeyPackage struct {
+	ref        string // KeyPackageRef, lowercase hex: twins share it
+	lastResort bool
+}
+
+// readStored parses a stored KeyPackage event, already validated on
+// ingest, so signatures are not checked again. ok is false for content
+// that does not parse (never stored by this relay's rules).
+func readStored(ev *nostr.Event) (storedKeyPackage, bool) {
+	ref, lastResort, err := marmot.ReadKeyPackageRef(ev)
 	if err != nil {
-		return false
+		return storedKeyPackage{}, false
 	}
-	kp, _, err := parseKeyPackage(b)
-	if err != nil {
-		return false
-	}
-	return isLastResort(kp)
+	return storedKeyPackage{ref: ref, lastResort: lastResort}, true
 }
 
 // Routes serves GET /keypackages/supply?pubkey=<hex>: the author's Supply

@@ -79,15 +79,15 @@ func TestValidateEras(t *testing.T) {
 						CurrentProfile: e.current, Framed: framed,
 					}
 					if e.kind == 30443 {
-						want.Slot = slot
+						want.Slot = e.tags(s).GetD()
 					}
 					got := info
 					got.KeyPackage = nil
 					if got != want {
 						t.Fatalf("Info = %+v\nwant   %+v", got, want)
 					}
-					if !bytes.Equal(info.KeyPackage.Raw, s.bare) {
-						t.Fatal("Info.KeyPackage.Raw is not the inner KeyPackage")
+					if b, err := info.KeyPackage.Bytes(); err != nil || !bytes.Equal(b, s.bare) {
+						t.Fatalf("Info.KeyPackage is not the inner KeyPackage (%v)", err)
 					}
 				})
 			}
@@ -307,12 +307,17 @@ func TestValidateFailures(t *testing.T) {
 			want: keypackages.ErrSlot, reason: "missing d tag"},
 		{name: "two d tags", ev: signed(t, mlsgo, 30443, b64(mlsgo.bare), append(eraMDK08(mlsgo), nostr.Tag{"d", slot})),
 			want: keypackages.ErrSlot, reason: "2 d tags"},
-		{name: "uppercase d", ev: signed(t, mlsgo, 30443, b64(mlsgo.bare), with(eraMDK08(mlsgo), "d", nostr.Tag{"d", strings.ToUpper(slot)})),
-			want: keypackages.ErrSlot, reason: "not lowercase hex"},
-		{name: "short d", ev: signed(t, mlsgo, 30443, b64(mlsgo.bare), with(eraMDK08(mlsgo), "d", nostr.Tag{"d", slot[:62]})),
-			want: keypackages.ErrSlot, reason: "62 characters"},
+		{name: "empty d", ev: signed(t, mlsgo, 30443, b64(mlsgo.bare), with(eraMDK08(mlsgo), "d", nostr.Tag{"d", ""})),
+			want: keypackages.ErrSlot, reason: "empty d tag"},
 		{name: "d without a value", ev: signed(t, mlsgo, 30443, b64(mlsgo.bare), with(eraMDK08(mlsgo), "d", nostr.Tag{"d"})),
-			want: keypackages.ErrSlot, reason: "0 characters"},
+			want: keypackages.ErrSlot, reason: "empty d tag"},
+		{name: "d over 256 bytes", ev: signed(t, mlsgo, 30443, b64(mlsgo.bare), with(eraMDK08(mlsgo), "d", nostr.Tag{"d", strings.Repeat("é", 129)})),
+			want: keypackages.ErrSlot, reason: "258 bytes, at most 256"},
+		// The d alphabet is free: uppercase, short, a client id, 256 bytes.
+		{name: "uppercase d", ev: signed(t, mlsgo, 30443, b64(mlsgo.bare), with(eraMDK08(mlsgo), "d", nostr.Tag{"d", strings.ToUpper(slot)}))},
+		{name: "short d", ev: signed(t, mlsgo, 30443, b64(mlsgo.bare), with(eraMDK08(mlsgo), "d", nostr.Tag{"d", slot[:62]}))},
+		{name: "client id as d", ev: signed(t, mlsgo, 30443, b64(mlsgo.bare), with(eraMDK08(mlsgo), "d", nostr.Tag{"d", "test-invitee-device"}))},
+		{name: "d of 256 bytes", ev: signed(t, mlsgo, 30443, b64(mlsgo.bare), with(eraMDK08(mlsgo), "d", nostr.Tag{"d", strings.Repeat("x", 256)}))},
 		{name: "d on 443 is ignored", ev: signed(t, tsmls, 443, b64(tsmls.bare), append(eraMIP443(tsmls), nostr.Tag{"d", "ANY"}))},
 
 		// lifetime: grace either side, with an injected clock
@@ -429,7 +434,7 @@ func TestRule(t *testing.T) {
 		{"valid 30443", signed(t, mlsgo, 30443, b64(mlsgo.framed), eraAdopted(mlsgo)), false, ""},
 		{"valid legacy 443", signed(t, mlsgo, 443, hex.EncodeToString(mlsgo.bare), eraNIPEE(mlsgo)), false, ""},
 		{"invalid 30443", signed(t, mlsgo, 30443, b64(mlsgo.framed), with(eraAdopted(mlsgo), "d")), true,
-			"invalid: missing d tag: kind 30443 needs exactly one d of 64 lowercase hex characters"},
+			"invalid: missing d tag: kind 30443 needs exactly one non-empty d"},
 		{"invalid 443", signed(t, mlsgo, 443, "zz", eraNIPEE(mlsgo)), true,
 			"invalid: content is not hex (kind 443 without an encoding tag means hex): encoding/hex: invalid byte: U+007A 'z'"},
 		{"other kinds are not its business", signed(t, mlsgo, 1, "hello", nil), false, ""},

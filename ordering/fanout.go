@@ -11,7 +11,6 @@ import (
 	"github.com/burrow-relay/burrow/policy"
 	"github.com/burrow-relay/burrow/server"
 	"github.com/burrow-relay/burrow/storage"
-	"github.com/nbd-wtf/go-nostr"
 	"github.com/prometheus/client_golang/prometheus"
 )
 
@@ -27,13 +26,14 @@ type FanoutConfig struct {
 	// Log fills gaps from storage.
 	Log GroupLog
 	// Publish, if set, carries this instance's events to the others (the
-	// Redis bus); it must not block.
-	Publish func(ev *nostr.Event, seq int64)
+	// Redis bus), with their seq (0 for events outside any group's log)
+	// and release marks; it must not block.
+	Publish func(d server.Delivery)
 	// GapWait is how long an event waits for a missing lower seq of its
 	// group before the gap is filled from storage (default 50ms).
 	GapWait time.Duration
 	// IdleAfter is how long a group's position is remembered after its last
-	// event (default 10 minutes).
+	// event when no subscription watches it (default 10 minutes).
 	IdleAfter time.Duration
 	// Logger (default slog.Default()) and Registry (optional) for metrics.
 	Logger   *slog.Logger
@@ -64,6 +64,9 @@ type Fanout struct {
 type shard struct {
 	mu     sync.Mutex
 	groups map[string]*groupState
+	// watched counts, per group, the subscriptions that rely on its
+	// position (Watch minus Unwatch); a watched group is never forgotten.
+	watched map[string]int
 }
 
 // groupState is one group's delivery position.
@@ -105,6 +108,7 @@ func NewFanout(local server.Broadcaster, cfg FanoutConfig) (*Fanout, error) {
 	f := &Fanout{local: local, cfg: cfg, seed: maphash.MakeSeed()}
 	for i := range f.shards {
 		f.shards[i].groups = make(map[string]*groupState)
+		f.shards[i].watched = make(map[string]int)
 	}
 	newCounter := func(name, help string) prometheus.Counter {
 		return prometheus.NewCounter(prometheus.CounterOpts{Name: name, Help: help})
@@ -140,16 +144,17 @@ func (f *Fanout) Broadcast(d server.Delivery) {
 	h, ok := sequenced(d)
 	if !ok {
 		f.local.Broadcast(d)
-		f.publish(d.Event, 0)
+		f.publish(d)
 		return
 	}
 	f.submit(h, pending{d: d, local: true})
 }
 
-// Remote takes an event another instance committed (from the bus).
-func (f *Fanout) Remote(ev *nostr.Event, seq int64) {
+// Remote takes an event another instance committed (from the bus); its
+// Ticket is ignored.
+func (f *Fanout) Remote(d server.Delivery) {
 	f.metrics.remote.Inc()
-	d := server.Delivery{Event: ev, Seq: seq}
+	d.Ticket = 0
 	h, ok := sequenced(d)
 	if !ok {
 		f.local.Broadcast(d)
@@ -160,10 +165,15 @@ func (f *Fanout) Remote(ev *nostr.Event, seq int64) {
 
 // Watch makes sure group h's position is known before a subscription that
 // relies on live delivery of h runs its stored query: the position starts
-// after the last seq assigned now, all of which the query will see.
+// after the last seq assigned now, all of which the query will see. The
+// position is then kept, however long the group is idle, until Unwatch is
+// called as many times as Watch: forgetting it while a subscription relies
+// on it would let a later event overtake an earlier one (a remote seq 3
+// arriving before a local seq 2 would start a fresh position at 3).
 func (f *Fanout) Watch(ctx context.Context, h string) {
 	sh := f.shard(h)
 	sh.mu.Lock()
+	sh.watched[h]++
 	g := sh.groups[h]
 	if g != nil {
 		g.lastTouch = time.Now()
@@ -213,6 +223,19 @@ func (f *Fanout) Resync() {
 	}()
 }
 
+// Unwatch ends one Watch of h, when the subscription that watched it
+// ends.
+func (f *Fanout) Unwatch(h string) {
+	sh := f.shard(h)
+	sh.mu.Lock()
+	defer sh.mu.Unlock()
+	if sh.watched[h] <= 1 {
+		delete(sh.watched, h)
+		return
+	}
+	sh.watched[h]--
+}
+
 func sequenced(d server.Delivery) (string, bool) {
 	if d.Seq <= 0 || d.Event.Kind != policy.KindGroupEvent {
 		return "", false
@@ -254,7 +277,7 @@ func (f *Fanout) submit(h string, p pending) {
 		g.lateSent[seq] = true // only broadcasts in flight at the start: few
 		f.local.Broadcast(p.d)
 		if p.local {
-			f.publish(p.d.Event, seq)
+			f.publish(p.d)
 		}
 	case seq < g.next:
 		// Delivered already: by a gap fill that read it from storage before
@@ -262,7 +285,7 @@ func (f *Fanout) submit(h string, p pending) {
 		// not have it yet.
 		f.metrics.stale.Inc()
 		if p.local {
-			f.publish(p.d.Event, seq)
+			f.publish(p.d)
 		}
 	case seq == g.next:
 		f.deliverLocked(g, p)
@@ -284,7 +307,7 @@ func (f *Fanout) deliverLocked(g *groupState, p pending) {
 	f.local.Broadcast(p.d)
 	g.next = p.d.Seq + 1
 	if p.local {
-		f.publish(p.d.Event, p.d.Seq)
+		f.publish(p.d)
 	}
 }
 
@@ -401,7 +424,7 @@ func (f *Fanout) fill(h string) {
 		if ok {
 			delete(g.held, item.Seq)
 		} else {
-			p = pending{d: server.Delivery{Event: item.Event, Seq: item.Seq}}
+			p = pending{d: server.Delivery{Event: item.Event, Seq: item.Seq, Releases: item.Releases}}
 		}
 		f.deliverLocked(g, p)
 		f.drainLocked(g)
@@ -416,14 +439,21 @@ func (f *Fanout) fill(h string) {
 	}
 }
 
-func (f *Fanout) publish(ev *nostr.Event, seq int64) {
+// publish carries d to the other instances, without this instance's
+// ticket. An event outside a group's log goes with seq 0.
+func (f *Fanout) publish(d server.Delivery) {
 	if f.cfg.Publish != nil {
-		f.cfg.Publish(ev, seq)
+		if _, ok := sequenced(d); !ok {
+			d.Seq = 0
+		}
+		d.Ticket = 0
+		f.cfg.Publish(d)
 	}
 }
 
-// forgetIdle drops the positions of groups idle for IdleAfter; a group that
-// comes back starts from its next event (or from Watch).
+// forgetIdle drops the positions of groups idle for IdleAfter that no
+// subscription watches; a group that comes back starts from its next event
+// (or from Watch).
 func (f *Fanout) forgetIdle() {
 	defer f.wg.Done()
 	t := time.NewTicker(min(f.cfg.IdleAfter, time.Minute))
@@ -439,7 +469,7 @@ func (f *Fanout) forgetIdle() {
 			sh := &f.shards[i]
 			sh.mu.Lock()
 			for h, g := range sh.groups {
-				if len(g.held) == 0 && !g.filling && g.lastTouch.Before(cutoff) {
+				if len(g.held) == 0 && !g.filling && g.lastTouch.Before(cutoff) && sh.watched[h] == 0 {
 					delete(sh.groups, h)
 				}
 			}

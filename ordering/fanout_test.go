@@ -116,7 +116,7 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 	}
 }
 
-func newTestFanout(t *testing.T, log *fakeLog, rec *recorder, publish func(*nostr.Event, int64)) *Fanout {
+func newTestFanout(t *testing.T, log *fakeLog, rec *recorder, publish func(server.Delivery)) *Fanout {
 	t.Helper()
 	f, err := NewFanout(rec, FanoutConfig{Log: log, Publish: publish, GapWait: 20 * time.Millisecond})
 	if err != nil {
@@ -164,15 +164,15 @@ func TestFanoutFillsGapsFromStorageSkippingHoles(t *testing.T) {
 	log.put(gh, 1)
 	log.put(gh, 3)
 	ev := log.put(gh, 4)
-	f.Remote(ev, 4)
+	f.Remote(server.Delivery{Event: ev, Seq: 4})
 	waitFor(t, "gap filled", func() bool { return len(rec.got(gh)) == 3 })
 	if got := rec.got(gh); !slices.Equal(got, []int64{1, 3, 4}) {
 		t.Fatalf("delivered %v, want [1 3 4]", got)
 	}
 	// A late copy of 3 from the bus is not delivered twice.
-	f.Remote(log.put(gh, 3), 3)
+	f.Remote(server.Delivery{Event: log.put(gh, 3), Seq: 3})
 	ev5 := log.put(gh, 5)
-	f.Remote(ev5, 5)
+	f.Remote(server.Delivery{Event: ev5, Seq: 5})
 	waitFor(t, "5 delivered", func() bool { return len(rec.got(gh)) == 4 })
 	if got := rec.got(gh); !slices.Equal(got, []int64{1, 3, 4, 5}) {
 		t.Fatalf("delivered %v, want [1 3 4 5]", got)
@@ -187,7 +187,7 @@ func TestFanoutRetriesAFailedFill(t *testing.T) {
 	log.mu.Lock()
 	log.fail = true
 	log.mu.Unlock()
-	f.Remote(log.put(gh, 2), 2)
+	f.Remote(server.Delivery{Event: log.put(gh, 2), Seq: 2})
 	waitFor(t, "a failed read", func() bool { log.mu.Lock(); defer log.mu.Unlock(); return log.reads > 0 })
 	if got := rec.got(gh); len(got) != 0 {
 		t.Fatalf("delivered %v while the gap is open", got)
@@ -211,7 +211,7 @@ func TestFanoutWatchStartsAfterTheLastAssignedSeq(t *testing.T) {
 	ev9 := log.put(gh, 9)
 	f.Broadcast(server.Delivery{Event: ev9, Seq: 9})
 	ev8 := log.put(gh, 8)
-	f.Remote(ev8, 8)
+	f.Remote(server.Delivery{Event: ev8, Seq: 8})
 	waitFor(t, "8 and 9", func() bool { return len(rec.got(gh)) == 2 })
 	if got := rec.got(gh); !slices.Equal(got, []int64{8, 9}) {
 		t.Fatalf("delivered %v, want [8 9]", got)
@@ -223,9 +223,10 @@ func TestFanoutPublishesLocalEventsOnlyInSeqOrder(t *testing.T) {
 	var mu sync.Mutex
 	var published []int64
 	other := 0
-	f := newTestFanout(t, log, rec, func(ev *nostr.Event, seq int64) {
+	f := newTestFanout(t, log, rec, func(d server.Delivery) {
 		mu.Lock()
 		defer mu.Unlock()
+		seq := d.Seq
 		if seq == 0 {
 			other++
 			return
@@ -236,9 +237,9 @@ func TestFanoutPublishesLocalEventsOnlyInSeqOrder(t *testing.T) {
 	e2, e1 := log.put(gh, 2), log.put(gh, 1)
 	f.Broadcast(server.Delivery{Event: e2, Seq: 2})
 	f.Broadcast(server.Delivery{Event: e1, Seq: 1})
-	f.Remote(log.put(gh, 3), 3) // from another instance: never re-published
+	f.Remote(server.Delivery{Event: log.put(gh, 3), Seq: 3}) // from another instance: never re-published
 	f.Broadcast(server.Delivery{Event: &nostr.Event{Kind: 1}})
-	f.Remote(&nostr.Event{Kind: 1}, 0)
+	f.Remote(server.Delivery{Event: &nostr.Event{Kind: 1}, Seq: 0})
 	waitFor(t, "3 delivered", func() bool { return len(rec.got(gh)) == 3 })
 	mu.Lock()
 	defer mu.Unlock()
@@ -314,12 +315,12 @@ func TestFanoutDeliversEventsBelowItsStartingPointLate(t *testing.T) {
 	for s := int64(1); s <= 3; s++ {
 		log.put(gh, s)
 	}
-	f.Remote(log.put(gh, 5), 5) // first sight at 5
-	f.Remote(log.byH[gh][3], 3) // in flight from another instance
+	f.Remote(server.Delivery{Event: log.put(gh, 5), Seq: 5}) // first sight at 5
+	f.Remote(server.Delivery{Event: log.byH[gh][3], Seq: 3}) // in flight from another instance
 	ev4 := log.put(gh, 4)
-	f.Remote(ev4, 4)
-	f.Remote(log.put(gh, 6), 6)
-	f.Remote(ev4, 4) // a repeat
+	f.Remote(server.Delivery{Event: ev4, Seq: 4})
+	f.Remote(server.Delivery{Event: log.put(gh, 6), Seq: 6})
+	f.Remote(server.Delivery{Event: ev4, Seq: 4}) // a repeat
 	waitFor(t, "deliveries", func() bool { return len(rec.got(gh)) >= 4 })
 	time.Sleep(50 * time.Millisecond)
 	if got := rec.got(gh); !slices.Equal(got, []int64{5, 3, 4, 6}) {

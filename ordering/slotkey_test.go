@@ -7,6 +7,8 @@ import (
 	"testing"
 
 	"github.com/nbd-wtf/go-nostr"
+
+	"github.com/burrow-relay/burrow/mls/cipher"
 )
 
 // slotVectors were computed independently with @noble/curves 2.0.1 (see
@@ -131,5 +133,47 @@ func TestSlotKeySignsClaims(t *testing.T) {
 				t.Fatalf("claim verifies under another slot %s", ev.PubKey)
 			}
 		})
+	}
+}
+
+// TestSlotExporterVector checks the exporter half of the slot derivation
+// against docs/commit-slots.md's vector for suite 0x0001 (exporter_secret to
+// x), computed with the engine's labelled KDF as the key schedule's
+// MLS-Exporter does. The same vector is derived independently, from the
+// document's formulas, with @noble/hashes by cmd/relay/slotsjs (run by
+// cmd/relay TestCommitSlotsSecondImplementation).
+func TestSlotExporterVector(t *testing.T) {
+	suite, err := cipher.New(cipher.MLS128DHKEMX25519AES128GCMSHA256Ed25519)
+	if err != nil {
+		t.Fatal(err)
+	}
+	unhex := func(s string) []byte {
+		b, err := hex.DecodeString(s)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return b
+	}
+	es := unhex("a0a1a2a3a4a5a6a7a8a9aaabacadaeafb0b1b2b3b4b5b6b7b8b9babbbcbdbebf")
+	derived, err := suite.DeriveSecret(es, "nostr-commit-slot")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := hex.EncodeToString(derived); got != "dd28fb40b0cc4b52e817bcfc62b87ccfefb6aa50f7953008ee60bdff1a298145" {
+		t.Fatalf("DeriveSecret = %s", got)
+	}
+	if got := hex.EncodeToString(suite.Hash([]byte("v1"))); got != "3bfc269594ef649228e9a74bab00f042efc91d5acc6fbee31a382e80d42388fe" {
+		t.Fatalf(`Hash("v1") = %s`, got)
+	}
+	x, err := suite.ExpandWithLabel(derived, "exported", suite.Hash([]byte("v1")), SlotSecretLen)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := hex.EncodeToString(x); got != "ad9c3971e0644d6ce556d0f86c95abdb7c758f319a93d8f6ac72bfc1260e752b" {
+		t.Fatalf("x = %s", got)
+	}
+	_, slot, err := SlotKey(x)
+	if err != nil || slot != "4a2a2d854ae7fa41408c138ef5c5e2e0faefddbfac2b84ceb9d20327b051b246" {
+		t.Fatalf("slot = %s, %v", slot, err)
 	}
 }

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/burrow-relay/burrow/policy"
+	"github.com/burrow-relay/burrow/server"
 	"github.com/burrow-relay/burrow/storage"
 	"github.com/nbd-wtf/go-nostr"
 )
@@ -18,6 +19,16 @@ const ExtCommitSlots = "commit_slots/1"
 // claim and the Commit it carries, lets the store arbitrate the slot
 // (storage.Store.ClaimSlot), and hands the Commit, never the claim, to the
 // server to broadcast.
+//
+// Claims pay their way (DESIGN.md "Who may read what, and what every
+// request costs"): a claim is an EVENT, charged to its connection and
+// address like any other; on top of that every claim draws from its
+// group's own bucket (Claims), because any key makes a fresh slot, so an
+// outsider who knows a group's h could otherwise add Commits to its log
+// without limit. The group's bucket for bare kind 445 events
+// (policy.GroupFlood) is a different one, so a flood of claims never
+// stops members' other group events, and the Commit a claim carries
+// passes the same event limits as a bare one (Limits).
 type Slots struct {
 	// MaxGroupContent is the largest kind 445 content accepted
 	// (policy.Limits.MaxGroupContentLength).
@@ -25,6 +36,16 @@ type Slots struct {
 	// Retention refuses Commits older than the group retention, as bare
 	// kind 445 admission does (0: any age).
 	Retention time.Duration
+	// Limits, when set, are the relay's event limits: the claimed Commit
+	// must pass policy.Limits.EventShape as a bare kind 445 does (tag
+	// count, content length, and the created_at window of CreatedAtFuture
+	// and CreatedAtPast).
+	Limits *policy.Limits
+	// Claims, when set, is the per-group bucket of claims: each claim
+	// that passes Parse takes one token under "h:"+<group id> before the
+	// store decides it, or is refused with "rate-limited:". A limiter
+	// failure lets the claim through, as policy.GroupFlood does.
+	Claims policy.RateLimiter
 	// Now is the clock (nil: time.Now).
 	Now func() time.Time
 }
@@ -48,31 +69,38 @@ func (s Slots) Handles(ev *nostr.Event) bool { return ev.Kind == KindCommitClaim
 
 // Save is SaveEnvelope without the envelope's extras.
 func (s Slots) Save(ctx context.Context, st storage.Store, ev *nostr.Event) (storage.Result, error) {
-	_, res, _, err := s.SaveEnvelope(ctx, st, ev)
-	return res, err
+	env, err := s.SaveEnvelope(ctx, st, ev)
+	return env.Result, err
 }
 
 // SaveEnvelope arbitrates ev's slot. The OK message is "seq:<n>", or
 // "seq:<n> released:<holder id>" for a release; the Commit is returned for
-// broadcast only when this call stored it.
-func (s Slots) SaveEnvelope(ctx context.Context, st storage.Store, ev *nostr.Event) (*nostr.Event, storage.Result, string, error) {
+// broadcast only when this call stored it, with what it releases.
+func (s Slots) SaveEnvelope(ctx context.Context, st storage.Store, ev *nostr.Event) (server.Envelope, error) {
 	c, err := s.Parse(ev)
 	if err != nil {
-		return nil, storage.Result{}, "", err
+		return server.Envelope{}, err
+	}
+	if s.Claims != nil {
+		if ok, err := s.Claims.Allow(ctx, "h:"+c.H); err == nil && !ok {
+			return server.Envelope{}, refusal("rate-limited: too many commit-slot claims for this group, slow down")
+		}
 	}
 	r, err := st.ClaimSlot(ctx, storage.SlotClaim{H: c.H, Slot: c.Slot, Commit: c.Commit, Release: c.Release})
 	if err != nil {
-		return nil, r.Result, "", fmt.Errorf("ordering: claim slot: %w", err)
+		return server.Envelope{Result: r.Result}, fmt.Errorf("ordering: claim slot: %w", err)
 	}
-	msg := fmt.Sprintf("seq:%d", r.Seq)
+	env := server.Envelope{Result: r.Result, OKMessage: fmt.Sprintf("seq:%d", r.Seq)}
 	if r.Released != "" {
-		msg += " released:" + r.Released
+		env.OKMessage += " released:" + r.Released
 	}
-	var carried *nostr.Event
 	if r.Stored {
-		carried = c.Commit
+		env.Carried = c.Commit
+		if r.Released != "" {
+			env.Releases = &storage.Release{ID: r.Released, Seq: r.ReleasedSeq}
+		}
 	}
-	return carried, r.Result, msg, nil
+	return env, nil
 }
 
 // Extensions lists commit_slots/1 for NIP-11.
@@ -121,14 +149,17 @@ func (s Slots) Parse(ev *nostr.Event) (Claim, error) {
 	if h := inner.Tags.GetFirst([]string{"h", ""}); (*h)[1] != c.H {
 		return Claim{}, refusal("invalid: the claimed Commit belongs to another group than the claim")
 	}
-	if s.Retention > 0 {
-		now := time.Now
-		if s.Now != nil {
-			now = s.Now
+	now := time.Now
+	if s.Now != nil {
+		now = s.Now
+	}
+	if s.Limits != nil {
+		if refused, msg := s.Limits.EventShape(now)(context.Background(), inner); refused {
+			return Claim{}, refusal(msg + " (claimed Commit)")
 		}
-		if time.Unix(int64(inner.CreatedAt), 0).Before(now().Add(-s.Retention)) {
-			return Claim{}, refusal("invalid: the claimed Commit is older than this relay keeps group events")
-		}
+	}
+	if s.Retention > 0 && time.Unix(int64(inner.CreatedAt), 0).Before(now().Add(-s.Retention)) {
+		return Claim{}, refusal("invalid: the claimed Commit is older than this relay keeps group events")
 	}
 	if !inner.CheckID() {
 		return Claim{}, refusal("invalid: the claimed Commit's id does not match its content")

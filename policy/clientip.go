@@ -60,3 +60,29 @@ func isTrusted(ip netip.Addr, trusted []netip.Prefix) bool {
 	}
 	return false
 }
+
+// GroupAddr is the address per-address limits count ip under: an IPv4
+// address is its own group; an IPv6 address is masked to its first v6Bits
+// bits, because a single host is usually given a whole /64 and could
+// otherwise take a fresh limit per address.
+func GroupAddr(ip netip.Addr, v6Bits int) netip.Addr {
+	ip = ip.Unmap()
+	if !ip.Is6() || v6Bits >= 128 {
+		return ip
+	}
+	p, err := ip.Prefix(v6Bits)
+	if err != nil {
+		return ip
+	}
+	return p.Addr()
+}
+
+// FromTrustedProxy reports whether r's TCP peer is one of trusted, so the
+// forwarding headers it sets (X-Forwarded-*) may be believed.
+func FromTrustedProxy(r *http.Request, trusted []netip.Prefix) bool {
+	peer, err := netip.ParseAddrPort(r.RemoteAddr)
+	if err != nil {
+		return false
+	}
+	return isTrusted(peer.Addr().Unmap(), trusted)
+}

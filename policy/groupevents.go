@@ -79,10 +79,11 @@ func GroupEvents(maxContent int, retention time.Duration, now func() time.Time) 
 
 // GroupFlood returns the per-group backstop for kind 445: one token per
 // event from perGroup under the event's h. It complements the per-address
-// limit (EventRateLimit), which pubkey limits cannot replace since group
-// events use one-use keys. Commit-slot claims (kind 20445) are not charged:
-// only members of the epoch can sign one, so an outsider who knows h cannot
-// starve a group's Commits. A limiter failure lets the event through.
+// limit (Meter), which pubkey limits cannot replace since group
+// events use one-use keys. Commit-slot claims (kind 20445) are not charged
+// here: they draw from a per-group bucket of their own (ordering.Slots), so
+// an outsider flooding claims for a group's h cannot use up this bucket and
+// stop the members' events. A limiter failure lets the event through.
 func GroupFlood(perGroup RateLimiter) Rule {
 	return func(ctx context.Context, ev *nostr.Event) (bool, string) {
 		if ev.Kind != KindGroupEvent {

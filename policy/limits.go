@@ -50,12 +50,51 @@ type Limits struct {
 	// bucket per h, shared by every address; see GroupFlood).
 	GroupRate  float64
 	GroupBurst int
+	// ConnEventRate and ConnEventBurst are the per-connection event bucket,
+	// charged with EventRate's per-address bucket when an EVENT arrives,
+	// before its signature is verified.
+	ConnEventRate  float64
+	ConnEventBurst int
+	// RequestRate and RequestBurst are the per-address bucket for every
+	// other message (REQ, COUNT, CLOSE, AUTH, and anything unreadable);
+	// ConnRequestRate and ConnRequestBurst the per-connection one.
+	RequestRate      float64
+	RequestBurst     int
+	ConnRequestRate  float64
+	ConnRequestBurst int
+	// IPv6PrefixBits groups IPv6 clients for every per-address limit: all
+	// addresses in one prefix of this length count as one address (a
+	// single host is usually given a whole /64).
+	IPv6PrefixBits int
+	// MaxFilterValues caps the values (ids, authors, kinds and tag values,
+	// and at least one per filter) of the open subscriptions of one
+	// connection; MaxFilterValuesPerIP of all connections from one address.
+	// They bound the live-matching index.
+	MaxFilterValues      int
+	MaxFilterValuesPerIP int
+	// MaxQueriesPerIP caps the stored queries (a REQ until its EOSE, a
+	// COUNT) in flight at once from one address; one connection runs one
+	// at a time.
+	MaxQueriesPerIP int
+	// CountTimeout bounds one COUNT.
+	CountTimeout time.Duration
 	// OutboundQueue is the number of messages queued per connection before a
 	// reader that does not keep up is disconnected.
 	OutboundQueue int
+	// OutboundBytes bounds the bytes queued per connection the same way,
+	// and OutboundTotalBytes the bytes queued for all connections together:
+	// past it, a connection that is already behind is disconnected rather
+	// than given more.
+	OutboundBytes      int
+	OutboundTotalBytes int
 	// WriteTimeout bounds each websocket write; a peer that does not accept
 	// data for this long is disconnected.
 	WriteTimeout time.Duration
+	// PingInterval is how often the relay pings each connection;
+	// PongTimeout is how long a connection may stay silent (no message, no
+	// pong) before it is dropped as dead.
+	PingInterval time.Duration
+	PongTimeout  time.Duration
 }
 
 // DefaultLimits suits a busy client on one address: 64 connections, a burst
@@ -79,8 +118,23 @@ func DefaultLimits() Limits {
 		EventBurst:            10000,
 		GroupRate:             500,
 		GroupBurst:            20000,
+		ConnEventRate:         100,
+		ConnEventBurst:        2000,
+		RequestRate:           200,
+		RequestBurst:          2000,
+		ConnRequestRate:       50,
+		ConnRequestBurst:      500,
+		IPv6PrefixBits:        64,
+		MaxFilterValues:       10000,
+		MaxFilterValuesPerIP:  50000,
+		MaxQueriesPerIP:       16,
+		CountTimeout:          3 * time.Second,
 		OutboundQueue:         2048,
+		OutboundBytes:         8 << 20,
+		OutboundTotalBytes:    512 << 20,
 		WriteTimeout:          10 * time.Second,
+		PingInterval:          25 * time.Second,
+		PongTimeout:           60 * time.Second,
 	}
 }
 
@@ -104,6 +158,12 @@ func (l Limits) Validate() error {
 		{"event burst", l.EventBurst},
 		{"max group content length", l.MaxGroupContentLength},
 		{"group burst", l.GroupBurst},
+		{"per-connection event burst", l.ConnEventBurst},
+		{"request burst", l.RequestBurst},
+		{"per-connection request burst", l.ConnRequestBurst},
+		{"max filter values", l.MaxFilterValues},
+		{"max filter values per IP", l.MaxFilterValuesPerIP},
+		{"max queries per IP", l.MaxQueriesPerIP},
 	}
 	for _, p := range positive {
 		if p.v <= 0 {
@@ -115,6 +175,21 @@ func (l Limits) Validate() error {
 		return fmt.Errorf("%w: event rate must be positive, got %v", ErrInvalidLimits, l.EventRate)
 	case l.GroupRate <= 0:
 		return fmt.Errorf("%w: group rate must be positive, got %v", ErrInvalidLimits, l.GroupRate)
+	case l.ConnEventRate <= 0 || l.RequestRate <= 0 || l.ConnRequestRate <= 0:
+		return fmt.Errorf("%w: per-connection event rate, request rate and per-connection request rate must be positive, got %v, %v, %v",
+			ErrInvalidLimits, l.ConnEventRate, l.RequestRate, l.ConnRequestRate)
+	case l.IPv6PrefixBits < 1 || l.IPv6PrefixBits > 128:
+		return fmt.Errorf("%w: IPv6 prefix must be 1 to 128 bits, got %d", ErrInvalidLimits, l.IPv6PrefixBits)
+	case l.MaxFilterValuesPerIP < l.MaxFilterValues:
+		return fmt.Errorf("%w: max filter values per IP %d is below the per-connection %d", ErrInvalidLimits, l.MaxFilterValuesPerIP, l.MaxFilterValues)
+	case l.CountTimeout <= 0:
+		return fmt.Errorf("%w: count timeout must be positive, got %v", ErrInvalidLimits, l.CountTimeout)
+	case l.OutboundBytes < 64<<10:
+		return fmt.Errorf("%w: outbound bytes must be at least 64 KiB, got %d", ErrInvalidLimits, l.OutboundBytes)
+	case l.OutboundTotalBytes < l.OutboundBytes:
+		return fmt.Errorf("%w: total outbound bytes %d is below the per-connection %d", ErrInvalidLimits, l.OutboundTotalBytes, l.OutboundBytes)
+	case l.PingInterval <= 0 || l.PongTimeout <= l.PingInterval:
+		return fmt.Errorf("%w: ping interval must be positive and below the pong timeout, got %v and %v", ErrInvalidLimits, l.PingInterval, l.PongTimeout)
 	case l.CreatedAtFuture <= 0:
 		return fmt.Errorf("%w: created_at future bound must be positive, got %v", ErrInvalidLimits, l.CreatedAtFuture)
 	case l.CreatedAtPast < 0:

@@ -1,7 +1,9 @@
 // Package policy owns Burrow's admission rules: the limits the relay enforces
-// and advertises (NIP-11), the allowed-kinds setting, per-IP connection and
-// event rate limits, NIP-70 protected events, and how a client's address is
-// found behind trusted proxies.
+// and advertises (NIP-11), the allowed-kinds setting, what every message
+// costs its sender (Meter: token buckets per connection and per address),
+// per-address quotas (AddrQuota), NIP-70 protected events, and how a
+// client's address is found behind trusted proxies and grouped (IPv6 by
+// prefix).
 //
 // Event rules keep khatru's hook shape (Rule), so khatru's policies
 // constructors that need only the event plug in unchanged. Rules that need
@@ -24,6 +26,9 @@ type Rule = func(ctx context.Context, ev *nostr.Event) (reject bool, msg string)
 type Conn struct {
 	// IP is the client address (see ClientIP).
 	IP netip.Addr
+	// Group is the address per-address limits count it under (see
+	// GroupAddr); invalid when unknown.
+	Group netip.Addr
 	// AuthedPubKey is the NIP-42 authenticated pubkey, or "".
 	AuthedPubKey string
 }

@@ -46,6 +46,22 @@ func TestLimitsValidateRefuses(t *testing.T) {
 		{"zero burst", func(l *Limits) { l.EventBurst = 0 }},
 		{"tiny queue", func(l *Limits) { l.OutboundQueue = 4 }},
 		{"zero write timeout", func(l *Limits) { l.WriteTimeout = 0 }},
+		{"zero connection event rate", func(l *Limits) { l.ConnEventRate = 0 }},
+		{"zero connection event burst", func(l *Limits) { l.ConnEventBurst = 0 }},
+		{"zero request rate", func(l *Limits) { l.RequestRate = 0 }},
+		{"zero request burst", func(l *Limits) { l.RequestBurst = 0 }},
+		{"zero connection request rate", func(l *Limits) { l.ConnRequestRate = 0 }},
+		{"zero connection request burst", func(l *Limits) { l.ConnRequestBurst = 0 }},
+		{"zero IPv6 prefix", func(l *Limits) { l.IPv6PrefixBits = 0 }},
+		{"IPv6 prefix over 128", func(l *Limits) { l.IPv6PrefixBits = 129 }},
+		{"zero filter values", func(l *Limits) { l.MaxFilterValues = 0 }},
+		{"filter values per IP below per connection", func(l *Limits) { l.MaxFilterValuesPerIP = l.MaxFilterValues - 1 }},
+		{"zero queries per IP", func(l *Limits) { l.MaxQueriesPerIP = 0 }},
+		{"zero count timeout", func(l *Limits) { l.CountTimeout = 0 }},
+		{"tiny outbound bytes", func(l *Limits) { l.OutboundBytes = 1 << 10 }},
+		{"total outbound below one connection", func(l *Limits) { l.OutboundTotalBytes = l.OutboundBytes - 1 }},
+		{"zero ping interval", func(l *Limits) { l.PingInterval = 0 }},
+		{"pong timeout not above ping interval", func(l *Limits) { l.PongTimeout = l.PingInterval }},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -196,29 +212,91 @@ func TestTokenBucket(t *testing.T) {
 	}
 }
 
-// The defaults let one address send 5,000 events at once (8 connections
-// share the address) and then keep pipelining.
-func TestDefaultEventRateAllowsABusyClient(t *testing.T) {
+// The defaults let one address send 5,000 events at once over 8
+// connections, and one connection pipeline 1,000 group events, then keep
+// going at the sustained rates; past the bursts, refusals say rate-limited.
+func TestDefaultMeterAllowsABusyClient(t *testing.T) {
 	l := DefaultLimits()
 	clock := &fakeClock{t: time.Unix(1000, 0)}
-	rule := EventRateLimit(NewTokenBucket(l.EventRate, l.EventBurst, clock.now))
-	ctx := WithConn(context.Background(), Conn{IP: netip.MustParseAddr("192.0.2.7")})
-	for i := range 6000 {
-		if reject, msg := rule(ctx, &nostr.Event{}); reject {
+	m := NewMeter(l, NewTokenBucket(l.EventRate, l.EventBurst, clock.now), NewTokenBucket(l.RequestRate, l.RequestBurst, clock.now))
+	ctx := context.Background()
+	addr := netip.MustParseAddr("192.0.2.7")
+	conns := make([]*ConnMeter, 8)
+	for i := range conns {
+		conns[i] = m.Conn(addr)
+		conns[i].events.now, conns[i].requests.now = clock.now, clock.now
+	}
+	for i := range 5000 {
+		if msg := conns[i%8].Charge(ctx, true); msg != "" {
 			t.Fatalf("event %d refused: %s", i, msg)
 		}
 	}
-	limited := 0
-	for range l.EventBurst {
-		if reject, msg := rule(ctx, &nostr.Event{}); reject {
-			if !strings.HasPrefix(msg, "rate-limited:") {
-				t.Fatalf("refusal %q lacks rate-limited:", msg)
-			}
-			limited++
+	one := m.Conn(netip.MustParseAddr("192.0.2.8"))
+	one.events.now, one.requests.now = clock.now, clock.now
+	for i := range 1000 {
+		if msg := one.Charge(ctx, true); msg != "" {
+			t.Fatalf("pipelined event %d refused: %s", i, msg)
 		}
 	}
-	if limited == 0 {
-		t.Fatal("the limit never applies")
+	// A connection opening its subscriptions: 200 REQs at once.
+	for i := range 200 {
+		if msg := one.Charge(ctx, false); msg != "" {
+			t.Fatalf("request %d refused: %s", i, msg)
+		}
+	}
+	// Sustained: one minute at the per-connection rates passes.
+	for range 60 * 10 {
+		clock.t = clock.t.Add(100 * time.Millisecond)
+		for range int(l.ConnEventRate / 10) {
+			if msg := one.Charge(ctx, true); msg != "" {
+				t.Fatalf("sustained events refused: %s", msg)
+			}
+		}
+	}
+	limited := ""
+	for range l.ConnEventBurst + 1 {
+		if msg := one.Charge(ctx, true); msg != "" {
+			limited = msg
+			break
+		}
+	}
+	if limited != "rate-limited: too many events on this connection, slow down" {
+		t.Fatalf("past the connection burst: %q", limited)
+	}
+}
+
+// The address bucket is shared by every connection of an address; the
+// connection bucket is charged first; events and requests are separate.
+func TestMeterBuckets(t *testing.T) {
+	l := DefaultLimits()
+	l.EventBurst, l.EventRate = 3, 0.001
+	l.RequestBurst, l.RequestRate = 2, 0.001
+	l.ConnRequestBurst, l.ConnRequestRate = 1, 0.001
+	m := NewMeter(l, nil, nil)
+	ctx := context.Background()
+	a := netip.MustParseAddr("192.0.2.1")
+	c1, c2 := m.Conn(a), m.Conn(a)
+	for i, c := range []*ConnMeter{c1, c2, c1} {
+		if msg := c.Charge(ctx, true); msg != "" {
+			t.Fatalf("event %d: %s", i, msg)
+		}
+	}
+	if msg := c2.Charge(ctx, true); msg != "rate-limited: too many events from your address, slow down" {
+		t.Fatalf("fourth event from the address: %q", msg)
+	}
+	if msg := c1.Charge(ctx, false); msg != "" {
+		t.Fatalf("first request: %q (events and requests share a bucket?)", msg)
+	}
+	if msg := c1.Charge(ctx, false); msg != "rate-limited: too many requests on this connection, slow down" {
+		t.Fatalf("second request on one connection: %q", msg)
+	}
+	// The refusal above cost the address nothing: c2 still gets the
+	// address's second request token.
+	if msg := c2.Charge(ctx, false); msg != "" {
+		t.Fatalf("request on the second connection: %q", msg)
+	}
+	if msg := m.Conn(netip.MustParseAddr("192.0.2.2")).Charge(ctx, true); msg != "" {
+		t.Fatalf("another address shares the bucket: %q", msg)
 	}
 }
 
@@ -228,25 +306,54 @@ func (brokenLimiter) Allow(context.Context, string) (bool, error) {
 	return false, errors.New("redis down")
 }
 
-func TestEventRateLimitFailsOpen(t *testing.T) {
-	ctx := WithConn(context.Background(), Conn{IP: netip.MustParseAddr("192.0.2.7")})
-	if reject, _ := EventRateLimit(brokenLimiter{})(ctx, &nostr.Event{}); reject {
-		t.Fatal("a failing limiter refused an event")
+func TestMeterFailsOpen(t *testing.T) {
+	m := NewMeter(DefaultLimits(), brokenLimiter{}, brokenLimiter{})
+	c := m.Conn(netip.MustParseAddr("192.0.2.7"))
+	if msg := c.Charge(context.Background(), true); msg != "" {
+		t.Fatalf("a failing limiter refused an event: %q", msg)
+	}
+	if msg := c.Charge(context.Background(), false); msg != "" {
+		t.Fatalf("a failing limiter refused a request: %q", msg)
 	}
 }
 
-func TestConnCounter(t *testing.T) {
-	c := NewConnCounter(2)
-	a, b := netip.MustParseAddr("192.0.2.1"), netip.MustParseAddr("192.0.2.2")
-	if !c.Acquire(a) || !c.Acquire(a) || c.Acquire(a) {
-		t.Fatal("cap of 2 not enforced")
+func TestGroupAddr(t *testing.T) {
+	tests := []struct {
+		ip   string
+		bits int
+		want string
+	}{
+		{"192.0.2.7", 64, "192.0.2.7"},
+		{"::ffff:192.0.2.7", 64, "192.0.2.7"},
+		{"2001:db8:1:2:3:4:5:6", 64, "2001:db8:1:2::"},
+		{"2001:db8:1:2:ffff:ffff:ffff:ffff", 64, "2001:db8:1:2::"},
+		{"2001:db8:1:2:3:4:5:6", 48, "2001:db8:1::"},
+		{"2001:db8:1:2:3:4:5:6", 128, "2001:db8:1:2:3:4:5:6"},
 	}
-	if !c.Acquire(b) {
+	for _, tt := range tests {
+		if got := GroupAddr(netip.MustParseAddr(tt.ip), tt.bits); got.String() != tt.want {
+			t.Errorf("GroupAddr(%s, %d) = %s, want %s", tt.ip, tt.bits, got, tt.want)
+		}
+	}
+}
+
+func TestAddrQuota(t *testing.T) {
+	q := NewAddrQuota(5)
+	a, b := netip.MustParseAddr("192.0.2.1"), netip.MustParseAddr("192.0.2.2")
+	if !q.Take(a, 2) || !q.Take(a, 3) || q.Take(a, 1) {
+		t.Fatal("cap of 5 not enforced")
+	}
+	if !q.Take(b, 5) {
 		t.Fatal("another address shares the count")
 	}
-	c.Release(a)
-	if !c.Acquire(a) {
-		t.Fatal("released slot not reusable")
+	q.Give(a, 2)
+	if q.Take(a, 3) || !q.Take(a, 2) {
+		t.Fatal("given back amount not exactly reusable")
+	}
+	q.Give(a, 5)
+	q.Give(b, 5)
+	if len(q.used) != 0 {
+		t.Fatalf("entries left after everything was given back: %v", q.used)
 	}
 }
 

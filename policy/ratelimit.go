@@ -6,8 +6,6 @@ import (
 	"net/netip"
 	"sync"
 	"time"
-
-	"github.com/nbd-wtf/go-nostr"
 )
 
 // RateLimiter decides whether one more action under key is allowed now. The
@@ -81,55 +79,74 @@ func (tb *TokenBucket) prune(t time.Time) {
 	}
 }
 
-// EventRateLimit returns the rule charging one token per event to the
-// client address in the context. A limiter failure lets the event through:
-// a broken shared limiter must not stop the relay.
-func EventRateLimit(l RateLimiter) Rule {
-	return func(ctx context.Context, _ *nostr.Event) (bool, string) {
-		ip := ConnFrom(ctx).IP
-		if !ip.IsValid() {
-			return false, ""
-		}
-		ok, err := l.Allow(ctx, ip.String())
-		if err != nil || ok {
-			return false, ""
-		}
-		return true, "rate-limited: too many events from your address, slow down"
+// Bucket is one token bucket, for limits held by one owner (a connection):
+// burst tokens, refilled at rate per second. It is not safe for concurrent
+// use.
+type Bucket struct {
+	rate, burst, tokens float64
+	last                time.Time
+	now                 func() time.Time
+}
+
+// NewBucket returns a full bucket. now may be nil (time.Now).
+func NewBucket(rate float64, burst int, now func() time.Time) *Bucket {
+	if now == nil {
+		now = time.Now
 	}
+	return &Bucket{rate: rate, burst: float64(burst), tokens: float64(burst), last: now(), now: now}
 }
 
-// ConnCounter caps simultaneous connections per client address, in process.
-type ConnCounter struct {
-	max int
-
-	mu    sync.Mutex
-	count map[netip.Addr]int
-}
-
-// NewConnCounter returns a counter allowing max connections per address.
-func NewConnCounter(max int) *ConnCounter {
-	return &ConnCounter{max: max, count: make(map[netip.Addr]int)}
-}
-
-// Acquire takes a connection slot for ip; false means the cap is reached.
-func (c *ConnCounter) Acquire(ip netip.Addr) bool {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.count[ip] >= c.max {
+// Allow takes one token if one is there.
+func (b *Bucket) Allow() bool {
+	t := b.now()
+	if t.After(b.last) {
+		b.tokens = min(b.burst, b.tokens+t.Sub(b.last).Seconds()*b.rate)
+	}
+	b.last = t
+	if b.tokens < 1 {
 		return false
 	}
-	c.count[ip]++
+	b.tokens--
 	return true
 }
 
-// Release gives back a slot taken by Acquire.
-func (c *ConnCounter) Release(ip netip.Addr) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if n := c.count[ip]; n > 1 {
-		c.count[ip] = n - 1
+// AddrQuota caps a quantity per address group, in process: connections,
+// filter values of open subscriptions, stored queries in flight.
+type AddrQuota struct {
+	max int
+
+	mu   sync.Mutex
+	used map[netip.Addr]int
+}
+
+// NewAddrQuota returns a quota allowing max per address.
+func NewAddrQuota(max int) *AddrQuota {
+	return &AddrQuota{max: max, used: make(map[netip.Addr]int)}
+}
+
+// Max returns the cap.
+func (q *AddrQuota) Max() int { return q.max }
+
+// Take takes n for addr; false (and nothing taken) means the cap would be
+// passed.
+func (q *AddrQuota) Take(addr netip.Addr, n int) bool {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if q.used[addr]+n > q.max {
+		return false
+	}
+	q.used[addr] += n
+	return true
+}
+
+// Give returns n taken by Take.
+func (q *AddrQuota) Give(addr netip.Addr, n int) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if left := q.used[addr] - n; left > 0 {
+		q.used[addr] = left
 	} else {
-		delete(c.count, ip)
+		delete(q.used, addr)
 	}
 }
 

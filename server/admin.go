@@ -122,8 +122,17 @@ func (s *Server) serveNIP11(w http.ResponseWriter, r *http.Request) {
 			exts = append(exts, ep.Extensions()...)
 		}
 	}
+	// supported_extensions is the field any relay can use for these
+	// extensions (docs/commit-slots.md section 4); burrow_extensions is
+	// kept for clients that read it.
+	doc["supported_extensions"] = exts
 	doc["burrow_extensions"] = exts
 	doc["group_events"] = s.groupEventsInfo()
+	doc["gift_wraps"] = map[string]any{
+		"kind":                kindGiftWrap,
+		"read_auth_required":  true, // served only to the NIP-42 pubkey in the wrap's p tag
+		"write_auth_required": false,
+	}
 	out, err := json.Marshal(doc)
 	if err != nil {
 		http.Error(w, "encoding relay information", http.StatusInternalServerError)
@@ -207,12 +216,15 @@ func (s *Server) banEvent(ctx context.Context, id, reason string) error {
 	if !policy.IsLowerHex(id, 64) {
 		return errors.New("event id must be 64 lowercase hex characters")
 	}
-	deleted, err := s.store.Delete(ctx, []string{id}, storage.ReasonAdmin)
+	// The admin's HTTP request may end (disconnect, write timeout) while the
+	// deletion runs; it is carried out anyway rather than left to chance
+	// (the store bounds its own waits).
+	deleted, err := s.store.Delete(context.WithoutCancel(ctx), []string{id}, storage.ReasonAdmin)
 	if err != nil {
 		s.log.Error("banning event", "id", id, "err", err)
 		return errors.New("could not delete the event")
 	}
-	s.metrics.removed(deleted)
+	s.removed(deleted)
 	s.bans.mu.Lock()
 	s.bans.list = append(s.bans.list, nip86.IDReason{ID: id, Reason: reason})
 	s.bans.mu.Unlock()
@@ -225,12 +237,12 @@ func (s *Server) banPubKey(ctx context.Context, pubkey, reason string) error {
 	if !policy.IsLowerHex(pubkey, 64) {
 		return errors.New("pubkey must be 64 lowercase hex characters")
 	}
-	deleted, err := s.store.Ban(ctx, pubkey)
+	deleted, err := s.store.Ban(context.WithoutCancel(ctx), pubkey) // as in banEvent
 	if err != nil {
 		s.log.Error("banning pubkey", "pubkey", pubkey, "err", err)
 		return errors.New("could not ban the pubkey")
 	}
-	s.metrics.removed(deleted)
+	s.removed(deleted)
 	s.log.Info("banned pubkey", "pubkey", pubkey, "deleted", len(deleted))
 	s.bans.mu.Lock()
 	if s.bans.pubReasons == nil {

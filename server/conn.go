@@ -22,8 +22,10 @@ type conn struct {
 	srv        *Server
 	ws         *websocket.Conn
 	ip         netip.Addr
+	group      netip.Addr // ip as per-address limits count it (policy.GroupAddr)
 	challenge  string
 	serviceURL string
+	meter      *policy.ConnMeter
 
 	out  *outbox
 	dead chan struct{} // closed by kill
@@ -32,19 +34,27 @@ type conn struct {
 	authMu sync.Mutex
 	authed string
 
-	// subs is touched only by the reader goroutine.
-	subs map[string]*subscription
+	// subs and values (the filter values they hold) are touched only by
+	// the reader goroutine.
+	subs   map[string]*subscription
+	values int
 
 	// pending is the FIFO of EVENTs read but not yet answered; the reader
 	// sends, the committer receives in order.
 	pending       chan *pendingEvent
+	readAhead     readAhead
 	committerDone chan struct{}
 	writerDone    chan struct{}
 }
 
-// pendingEventsPerConn bounds EVENTs read ahead of their commit on one
-// connection; a client pipelining more is simply read more slowly.
-const pendingEventsPerConn = 256
+// pendingEventsPerConn and pendingBytesPerConn bound the EVENTs read ahead
+// of their commit on one connection (the bytes counted as read, at least
+// one message whatever its size); a client pipelining more is simply read
+// more slowly.
+const (
+	pendingEventsPerConn = 256
+	pendingBytesPerConn  = 4 << 20
+)
 
 func (s *Server) serveWebsocket(w http.ResponseWriter, r *http.Request) {
 	if s.stopping.Load() {
@@ -56,12 +66,13 @@ func (s *Server) serveWebsocket(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "blocked", http.StatusForbidden)
 		return
 	}
-	if !s.connCount.Acquire(ip) {
+	group := policy.GroupAddr(ip, s.limits.IPv6PrefixBits)
+	if !s.connCount.Take(group, 1) {
 		s.metrics.refusedConns.Inc()
 		http.Error(w, "too many connections from your address", http.StatusTooManyRequests)
 		return
 	}
-	defer s.connCount.Release(ip)
+	defer s.connCount.Give(group, 1)
 
 	ws, err := s.upgrader.Upgrade(w, r, nil)
 	if err != nil {
@@ -73,15 +84,18 @@ func (s *Server) serveWebsocket(w http.ResponseWriter, r *http.Request) {
 		srv:           s,
 		ws:            ws,
 		ip:            ip,
+		group:         group,
 		challenge:     newChallenge(),
 		serviceURL:    s.serviceURL(r),
+		meter:         s.meter.Conn(group),
 		dead:          make(chan struct{}),
 		subs:          make(map[string]*subscription),
 		pending:       make(chan *pendingEvent, pendingEventsPerConn),
 		committerDone: make(chan struct{}),
 		writerDone:    make(chan struct{}),
 	}
-	c.out = newOutbox(s.limits.OutboundQueue, c.dead)
+	c.out = newOutbox(s.limits.OutboundQueue, s.limits.OutboundBytes, s.outBytes, c.dead)
+	c.readAhead.init(pendingBytesPerConn, c.dead)
 
 	s.conns.mu.Lock()
 	if s.stopping.Load() {
@@ -108,7 +122,7 @@ func (s *Server) serveWebsocket(w http.ResponseWriter, r *http.Request) {
 	go c.commitLoop()
 	// NIP-42: the challenge goes out at once, so clients can AUTH before
 	// anything needs it.
-	c.out.pushLive(encodeAuthChallenge(c.challenge))
+	c.out.pushLive(plainMsg(encodeAuthChallenge(c.challenge)))
 
 	c.readLoop()
 	c.finish()
@@ -167,6 +181,13 @@ func (c *conn) readLoop() {
 			c.logReadEnd(err)
 			return
 		}
+		select {
+		case <-c.dead:
+			// Killed meanwhile: what the library still holds buffered is
+			// not worth a query.
+			return
+		default:
+		}
 		oversize := len(buf) > limit
 		if !oversize && typ != websocket.TextMessage {
 			c.notice("invalid: only text messages are understood")
@@ -203,7 +224,7 @@ func (w *cappedBuffer) Write(p []byte) (int, error) {
 }
 
 func (c *conn) extendReadDeadline() {
-	_ = c.ws.SetReadDeadline(time.Now().Add(pongWait))
+	_ = c.ws.SetReadDeadline(time.Now().Add(c.srv.limits.PongTimeout))
 	// Shutdown may have set a past deadline between our read and the line
 	// above; restore it so the reader still stops.
 	if c.srv.stopping.Load() {
@@ -227,9 +248,8 @@ func (c *conn) logReadEnd(err error) {
 // finish runs after the reader stops: drop subscriptions, let the committer
 // answer what was read, flush the outbox, close.
 func (c *conn) finish() {
-	for id, sub := range c.subs {
-		c.srv.registry.remove(sub)
-		delete(c.subs, id)
+	for _, sub := range c.subs {
+		c.dropSub(sub)
 	}
 	close(c.pending)
 	<-c.committerDone
@@ -261,12 +281,16 @@ func (c *conn) overflow() {
 }
 
 // writeLoop drains the outbox with a deadline on every write, and pings.
+// Just before an event is written it is checked against the deleted set:
+// a copy of an event deleted since it was queued is dropped.
 func (c *conn) writeLoop() {
 	defer close(c.writerDone)
+	defer c.out.discard()
 	wt := c.srv.limits.WriteTimeout
-	ping := time.NewTicker(pingPeriod)
+	ping := time.NewTicker(c.srv.limits.PingInterval)
 	defer ping.Stop()
-	var batch [][]byte
+	var batch []outMsg
+	var scratch []byte
 	sendPing := func() bool {
 		return c.ws.WriteControl(websocket.PingMessage, nil, time.Now().Add(wt)) == nil
 	}
@@ -303,23 +327,87 @@ func (c *conn) writeLoop() {
 			}
 		default:
 		}
-		for _, m := range msgs {
+		for i := range msgs {
+			m := &msgs[i]
+			if m.event {
+				now := time.Now()
+				deleted, covered := c.srv.deleted.check(m.id, m.at, now)
+				if !covered {
+					c.kill("outbound queue too old to check for deleted events")
+					return
+				}
+				if deleted {
+					c.srv.metrics.deletedDrops.Inc()
+					continue
+				}
+			}
+			b := m.body
+			if len(m.prefix)+len(m.suffix) > 0 {
+				scratch = append(append(append(scratch[:0], m.prefix...), m.body...), m.suffix...)
+				b = scratch
+			}
 			_ = c.ws.SetWriteDeadline(time.Now().Add(wt))
-			if err := c.ws.WriteMessage(websocket.TextMessage, m); err != nil {
+			if err := c.ws.WriteMessage(websocket.TextMessage, b); err != nil {
 				c.kill("")
 				return
 			}
 		}
+		c.out.written(msgs)
 		clear(msgs)
 		batch = msgs
+		if cap(scratch) > 1<<20 {
+			scratch = nil // do not pin a large buffer per idle connection
+		}
 	}
 }
 
 // send queues an answer to this connection's own request, waiting for room.
 func (c *conn) send(ctx context.Context, msg []byte) bool {
-	return c.out.pushWait(ctx, msg) == nil
+	return c.out.pushWait(ctx, plainMsg(msg)) == nil
 }
 
 func (c *conn) notice(msg string) {
 	c.send(c.srv.hardCtx, encodeNotice(msg))
+}
+
+// readAhead bounds the bytes of EVENTs read but not yet committed.
+type readAhead struct {
+	max  int
+	dead chan struct{}
+
+	mu    sync.Mutex
+	bytes int
+	room  chan struct{} // closed and replaced when bytes are given back
+}
+
+func (r *readAhead) init(max int, dead chan struct{}) {
+	r.max, r.dead, r.room = max, dead, make(chan struct{})
+}
+
+// take counts n bytes, waiting while others are pending and n does not fit;
+// false means the connection died meanwhile.
+func (r *readAhead) take(n int) bool {
+	for {
+		r.mu.Lock()
+		if r.bytes == 0 || r.bytes+n <= r.max {
+			r.bytes += n
+			r.mu.Unlock()
+			return true
+		}
+		room := r.room
+		r.mu.Unlock()
+		select {
+		case <-room:
+		case <-r.dead:
+			return false
+		}
+	}
+}
+
+func (r *readAhead) give(n int) {
+	r.mu.Lock()
+	r.bytes -= n
+	close(r.room)
+	r.room = make(chan struct{})
+	r.mu.Unlock()
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"strconv"
+	"time"
 
 	"github.com/burrow-relay/burrow/policy"
 	"github.com/burrow-relay/burrow/storage"
@@ -19,18 +20,23 @@ import (
 // pendingEvent is an EVENT read from a connection, waiting in its FIFO.
 type pendingEvent struct {
 	ev       *nostr.Event
+	size     int           // bytes counted against the connection's read-ahead
 	verified chan struct{} // closed when reason is set
 	reason   string        // "" when the id and signature are good
 }
 
 // enqueueEvent starts verification on the shared pool and queues the event
-// for in-order commit. It blocks when the pool or the FIFO is full, which
-// only slows this connection's reading.
-func (c *conn) enqueueEvent(ev *nostr.Event) {
-	p := &pendingEvent{ev: ev, verified: make(chan struct{})}
+// for in-order commit. It blocks when the pool, the FIFO or the read-ahead
+// bytes are full, which only slows this connection's reading.
+func (c *conn) enqueueEvent(ev *nostr.Event, size int) {
+	p := &pendingEvent{ev: ev, size: size, verified: make(chan struct{})}
+	if !c.readAhead.take(size) {
+		return
+	}
 	select {
 	case c.srv.verifySem <- struct{}{}:
 	case <-c.dead:
+		c.readAhead.give(size)
 		return
 	}
 	go func() {
@@ -48,6 +54,8 @@ func (c *conn) enqueueEvent(ev *nostr.Event) {
 	select {
 	case c.pending <- p:
 	case <-c.dead:
+		<-p.verified
+		c.readAhead.give(size)
 	}
 }
 
@@ -58,6 +66,7 @@ func (c *conn) commitLoop() {
 	for p := range c.pending {
 		<-p.verified
 		c.srv.processEvent(c, p)
+		c.readAhead.give(p.size)
 	}
 }
 
@@ -84,7 +93,7 @@ func (s *Server) processEvent(c *conn, p *pendingEvent) {
 		answer(false, withPrefix(msg, "blocked"))
 		return
 	}
-	if msg := checkVanish(ev, c.serviceURL); msg != "" {
+	if msg := checkVanish(ev, s.cfg.ServiceURL); msg != "" {
 		answer(false, msg)
 		return
 	}
@@ -111,14 +120,16 @@ func (s *Server) processEvent(c *conn, p *pendingEvent) {
 		answer(ok, msg)
 		return
 	}
-	s.metrics.removed(st.res.Deleted)
+	// Deletions are known before anything is answered or broadcast, so no
+	// copy of a deleted event still on its way is written after the OK.
+	s.removed(st.res.Deleted)
 	msg := st.okMessage
 	if msg == "" && st.res.Seq > 0 {
 		msg = seqMessage(st.res.Seq)
 	}
 	answer(true, msg)
 	if st.broadcast != nil {
-		s.broadcaster.Broadcast(Delivery{Event: st.broadcast, Seq: st.res.Seq, Ticket: ticket})
+		s.broadcaster.Broadcast(Delivery{Event: st.broadcast, Seq: st.res.Seq, Ticket: ticket, Releases: st.releases})
 	}
 }
 
@@ -149,9 +160,22 @@ func (s *Server) storeErrorAnswer(ev *nostr.Event, res storage.Result, err error
 		return false, "blocked: banned"
 	case errors.Is(err, storage.ErrSlotCap):
 		return false, "blocked: too many KeyPackage slots"
+	case errors.Is(err, storage.ErrFull):
+		s.log.Error("storage full", "id", ev.ID, "kind", ev.Kind, "err", err)
+		return false, "error: the relay's storage is full, try again later"
+	case errors.Is(err, storage.ErrBusy):
+		// Nothing was written; the store bounded its wait for a lock.
+		s.log.Warn("store busy", "id", ev.ID, "kind", ev.Kind, "err", err)
+		return false, "error: the relay is busy with this group or author, try again"
 	}
 	if taken, ok := errors.AsType[*storage.SlotTakenError](err); ok {
 		return false, "blocked: slot taken by " + taken.Holder
+	}
+	if lost, ok := errors.AsType[*storage.CommitLostError](err); ok {
+		return false, "blocked: commit lost slot " + lost.Slot + " to " + lost.Holder
+	}
+	if holds, ok := errors.AsType[*storage.CommitHoldsError](err); ok {
+		return false, "blocked: commit holds slot " + holds.Slot
 	}
 	s.log.Error("storing event", "id", ev.ID, "kind", ev.Kind, "err", err)
 	return false, "error: could not store the event, try again later"
@@ -173,6 +197,10 @@ type Delivery struct {
 	// instance), which are always checked against stored results already
 	// sent to a subscription.
 	Ticket uint64
+	// Releases, for the replacement Commit of a commit-slot release, names
+	// the Commit it released; ordered readers get it in the EVENT's
+	// metadata (docs/commit-slots.md, section 5.1).
+	Releases *storage.Release
 }
 
 // Broadcaster hands events to live subscribers. Broadcast must never block
@@ -188,5 +216,29 @@ var _ Broadcaster = (*registry)(nil)
 
 // contextFor is the context rules and storage see for c's events.
 func contextFor(ctx context.Context, c *conn) context.Context {
-	return policy.WithConn(ctx, policy.Conn{IP: c.ip, AuthedPubKey: c.authedPubKey()})
+	return policy.WithConn(ctx, policy.Conn{IP: c.ip, Group: c.group, AuthedPubKey: c.authedPubKey()})
+}
+
+// removed records events that left storage: metrics, the deleted set that
+// stops copies still on their way to subscribers, and the other instances
+// (Config.PublishDeletions).
+func (s *Server) removed(ds []storage.Deletion) {
+	if len(ds) == 0 {
+		return
+	}
+	s.metrics.removed(ds)
+	s.deleted.addDeletions(ds, time.Now())
+	if s.cfg.PublishDeletions != nil {
+		ids := make([]string, len(ds))
+		for i, d := range ds {
+			ids[i] = d.ID
+		}
+		s.cfg.PublishDeletions(ids)
+	}
+}
+
+// RemoteDeletions records events another instance deleted, so copies of
+// them still on their way to this instance's subscribers are dropped.
+func (s *Server) RemoteDeletions(ids []string) {
+	s.deleted.add(ids, time.Now())
 }

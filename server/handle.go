@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/burrow-relay/burrow/policy"
 	"github.com/nbd-wtf/go-nostr"
@@ -14,9 +15,30 @@ import (
 // most specific message possible (OK for an EVENT whose id is readable,
 // CLOSED for a REQ or COUNT whose subscription id is readable, NOTICE
 // otherwise) and never ends the connection.
+//
+// Every message is first charged to the connection's and the address's
+// token buckets (policy.Meter), before any work is spent on it.
 func (c *conn) handleMessage(msg []byte, oversize bool) {
+	label, id := peekMessage(msg)
+	if reason := c.meter.Charge(c.srv.hardCtx, label == "EVENT"); reason != "" {
+		c.srv.metrics.rateLimited.WithLabelValues(typeLabel(label)).Inc()
+		if label == "CLOSE" && !oversize {
+			// Closing only frees resources: done even over the limit.
+			if m, ok := parseClientMessage(msg); ok {
+				c.closeSub(m.args)
+			}
+		}
+		c.refuse(label, id, reason)
+		return
+	}
 	if oversize {
-		c.refuseOversize(msg)
+		c.refuse(label, id, fmt.Sprintf("invalid: message too large (max %d bytes)", c.srv.limits.MaxMessageLength))
+		return
+	}
+	if !utf8.Valid(msg) {
+		// What is stored must be what was signed: JSON decoding would turn
+		// these bytes into U+FFFD, so the served event would not verify.
+		c.refuse(label, id, "invalid: message is not valid UTF-8")
 		return
 	}
 	m, ok := parseClientMessage(msg)
@@ -40,12 +62,14 @@ func (c *conn) handleMessage(msg []byte, oversize bool) {
 	}
 }
 
-func (c *conn) refuseOversize(prefix []byte) {
-	reason := fmt.Sprintf("invalid: message too large (max %d bytes)", c.srv.limits.MaxMessageLength)
-	label, id := peekOversize(prefix)
+// refuse answers a message refused before it was parsed, with the most
+// specific message its label and id (see peekMessage) allow.
+func (c *conn) refuse(label, id, reason string) {
 	switch {
-	case label == "EVENT" && policy.IsLowerHex(id, 64):
-		c.srv.metrics.rejected(-1, reason)
+	case (label == "EVENT" || label == "AUTH") && policy.IsLowerHex(id, 64):
+		if label == "EVENT" {
+			c.srv.metrics.rejected(-1, reason)
+		}
 		c.send(c.srv.hardCtx, encodeOK(id, false, reason))
 	case (label == "REQ" || label == "COUNT") && id != "" && len(id) <= c.srv.limits.MaxSubIDLength:
 		c.send(c.srv.hardCtx, encodeClosed(id, reason))
@@ -100,19 +124,26 @@ func (c *conn) handleEvent(args []json.RawMessage) {
 		}
 		return
 	}
-	c.enqueueEvent(ev)
+	c.enqueueEvent(ev, len(args[0]))
 }
 
 func (c *conn) handleClose(args []json.RawMessage) {
+	if !c.closeSub(args) {
+		c.notice("invalid: CLOSE takes exactly one subscription id")
+	}
+}
+
+// closeSub ends the subscription a CLOSE names (if open); false when the
+// arguments are not one subscription id.
+func (c *conn) closeSub(args []json.RawMessage) bool {
 	var subID string
 	if len(args) != 1 || json.Unmarshal(args[0], &subID) != nil {
-		c.notice("invalid: CLOSE takes exactly one subscription id")
-		return
+		return false
 	}
 	if sub, ok := c.subs[subID]; ok {
-		c.srv.registry.remove(sub)
-		delete(c.subs, subID)
+		c.dropSub(sub)
 	}
+	return true
 }
 
 func (c *conn) handleAuth(args []json.RawMessage) {

@@ -95,7 +95,7 @@ func (s *Server) startClaimSweep(ctx context.Context) <-chan struct{} {
 			case err != nil && ctx.Err() == nil:
 				s.log.Error("deleting claimed events", "err", err)
 			case len(deleted) > 0:
-				s.metrics.removed(deleted)
+				s.removed(deleted)
 				s.log.Info("deleted claimed events", "count", len(deleted))
 			}
 		}

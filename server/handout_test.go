@@ -2,12 +2,16 @@ package server
 
 import (
 	"context"
+	"encoding/base64"
+	"encoding/hex"
 	"slices"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/burrow-relay/burrow/keypackages"
+	"github.com/burrow-relay/burrow/mls"
+	"github.com/burrow-relay/burrow/mls/cipher"
 	"github.com/burrow-relay/burrow/policy"
 	"github.com/nbd-wtf/go-nostr"
 )
@@ -53,15 +57,40 @@ func eventIDs(evs []*nostr.Event) []string {
 	return out
 }
 
+// keyPackageContent is the base64 of a fresh KeyPackage of s (not last
+// resort): the hand-out tells KeyPackages apart by their KeyPackageRef.
+func keyPackageContent(t *testing.T, s signer) string {
+	t.Helper()
+	suite, err := cipher.New(cipher.MLS128DHKEMX25519AES128GCMSHA256Ed25519)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sig, err := suite.GenerateSignatureKey()
+	if err != nil {
+		t.Fatal(err)
+	}
+	identity, _ := hex.DecodeString(s.pk)
+	kp, _, err := mls.NewKeyPackage(suite, sig, mls.KeyPackageParams{Credential: mls.Credential{Type: mls.CredentialBasic, Identity: identity}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw, err := kp.Bytes()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return base64.StdEncoding.EncodeToString(raw)
+}
+
 // TestKeyPackageHandout runs keypackages.Handout through the websocket
-// engine. The stored 30443s carry no parsable KeyPackage, so none is last
-// resort (last resort is covered in package keypackages).
+// engine. The stored 30443s carry KeyPackages without last resort (last
+// resort is covered in package keypackages); they are stored with plain
+// Save, so no KeyPackage rule but the hand-out's applies.
 func TestKeyPackageHandout(t *testing.T) {
 	author, alice, bob := newSigner(t), newSigner(t), newSigner(t)
 	seed := func(t *testing.T, r *testRelay) []*nostr.Event {
 		var evs []*nostr.Event
 		for i, d := range []string{"a", "b"} {
-			ev := author.event(t, 30443, "opaque", nostr.Tags{{"d", d}}, nostr.Now()-nostr.Timestamp(100-i))
+			ev := author.event(t, 30443, keyPackageContent(t, author), nostr.Tags{{"d", d}}, nostr.Now()-nostr.Timestamp(100-i))
 			if _, err := r.store.Save(context.Background(), ev); err != nil {
 				t.Fatal(err)
 			}
@@ -118,7 +147,7 @@ func TestKeyPackageHandout(t *testing.T) {
 			}
 		}
 		// The subscription stays live after EOSE.
-		fresh := author.event(t, 30443, "opaque", nostr.Tags{{"d", "c"}}, 0)
+		fresh := author.event(t, 30443, keyPackageContent(t, author), nostr.Tags{{"d", "c"}}, 0)
 		if got := dialAs(t, r, nil).publish(fresh); !got.ok {
 			t.Fatalf("publish: %+v", got)
 		}

@@ -32,9 +32,21 @@ type testRelay struct {
 // Registry filled in) and stops it when the test ends.
 func startRelay(t testing.TB, cfg Config, store storage.Store) *testRelay {
 	t.Helper()
+	return serveRelay(t, cfg, store, true)
+}
+
+// startRelayWithoutServiceURL is startRelay for a relay that does not know
+// its public URL (no --service-url).
+func startRelayWithoutServiceURL(t testing.TB, cfg Config, store storage.Store) *testRelay {
+	t.Helper()
+	return serveRelay(t, cfg, store, false)
+}
+
+func serveRelay(t testing.TB, cfg Config, store storage.Store, setServiceURL bool) *testRelay {
+	t.Helper()
 	ts := httptest.NewUnstartedServer(nil)
 	url := "ws://" + ts.Listener.Addr().String()
-	if cfg.ServiceURL == "" {
+	if cfg.ServiceURL == "" && setServiceURL {
 		cfg.ServiceURL = url
 	}
 	if cfg.Logger == nil {
@@ -62,8 +74,9 @@ func startRelay(t testing.TB, cfg Config, store storage.Store) *testRelay {
 
 // wsClient is a raw websocket client speaking frames.
 type wsClient struct {
-	t    *testing.T
-	conn *websocket.Conn
+	t             *testing.T
+	conn          *websocket.Conn
+	authChallenge string // the NIP-42 challenge the relay opened with (dial)
 }
 
 func dial(t *testing.T, url string, header http.Header) *wsClient {
@@ -79,6 +92,7 @@ func dial(t *testing.T, url string, header http.Header) *wsClient {
 	if label(msg) != "AUTH" {
 		t.Fatalf("first message = %s, want AUTH challenge", msg)
 	}
+	cl.authChallenge = str(msg[1])
 	return cl
 }
 

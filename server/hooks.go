@@ -30,11 +30,21 @@ type SaveHook interface {
 // SaveEnvelope instead of Save for them, also for ephemeral kinds.
 type EnvelopeHook interface {
 	SaveHook
-	// SaveEnvelope checks ev and stores what it carries. It returns the
-	// carried event to broadcast with res.Seq (nil when nothing new was
-	// stored, as for a retry) and the OK true message ("" for the default:
-	// "seq:<n>" when res.Seq > 0).
-	SaveEnvelope(ctx context.Context, st storage.Store, ev *nostr.Event) (carried *nostr.Event, res storage.Result, okMessage string, err error)
+	// SaveEnvelope checks ev and stores what it carries.
+	SaveEnvelope(ctx context.Context, st storage.Store, ev *nostr.Event) (Envelope, error)
+}
+
+// Envelope is what SaveEnvelope stored.
+type Envelope struct {
+	// Carried is the event to broadcast with Result.Seq (nil when nothing
+	// new was stored, as for a retry).
+	Carried *nostr.Event
+	Result  storage.Result
+	// OKMessage is the OK true message ("" for the default: "seq:<n>" when
+	// Result.Seq > 0).
+	OKMessage string
+	// Releases is broadcast with Carried (Delivery.Releases).
+	Releases *storage.Release
 }
 
 // ExtensionProvider is implemented by hooks that add protocol extensions
@@ -77,13 +87,14 @@ type stored struct {
 	res       storage.Result
 	broadcast *nostr.Event // what live subscribers get (nil: nothing new)
 	okMessage string       // "" for the default
+	releases  *storage.Release
 }
 
 // save stores ev through its hook or Store.Save.
 func (s *Server) save(ctx context.Context, h SaveHook, ev *nostr.Event) (stored, error) {
 	if eh, ok := h.(EnvelopeHook); ok {
-		carried, res, msg, err := eh.SaveEnvelope(ctx, s.store, ev)
-		return stored{res: res, broadcast: carried, okMessage: msg}, err
+		env, err := eh.SaveEnvelope(ctx, s.store, ev)
+		return stored{res: env.Result, broadcast: env.Carried, okMessage: env.OKMessage, releases: env.Releases}, err
 	}
 	var res storage.Result
 	var err error

@@ -211,6 +211,9 @@ func TestCheckVanish(t *testing.T) {
 		{"an empty relay tag", self, nostr.Tags{{"relay"}}, 62, "invalid: request to vanish names another relay"},
 		{"ALL_RELAYS is case-sensitive", self, nostr.Tags{{"relay", "all_relays"}}, 62, "invalid: request to vanish names another relay"},
 		{"other kinds are not checked", self, nil, 1, ""},
+		{"no service URL: a named relay is refused", "", nostr.Tags{{"relay", "wss://relay.example"}}, 62, vanishNeedsServiceURL},
+		{"no service URL: ALL_RELAYS applies", "", nostr.Tags{{"relay", "wss://relay.example"}, {"relay", "ALL_RELAYS"}}, 62, ""},
+		{"no service URL, no relay named", "", nostr.Tags{{"p", "x"}}, 62, "invalid: request to vanish names another relay"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -1,10 +1,8 @@
 package server
 
 import (
-	"bytes"
 	"context"
 	"crypto/sha256"
-	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -120,22 +118,7 @@ func manage(t *testing.T, r *testRelay, s signer, method string, params ...any) 
 
 func postManagement(t *testing.T, r *testRelay, body []byte, auth *nostr.Event) nip86.Response {
 	t.Helper()
-	req, _ := http.NewRequest(http.MethodPost, r.httpURL(), bytes.NewReader(body))
-	req.Header.Set("Content-Type", "application/nostr+json+rpc")
-	if auth != nil {
-		aj, _ := json.Marshal(auth)
-		req.Header.Set("Authorization", "Nostr "+base64.StdEncoding.EncodeToString(aj))
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	var out nip86.Response
-	if err := json.NewDecoder(resp.Body).Decode(&out); err != nil {
-		t.Fatalf("decoding NIP-86 response: %v", err)
-	}
-	return out
+	return postManagementWith(t, r, body, auth, nil)
 }
 
 func TestNIP86(t *testing.T) {

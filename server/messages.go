@@ -9,7 +9,7 @@ import (
 )
 
 // Encoders for relay-to-client messages. Events are marshalled once per
-// broadcast and the bytes shared by every subscriber.
+// broadcast and the bytes shared by every subscriber (see outMsg).
 
 func appendJSONString(b []byte, s string) []byte {
 	q, _ := json.Marshal(s) // a string always marshals
@@ -44,6 +44,20 @@ func encodeEOSE(subID string) []byte {
 	return append(b, ']')
 }
 
+// EOSE hints (NIP-67): whether every stored match was sent.
+const (
+	eoseFinish = "finish" // every stored match was sent
+	eoseMore   = "more"   // a limit cut the stored matches short
+)
+
+// encodeEOSEHint is EOSE with a NIP-67 hint: ["EOSE",<sub>,[<hint>]].
+func encodeEOSEHint(subID, hint string) []byte {
+	b := append([]byte(`["EOSE",`), appendJSONString(nil, subID)...)
+	b = append(b, `,[`...)
+	b = appendJSONString(b, hint)
+	return append(b, "]]"...)
+}
+
 func encodeCount(subID string, n int64) []byte {
 	b := append([]byte(`["COUNT",`), appendJSONString(nil, subID)...)
 	b = append(b, `,{"count":`...)
@@ -61,6 +75,9 @@ func eventPrefix(subID string) []byte {
 	b := append([]byte(`["EVENT",`), appendJSONString(nil, subID)...)
 	return append(b, ',')
 }
+
+// eventSuffix ends an EVENT message after the event.
+var eventSuffix = []byte("]")
 
 func encodeEvent(prefix, eventJSON []byte) []byte {
 	b := make([]byte, 0, len(prefix)+len(eventJSON)+1)
@@ -94,16 +111,17 @@ func parseClientMessage(msg []byte) (clientMessage, bool) {
 	return clientMessage{label: label, args: arr[1:]}, true
 }
 
-// peekOversize extracts, from the kept prefix of an oversize message, the
-// label and the EVENT id or subscription id, so the refusal can use the
-// right message type.
-func peekOversize(prefix []byte) (label, id string) {
-	label = gjson.GetBytes(prefix, "0").String()
+// peekMessage extracts, without parsing the whole message (which may be
+// cut short, if it was oversize), its label and the EVENT or AUTH event id
+// or the REQ or COUNT subscription id, so a refusal can use the right
+// message type.
+func peekMessage(msg []byte) (label, id string) {
+	label = gjson.GetBytes(msg, "0").String()
 	switch label {
-	case "EVENT":
-		id = gjson.GetBytes(prefix, "1.id").String()
+	case "EVENT", "AUTH":
+		id = gjson.GetBytes(msg, "1.id").String()
 	case "REQ", "COUNT":
-		id = gjson.GetBytes(prefix, "1").String()
+		id = gjson.GetBytes(msg, "1").String()
 	}
 	return label, id
 }

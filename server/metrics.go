@@ -24,6 +24,8 @@ type metrics struct {
 	refusedConns  prometheus.Counter
 	overflows     prometheus.Counter
 	deleted       *prometheus.CounterVec
+	deletedDrops  prometheus.Counter
+	rateLimited   *prometheus.CounterVec
 }
 
 func newMetrics(reg *prometheus.Registry) (*metrics, error) {
@@ -58,13 +60,21 @@ func newMetrics(reg *prometheus.Registry) (*metrics, error) {
 			Name: "burrow_outbound_queue_overflows_total",
 			Help: "Connections closed because their outbound queue overflowed.",
 		}),
+		deletedDrops: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "burrow_deleted_deliveries_dropped_total",
+			Help: "Copies of events dropped on their way to a subscriber because the event was deleted meanwhile.",
+		}),
+		rateLimited: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "burrow_messages_rate_limited_total",
+			Help: "Client messages refused by the per-connection or per-address token buckets, by message type.",
+		}, []string{"type"}),
 		deleted: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "burrow_events_deleted_total",
 			Help: "Events removed from storage, by kind and reason (deletion_request, replaced, expired, admin, twin, evicted, vanish, banned).",
 		}, []string{"kind", "reason"}),
 	}
 	for _, c := range []prometheus.Collector{m.eventsOK, m.eventsRefused, m.queries, m.queryLatency,
-		m.openConns, m.refusedConns, m.overflows, m.deleted} {
+		m.openConns, m.refusedConns, m.overflows, m.deleted, m.deletedDrops, m.rateLimited} {
 		if err := reg.Register(c); err != nil {
 			return nil, fmt.Errorf("registering metrics: %w", err)
 		}
@@ -87,6 +97,15 @@ func kindLabel(kind int) string {
 	}
 	if kind >= 20000 && kind < 30000 {
 		return "ephemeral"
+	}
+	return "other"
+}
+
+// typeLabel keeps a client message type label bounded.
+func typeLabel(label string) string {
+	switch label {
+	case "EVENT", "REQ", "COUNT", "CLOSE", "AUTH":
+		return label
 	}
 	return "other"
 }

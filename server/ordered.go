@@ -6,8 +6,10 @@ import (
 	"fmt"
 	"slices"
 	"strconv"
+	"time"
 
 	"github.com/burrow-relay/burrow/policy"
+	"github.com/burrow-relay/burrow/storage"
 	"github.com/nbd-wtf/go-nostr"
 )
 
@@ -15,9 +17,10 @@ import (
 // whose single filter is {"#h": [<h>], "since_seq": <c>} (optionally
 // "kinds": [445] and "limit": <k>) gets group h's stored kind 445 events
 // with seq > c in ascending seq, one page of at most k, each EVENT carrying
-// a fourth element {"seq": n} ("released": true for a released Commit); then
-// EOSE and live events in seq order, or, when the page was cut short, EOSE
-// and CLOSED "more: after seq <m>".
+// a fourth element {"seq": n} ("released": true for a released Commit,
+// "releases" on the Commit that replaced it); then EOSE ["finish"] and live
+// events in seq order, or, when the page was cut short, EOSE ["more"] and
+// CLOSED "more: after seq <m>" (NIP-67's hints; docs/commit-slots.md 5.1).
 
 // orderedRead is one since_seq subscription's cursor.
 type orderedRead struct {
@@ -30,9 +33,12 @@ type orderedRead struct {
 // GroupWatcher is implemented by Broadcasters that order group events (an
 // ordering layer): Watch is called when a subscription that can match group
 // h's kind 445 events is registered, before its stored query runs, so the
-// layer knows from which seq on the subscription relies on live delivery.
+// layer knows from which seq on the subscription relies on live delivery;
+// Unwatch once for each Watch, when that subscription ends, so the layer
+// keeps h's position exactly while some subscription relies on it.
 type GroupWatcher interface {
 	Watch(ctx context.Context, h string)
+	Unwatch(h string)
 }
 
 // maxWatchedPerReq bounds the groups one REQ makes the ordering layer look
@@ -109,39 +115,66 @@ func (o *orderedRead) filter() nostr.Filter {
 	return nostr.Filter{Kinds: []int{policy.KindGroupEvent}, Tags: nostr.TagMap{"h": {o.h}}}
 }
 
-// encodeSequencedEvent is ["EVENT",<sub>,<event>,{"seq":n}] (with
-// "released":true for a released Commit).
-func encodeSequencedEvent(prefix, eventJSON []byte, seq int64, released bool) []byte {
-	b := make([]byte, 0, len(prefix)+len(eventJSON)+40)
-	b = append(b, prefix...)
-	b = append(b, eventJSON...)
+// seqSuffix ends a sequenced EVENT message: after the event, {"seq":n}
+// (with "released":true for a released Commit, and "releases":{"id":..,
+// "seq":..} for the Commit that replaced it), making
+// ["EVENT",<sub>,<event>,{"seq":n}].
+func seqSuffix(seq int64, released bool, releases *storage.Release) []byte {
+	b := make([]byte, 0, 40)
 	b = append(b, `,{"seq":`...)
 	b = strconv.AppendInt(b, seq, 10)
 	if released {
 		b = append(b, `,"released":true`...)
 	}
+	if releases != nil {
+		b = append(b, `,"releases":{"id":`...)
+		b = appendJSONString(b, releases.ID)
+		b = append(b, `,"seq":`...)
+		b = strconv.AppendInt(b, releases.Seq, 10)
+		b = append(b, '}')
+	}
 	return append(b, "}]"...)
 }
 
 // sendOrderedPage sends one page of sub's group log. more reports that
-// stored events remain after it.
+// stored events remain after it. It reads at most storedPageBytes of events
+// at a time and ends that read before writing them (see storedPageBytes).
 func (c *conn) sendOrderedPage(ctx context.Context, sub *subscription) (more bool, err error) {
 	o := sub.ordered
 	sent := 0
 	last := o.after
-	for item, err := range c.srv.store.GroupLog(ctx, o.h, o.after, o.limit+1) {
-		if err != nil {
-			return false, err
+	for {
+		at := time.Now()
+		var page []storage.Sequenced
+		pageBytes, cut := 0, false
+		// One more than the page needs tells whether more remain.
+		for item, err := range c.srv.store.GroupLog(ctx, o.h, last, o.limit-sent+1) {
+			if err != nil {
+				return false, err
+			}
+			if sent+len(page) == o.limit {
+				more = true
+				break
+			}
+			if pageBytes >= storedPageBytes {
+				cut = true
+				break
+			}
+			page = append(page, item)
+			pageBytes += eventSize(item.Event)
 		}
-		if sent == o.limit {
-			more = true
+		for _, item := range page {
+			m := outMsg{prefix: sub.prefix, body: marshalEvent(item.Event), suffix: seqSuffix(item.Seq, item.Released, item.Releases),
+				event: true, id: idKey(item.Event.ID), at: at}
+			if c.out.pushWait(ctx, m) != nil {
+				return false, nil // the connection is gone
+			}
+			sent++
+			last = item.Seq
+		}
+		if !cut {
 			break
 		}
-		if !c.send(ctx, encodeSequencedEvent(sub.prefix, marshalEvent(item.Event), item.Seq, item.Released)) {
-			return false, nil // the connection is gone
-		}
-		sent++
-		last = item.Seq
 	}
 	sub.mu.Lock()
 	o.lastSent = last
@@ -149,23 +182,34 @@ func (c *conn) sendOrderedPage(ctx context.Context, sub *subscription) (more boo
 	return more, nil
 }
 
-// watchGroups tells an ordering layer which groups sub relies on.
-func (s *Server) watchGroups(ctx context.Context, filters nostr.Filters) {
+// watchGroups tells an ordering layer which groups a subscription with
+// these filters relies on, and returns them for unwatchGroups.
+func (s *Server) watchGroups(ctx context.Context, filters nostr.Filters) []string {
 	w, ok := s.broadcaster.(GroupWatcher)
 	if !ok {
-		return
+		return nil
 	}
-	n := 0
+	var watched []string
 	for _, f := range filters {
 		if len(f.Kinds) > 0 && !slices.Contains(f.Kinds, policy.KindGroupEvent) {
 			continue
 		}
 		for _, h := range f.Tags["h"] {
-			if n == maxWatchedPerReq {
-				return
+			if len(watched) == maxWatchedPerReq {
+				return watched
 			}
 			w.Watch(ctx, h)
-			n++
+			watched = append(watched, h)
+		}
+	}
+	return watched
+}
+
+// unwatchGroups ends what watchGroups started.
+func (s *Server) unwatchGroups(watched []string) {
+	if w, ok := s.broadcaster.(GroupWatcher); ok {
+		for _, h := range watched {
+			w.Unwatch(h)
 		}
 	}
 }

@@ -1,12 +1,17 @@
 // Package server owns Burrow's websocket engine and HTTP wiring.
 //
 // Websocket upgrades go to the engine here: one reader goroutine per
-// connection; EVENT ids and signatures checked in parallel by a bounded pool
-// shared by all connections, but events committed, answered and broadcast in
-// the order each connection sent them; a locked subscription registry; and
-// per connection a bounded outbound queue drained by one writer with a write
-// deadline, so a client that stops reading is disconnected instead of slowing
-// anyone else. Every other request goes to an embedded khatru.Relay, which
+// connection, which charges every message to its sender's token buckets
+// before spending work on it; EVENT ids and signatures checked in parallel
+// by a bounded pool shared by all connections, but events committed,
+// answered and broadcast in the order each connection sent them; a locked
+// subscription registry with an index built at REQ time, matched against
+// each event by one dispatcher goroutine off the publishers' path; stored
+// queries read a bounded page, release the database, then write; and per
+// connection an outbound queue bounded in messages and bytes (with a
+// process-wide byte budget) drained by one writer with a write deadline,
+// which drops copies of events deleted since they were queued, so a client
+// that stops reading is disconnected instead of slowing anyone else. Every other request goes to an embedded khatru.Relay, which
 // serves NIP-11 (from its Info), NIP-86 (ManagementAPI, admins only) and the
 // HTTP mux carrying /metrics, /healthz and /readyz.
 package server
@@ -42,10 +47,12 @@ type Config struct {
 	Description string
 	// Version is the software version advertised in NIP-11.
 	Version string
-	// ServiceURL is the relay's public websocket URL (ws:// or wss://). NIP-42
-	// AUTH events must name it, and NIP-86 requests must name its http(s)
-	// twin. Required behind a proxy; when empty it is derived from each
-	// request's Host header.
+	// ServiceURL is the relay's public websocket URL (ws:// or wss://).
+	// NIP-42 AUTH events must name it, NIP-86 requests its http(s) twin, and
+	// a NIP-62 request to vanish that names a relay must name it. When
+	// empty, AUTH and NIP-86 are matched against each request's Host, and
+	// only ALL_RELAYS requests to vanish are honoured: a Host header never
+	// decides an erasure.
 	ServiceURL string
 	// Admins are the hex pubkeys allowed to call the NIP-86 management API.
 	Admins []string
@@ -65,8 +72,11 @@ type Config struct {
 	// opt-in KeyPackage hand-out).
 	ReqHandler ReqHandler
 	// EventLimiter charges events per client address (default: an in-process
-	// token bucket from Limits.EventRate and Limits.EventBurst).
-	EventLimiter policy.RateLimiter
+	// token bucket from Limits.EventRate and Limits.EventBurst), and
+	// RequestLimiter every other message (Limits.RequestRate and
+	// Limits.RequestBurst); see policy.Meter.
+	EventLimiter   policy.RateLimiter
+	RequestLimiter policy.RateLimiter
 	// GroupLimiter charges kind 445 events per group (policy.GroupFlood;
 	// default: an in-process token bucket from Limits.GroupRate and
 	// Limits.GroupBurst).
@@ -79,6 +89,10 @@ type Config struct {
 	// Broadcaster and returns the one the EVENT pipeline calls (for an
 	// ordering layer or a cross-instance bus).
 	BroadcastVia func(local Broadcaster) Broadcaster
+	// PublishDeletions, if set, tells the other instances which events this
+	// one deleted (the Redis bus); they pass them to RemoteDeletions. It
+	// must not block.
+	PublishDeletions func(ids []string)
 	// SweepInterval is how often expired events are deleted (default 1
 	// minute; the sweep also runs at start).
 	SweepInterval time.Duration
@@ -91,10 +105,6 @@ type Config struct {
 
 const (
 	defaultSweepInterval = time.Minute
-	// pongWait is how long a connection may stay silent (no message, no pong)
-	// before it is dropped; pings go out every pingPeriod.
-	pongWait   = 60 * time.Second
-	pingPeriod = 25 * time.Second
 	// authWindow bounds the created_at of NIP-42 AUTH events.
 	authWindow = 10 * time.Minute
 	software   = "https://github.com/burrow-relay/burrow"
@@ -115,9 +125,16 @@ type Server struct {
 	broadcaster Broadcaster
 	tracker     *commitTracker
 	verifySem   chan struct{}
-	connCount   *policy.ConnCounter
-	blocklist   *policy.IPBlocklist
-	admins      map[string]bool
+	meter       *policy.Meter
+	deleted     *deletedSet
+	outBytes    *byteBudget
+	// Per-address quotas: connections, filter values of open
+	// subscriptions, stored queries in flight.
+	connCount    *policy.AddrQuota
+	filterValues *policy.AddrQuota
+	queries      *policy.AddrQuota
+	blocklist    *policy.IPBlocklist
+	admins       map[string]bool
 
 	info  relayInfo
 	bans  bannedEvents
@@ -173,9 +190,6 @@ func New(cfg Config, store storage.Store) (*Server, error) {
 	if err != nil {
 		return nil, fmt.Errorf("server: %w", err)
 	}
-	if cfg.EventLimiter == nil {
-		cfg.EventLimiter = policy.NewTokenBucket(cfg.Limits.EventRate, cfg.Limits.EventBurst, nil)
-	}
 	if cfg.GroupLimiter == nil {
 		cfg.GroupLimiter = policy.NewTokenBucket(cfg.Limits.GroupRate, cfg.Limits.GroupBurst, nil)
 	}
@@ -183,21 +197,27 @@ func New(cfg Config, store storage.Store) (*Server, error) {
 		return nil, fmt.Errorf("server: group retention must not be negative, got %v", cfg.GroupRetention)
 	}
 
+	l := cfg.Limits
 	s := &Server{
-		cfg:       cfg,
-		limits:    cfg.Limits,
-		store:     store,
-		log:       cfg.Logger,
-		metrics:   m,
-		registry:  newRegistry(),
-		tracker:   newCommitTracker(),
-		verifySem: make(chan struct{}, runtime.GOMAXPROCS(0)),
-		connCount: policy.NewConnCounter(cfg.Limits.ConnectionsPerIP),
-		blocklist: policy.NewIPBlocklist(),
-		admins:    admins,
-		info:      relayInfo{name: cfg.Name, description: cfg.Description},
-		bgDone:    make(chan struct{}),
+		cfg:          cfg,
+		limits:       l,
+		store:        store,
+		log:          cfg.Logger,
+		metrics:      m,
+		tracker:      newCommitTracker(),
+		verifySem:    make(chan struct{}, runtime.GOMAXPROCS(0)),
+		meter:        policy.NewMeter(l, cfg.EventLimiter, cfg.RequestLimiter),
+		deleted:      newDeletedSet(deletedRetention, deletedMax),
+		outBytes:     &byteBudget{max: int64(l.OutboundTotalBytes)},
+		connCount:    policy.NewAddrQuota(l.ConnectionsPerIP),
+		filterValues: policy.NewAddrQuota(l.MaxFilterValuesPerIP),
+		queries:      policy.NewAddrQuota(l.MaxQueriesPerIP),
+		blocklist:    policy.NewIPBlocklist(),
+		admins:       admins,
+		info:         relayInfo{name: cfg.Name, description: cfg.Description},
+		bgDone:       make(chan struct{}),
 	}
+	s.registry = newRegistry(s)
 	s.conns.m = make(map[*conn]struct{})
 	s.upgrader = websocket.Upgrader{
 		ReadBufferSize:  4096,
@@ -206,15 +226,16 @@ func New(cfg Config, store storage.Store) (*Server, error) {
 		// protect.
 		CheckOrigin: func(*http.Request) bool { return true },
 	}
-	// Admission pipeline, cheapest first; the rate limit runs last so only
-	// otherwise acceptable events spend tokens.
+	// Admission pipeline, cheapest first; the per-group limit runs last so
+	// only otherwise acceptable events spend its tokens. (Every message has
+	// already paid its sender's buckets on arrival: policy.Meter.)
 	s.rules = append([]policy.Rule{
 		cfg.Limits.EventShape(time.Now),
 		cfg.Kinds.Rule(),
 		policy.GroupEvents(cfg.Limits.MaxGroupContentLength, cfg.GroupRetention, time.Now),
 		policy.ProtectedEvents,
 	}, cfg.Rules...)
-	s.rules = append(s.rules, policy.EventRateLimit(cfg.EventLimiter), policy.GroupFlood(cfg.GroupLimiter))
+	s.rules = append(s.rules, policy.GroupFlood(cfg.GroupLimiter))
 
 	s.broadcaster = s.registry
 	if cfg.BroadcastVia != nil {
@@ -271,6 +292,12 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	case r.Header.Get("Accept") == "application/nostr+json":
 		s.serveNIP11(w, r)
 	case r.Header.Get("Content-Type") == "application/nostr+json+rpc":
+		if !policy.FromTrustedProxy(r, s.cfg.TrustedProxies) {
+			// Without a service URL khatru checks the NIP-98 "u" tag
+			// against these headers: only a trusted proxy may set them.
+			r.Header.Del("X-Forwarded-Host")
+			r.Header.Del("X-Forwarded-Proto")
+		}
 		if msg := checkManagementAuth(r); msg != "" {
 			writeManagementError(w, msg)
 			return
@@ -329,6 +356,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	}()
 	select {
 	case <-done:
+		s.registry.close()
 		return nil
 	case <-ctx.Done():
 	}
@@ -339,6 +367,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	}
 	s.conns.mu.Unlock()
 	<-done
+	s.registry.close()
 	return ctx.Err()
 }
 
@@ -372,7 +401,7 @@ func (s *Server) sweepOnce(ctx context.Context, what string, del func() ([]stora
 	case err != nil && ctx.Err() == nil:
 		s.log.Error("deleting "+what, "err", err)
 	case len(deleted) > 0:
-		s.metrics.removed(deleted)
+		s.removed(deleted)
 		s.log.Info("deleted "+what, "count", len(deleted))
 	}
 }

@@ -6,51 +6,14 @@ import (
 	"encoding/json"
 	"fmt"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
 	"github.com/burrow-relay/burrow/policy"
+	"github.com/burrow-relay/burrow/storage"
 	"github.com/nbd-wtf/go-nostr"
 )
-
-// registry is the locked set of live subscriptions of every connection.
-type registry struct {
-	mu   sync.RWMutex
-	subs map[*subscription]struct{}
-}
-
-func newRegistry() *registry {
-	return &registry{subs: make(map[*subscription]struct{})}
-}
-
-func (r *registry) add(sub *subscription) {
-	r.mu.Lock()
-	r.subs[sub] = struct{}{}
-	r.mu.Unlock()
-}
-
-func (r *registry) remove(sub *subscription) {
-	r.mu.Lock()
-	delete(r.subs, sub)
-	r.mu.Unlock()
-	sub.close()
-}
-
-// Broadcast queues d for every matching subscription without waiting.
-func (r *registry) Broadcast(d Delivery) {
-	var evJSON []byte
-	r.mu.RLock()
-	defer r.mu.RUnlock()
-	for sub := range r.subs {
-		if !sub.filters.Match(d.Event) {
-			continue
-		}
-		if evJSON == nil {
-			evJSON = marshalEvent(d.Event)
-		}
-		sub.deliver(d, evJSON)
-	}
-}
 
 type subState int
 
@@ -64,16 +27,22 @@ const (
 // buffered (bounded); after EOSE the buffer is flushed, skipping events the
 // stored query already sent, and later events go straight to the outbox.
 type subscription struct {
-	id      string
-	conn    *conn
-	filters nostr.Filters
-	prefix  []byte // `["EVENT",<id>,`
+	id       string
+	conn     *conn
+	filters  nostr.Filters     // as the stored query runs them
+	compiled []*compiledFilter // as live events are matched
+	values   int               // filter values counted against the caps
+	prefix   []byte            // `["EVENT",<id>,`
 
-	mu        sync.Mutex
-	state     subState
-	buffer    []bufferedEvent
-	bufferMax int
-	overflow  bool
+	// dispatched is the last match that delivered to this subscription;
+	// only the dispatcher touches it.
+	dispatched uint64
+
+	mu          sync.Mutex
+	state       subState
+	buffer      []bufferedEvent
+	bufferBytes int
+	overflow    bool
 	// sent holds the ids of stored events already sent; storedUpTo is the
 	// last commit ticket issued when the stored query ended. A live event
 	// with a higher ticket began committing after the query and cannot be
@@ -84,6 +53,9 @@ type subscription struct {
 	// ordered is set for a since_seq subscription: live events are sent in
 	// seq order with their seq, skipping any the stored page sent.
 	ordered *orderedRead
+	// watched lists the groups this subscription made the ordering layer
+	// watch (GroupWatcher); the conn's reader only.
+	watched []string
 }
 
 // remoteGrace is how long a subscription keeps the ids of its stored
@@ -93,8 +65,10 @@ type subscription struct {
 const remoteGrace = 5 * time.Second
 
 type bufferedEvent struct {
-	d      Delivery
-	evJSON []byte
+	d    Delivery
+	body []byte
+	id   [32]byte
+	at   time.Time
 }
 
 func (sub *subscription) close() {
@@ -105,24 +79,38 @@ func (sub *subscription) close() {
 	sub.mu.Unlock()
 }
 
-func (sub *subscription) deliver(d Delivery, evJSON []byte) {
+// bufferLimits bound the live events a subscription holds while its stored
+// query runs: a quarter of the outbound queue, in messages and in bytes, so
+// the flush after EOSE fits in the half kept for live events.
+func (sub *subscription) bufferLimits() (msgs, bytes int) {
+	l := sub.conn.srv.limits
+	return max(1, l.OutboundQueue/4), l.OutboundBytes / 4
+}
+
+// deliver hands a live event to the subscription (from the dispatcher).
+func (sub *subscription) deliver(d Delivery, body []byte, id [32]byte, at time.Time) {
+	if d.Event.Kind == kindGiftWrap && !mayReadWrap(d.Event, sub.conn.authedPubKey()) {
+		return
+	}
 	sub.mu.Lock()
 	defer sub.mu.Unlock()
 	switch sub.state {
 	case subClosed:
 	case subLoading:
-		if len(sub.buffer) >= sub.bufferMax {
+		maxMsgs, maxBytes := sub.bufferLimits()
+		if len(sub.buffer) >= maxMsgs || sub.bufferBytes+len(body) > maxBytes {
 			sub.overflow = true
 			return
 		}
-		sub.buffer = append(sub.buffer, bufferedEvent{d: d, evJSON: evJSON})
+		sub.buffer = append(sub.buffer, bufferedEvent{d: d, body: body, id: id, at: at})
+		sub.bufferBytes += len(body)
 	case subLive:
-		sub.sendLiveLocked(d, evJSON)
+		sub.sendLiveLocked(d, body, id, at)
 	}
 }
 
-func (sub *subscription) sendLiveLocked(d Delivery, evJSON []byte) {
-	var msg []byte
+func (sub *subscription) sendLiveLocked(d Delivery, body []byte, id [32]byte, at time.Time) {
+	m := outMsg{prefix: sub.prefix, body: body, suffix: eventSuffix, event: true, id: id, at: at}
 	if o := sub.ordered; o != nil {
 		// The ordering layer delivers each group in seq order; anything at
 		// or below the cursor was in the stored page (or is a repeat).
@@ -130,19 +118,16 @@ func (sub *subscription) sendLiveLocked(d Delivery, evJSON []byte) {
 			return
 		}
 		o.lastSent = d.Seq
-		msg = encodeSequencedEvent(sub.prefix, evJSON, d.Seq, false)
-	} else {
-		if sub.alreadySentLocked(d) {
-			return
-		}
-		msg = encodeEvent(sub.prefix, evJSON)
+		m.suffix = seqSuffix(d.Seq, false, d.Releases)
+	} else if sub.alreadySentLocked(d, id) {
+		return
 	}
-	if !sub.conn.out.pushLive(msg) {
+	if !sub.conn.out.pushLive(m) {
 		sub.conn.overflow()
 	}
 }
 
-func (sub *subscription) alreadySentLocked(d Delivery) bool {
+func (sub *subscription) alreadySentLocked(d Delivery, id [32]byte) bool {
 	if sub.sent == nil {
 		return false
 	}
@@ -155,7 +140,7 @@ func (sub *subscription) alreadySentLocked(d Delivery) bool {
 		}
 		return false
 	}
-	_, dup := sub.sent[idKey(d.Event.ID)]
+	_, dup := sub.sent[id]
 	return dup
 }
 
@@ -176,7 +161,11 @@ func (sub *subscription) goLive(storedUpTo uint64) {
 	}
 	sub.storedUpTo = storedUpTo
 	sub.liveAt = time.Now()
-	if !c.out.pushLive(encodeEOSE(sub.id)) {
+	eose := encodeEOSE(sub.id)
+	if sub.ordered != nil {
+		eose = encodeEOSEHint(sub.id, eoseFinish)
+	}
+	if !c.out.pushLive(plainMsg(eose)) {
 		c.overflow()
 		return
 	}
@@ -185,13 +174,14 @@ func (sub *subscription) goLive(storedUpTo uint64) {
 		// all; the client must resubscribe (since its last event).
 		sub.state = subClosed
 		sub.buffer = nil
-		c.out.pushLive(encodeClosed(sub.id, "error: too many live events while loading stored ones; subscribe again"))
+		c.out.pushLive(plainMsg(encodeClosed(sub.id, "error: too many live events while loading stored ones; subscribe again")))
 		return
 	}
 	for _, b := range sub.buffer {
-		sub.sendLiveLocked(b.d, b.evJSON)
+		sub.sendLiveLocked(b.d, b.body, b.id, b.at)
 	}
 	sub.buffer = nil
+	sub.bufferBytes = 0
 	sub.state = subLive
 }
 
@@ -245,6 +235,15 @@ func (c *conn) parseReqArgs(args []json.RawMessage) (string, nostr.Filters, *ord
 	return subID, filters, o, true
 }
 
+// clip copies s to a slice of its own length (nil stays nil, empty stays
+// empty: they mean different things in a filter).
+func clip[T any](s []T) []T {
+	if s == nil {
+		return nil
+	}
+	return append(make([]T, 0, len(s)), s...)
+}
+
 // parseFilter decodes one NIP-01 filter and checks its values.
 func parseFilter(raw json.RawMessage, f *nostr.Filter) string {
 	if len(raw) == 0 || raw[0] != '{' {
@@ -252,6 +251,17 @@ func parseFilter(raw json.RawMessage, f *nostr.Filter) string {
 	}
 	if err := f.UnmarshalJSON(raw); err != nil {
 		return "invalid: filter does not parse"
+	}
+	// A live subscription keeps its filter: the decoder's tag names point
+	// into raw (the whole REQ message would stay in memory) and its lists
+	// have spare capacity, so both are copied to size.
+	f.IDs, f.Authors, f.Kinds = clip(f.IDs), clip(f.Authors), clip(f.Kinds)
+	if len(f.Tags) > 0 {
+		tags := make(nostr.TagMap, len(f.Tags))
+		for name, vs := range f.Tags {
+			tags[strings.Clone(name)] = clip(vs)
+		}
+		f.Tags = tags
 	}
 	for _, id := range f.IDs {
 		if !policy.IsLowerHex(id, 64) {
@@ -271,6 +281,9 @@ func parseFilter(raw json.RawMessage, f *nostr.Filter) string {
 	if f.Limit < 0 {
 		return "invalid: limit must not be negative"
 	}
+	if err := storage.Indexable(*f); err != nil {
+		return "invalid: " + err.Error()
+	}
 	return ""
 }
 
@@ -280,26 +293,47 @@ func (c *conn) handleReq(args []json.RawMessage) {
 	if !ok {
 		return
 	}
+	closed := func(msg string) { c.send(s.hardCtx, encodeClosed(subID, msg)) }
 	if old, exists := c.subs[subID]; exists {
 		// NIP-01: a REQ with an open id replaces that subscription.
-		s.registry.remove(old)
-		delete(c.subs, subID)
+		c.dropSub(old)
 	} else if len(c.subs) >= s.limits.MaxSubscriptions {
-		c.send(s.hardCtx, encodeClosed(subID,
-			fmt.Sprintf("rate-limited: too many open subscriptions (max %d)", s.limits.MaxSubscriptions)))
+		closed(fmt.Sprintf("rate-limited: too many open subscriptions (max %d)", s.limits.MaxSubscriptions))
 		return
 	}
+	if ordered == nil {
+		var needAuth bool
+		if filters, needAuth = restrictWraps(filters, c.authedPubKey()); needAuth {
+			c.askAuth(subID)
+			return
+		}
+	}
+	values := 0
+	for _, f := range filters {
+		values += filterValues(f)
+	}
+	if msg := c.takeValues(values); msg != "" {
+		closed(msg)
+		return
+	}
+	if !s.queries.Take(c.group, 1) {
+		c.giveValues(values)
+		closed(fmt.Sprintf("rate-limited: too many stored queries in flight from your address (max %d)", s.queries.Max()))
+		return
+	}
+	defer s.queries.Give(c.group, 1)
 	sub := &subscription{
 		id:      subID,
 		conn:    c,
 		filters: filters,
+		values:  values,
 		prefix:  eventPrefix(subID),
 		state:   subLoading,
-		// Live events held during the stored query: a quarter of the queue,
-		// so the flush after EOSE fits in the half kept for live events.
-		bufferMax: max(1, s.limits.OutboundQueue/4),
-		sent:      make(map[[32]byte]struct{}),
-		ordered:   ordered,
+		sent:    make(map[[32]byte]struct{}),
+		ordered: ordered,
+	}
+	for _, f := range filters {
+		sub.compiled = append(sub.compiled, compileFilter(sub, f))
 	}
 	// Register before the stored query so nothing committed meanwhile is
 	// missed; it waits in the buffer until EOSE.
@@ -307,7 +341,7 @@ func (c *conn) handleReq(args []json.RawMessage) {
 	c.subs[subID] = sub
 
 	ctx := contextFor(s.hardCtx, c)
-	s.watchGroups(ctx, filters)
+	sub.watched = s.watchGroups(ctx, filters)
 	start := time.Now()
 	var more bool
 	var err error
@@ -318,37 +352,74 @@ func (c *conn) handleReq(args []json.RawMessage) {
 	}
 	s.metrics.observeQuery("req", start, queryFailure(err))
 	if err != nil {
-		s.registry.remove(sub)
-		delete(c.subs, subID)
+		c.dropSub(sub)
 		select {
 		case <-c.dead:
 			return
 		default:
 		}
 		if msg := reqRefusal(err); msg != "" {
-			c.send(s.hardCtx, encodeClosed(subID, msg))
+			closed(msg)
 			return
 		}
 		s.log.Error("querying stored events", "err", err)
-		c.send(s.hardCtx, encodeClosed(subID, "error: could not query stored events"))
+		closed("error: could not query stored events")
 		return
 	}
 	if more {
 		// The page was cut short: the client continues from the cursor
 		// instead of going live.
-		s.registry.remove(sub)
-		delete(c.subs, subID)
-		c.send(s.hardCtx, encodeEOSE(subID))
-		c.send(s.hardCtx, encodeClosed(subID, "more: after seq "+strconv.FormatInt(ordered.lastSent, 10)))
+		c.dropSub(sub)
+		c.send(s.hardCtx, encodeEOSEHint(subID, eoseMore))
+		closed("more: after seq " + strconv.FormatInt(ordered.lastSent, 10))
 		return
 	}
 	sub.goLive(s.tracker.lastIssued())
 }
 
-// sendStored streams each filter's stored events (limit clamped, newest
+// takeValues counts n filter values against the connection's and the
+// address's caps; it returns the refusal, or "".
+func (c *conn) takeValues(n int) string {
+	l := c.srv.limits
+	switch {
+	case n > l.MaxFilterValues:
+		return fmt.Sprintf("invalid: a subscription may hold at most %d filter values (ids, authors, kinds and tag values), this one holds %d", l.MaxFilterValues, n)
+	case c.values+n > l.MaxFilterValues:
+		return fmt.Sprintf("rate-limited: too many filter values in this connection's open subscriptions (max %d); close some first", l.MaxFilterValues)
+	case !c.srv.filterValues.Take(c.group, n):
+		return fmt.Sprintf("rate-limited: too many filter values in open subscriptions from your address (max %d)", l.MaxFilterValuesPerIP)
+	}
+	c.values += n
+	return ""
+}
+
+func (c *conn) giveValues(n int) {
+	c.values -= n
+	c.srv.filterValues.Give(c.group, n)
+}
+
+// dropSub ends sub and gives back what it counted.
+func (c *conn) dropSub(sub *subscription) {
+	c.srv.unwatchGroups(sub.watched)
+	sub.watched = nil
+	c.srv.registry.remove(sub)
+	if c.subs[sub.id] == sub {
+		delete(c.subs, sub.id)
+	}
+	c.giveValues(sub.values)
+}
+
+// storedPageBytes bounds the events one page of a stored query holds in
+// memory (estimated by eventSize). The page is read, the query ends and
+// gives its database connection back, and only then is the page written to
+// the client, so a client that reads slowly never holds a connection.
+const storedPageBytes = 1 << 20
+
+// sendStored sends each filter's stored events (limit clamped, newest
 // first), each event at most once.
 func (c *conn) sendStored(ctx context.Context, sub *subscription) error {
 	maxLimit := c.srv.limits.MaxLimit
+	authed := c.authedPubKey()
 	for _, f := range sub.filters {
 		if f.LimitZero {
 			continue // "limit": 0 asks for live events only
@@ -356,24 +427,68 @@ func (c *conn) sendStored(ctx context.Context, sub *subscription) error {
 		if f.Limit <= 0 || f.Limit > maxLimit {
 			f.Limit = maxLimit
 		}
+		if err := c.sendFilter(ctx, sub, f, authed); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// sendFilter sends f's stored events page by page. A later page asks for
+// the events at or before the previous page's last created_at and skips
+// the ones already seen at that second (results come newest first, ties by
+// id, so those come first again).
+func (c *conn) sendFilter(ctx context.Context, sub *subscription, f nostr.Filter, authed string) error {
+	total := f.Limit // results the filter may consume, sent or not
+	consumed := 0
+	for {
+		at := time.Now()
+		var page []*nostr.Event
+		pageBytes, sameSecond, cut := 0, 0, false
+		var last nostr.Timestamp
 		for ev, err := range c.srv.store.Query(ctx, f) {
 			if err != nil {
 				return err
 			}
+			if pageBytes >= storedPageBytes {
+				cut = true
+				break // releases the database connection
+			}
+			if ev.CreatedAt != last {
+				last, sameSecond = ev.CreatedAt, 0
+			}
+			sameSecond++
+			consumed++
 			k := idKey(ev.ID)
 			sub.mu.Lock()
 			_, dup := sub.sent[k]
 			sub.sent[k] = struct{}{}
 			sub.mu.Unlock()
 			if dup {
+				continue // sent by an earlier filter or page
+			}
+			if ev.Kind == kindGiftWrap && !mayReadWrap(ev, authed) {
 				continue
 			}
-			if !c.send(ctx, encodeEvent(sub.prefix, marshalEvent(ev))) {
+			page = append(page, ev)
+			pageBytes += eventSize(ev)
+		}
+		for _, ev := range page {
+			m := outMsg{prefix: sub.prefix, body: marshalEvent(ev), suffix: eventSuffix, event: true, id: idKey(ev.ID), at: at}
+			if c.out.pushWait(ctx, m) != nil {
 				return nil // the connection is gone; nothing to report
 			}
 		}
+		if !cut || consumed >= total {
+			return nil
+		}
+		// The results at the last second come again first; they were
+		// counted once already.
+		consumed -= sameSecond
+		until := last
+		f.Until = &until
+		f.Limit = total - consumed
 	}
-	return nil
 }
 
 func (c *conn) handleCount(args []json.RawMessage) {
@@ -382,7 +497,22 @@ func (c *conn) handleCount(args []json.RawMessage) {
 	if !ok {
 		return
 	}
-	ctx := contextFor(s.hardCtx, c)
+	closed := func(msg string) { c.send(s.hardCtx, encodeClosed(subID, msg)) }
+	authed := c.authedPubKey()
+	if authed == "" && allWraps(filters) {
+		c.askAuth(subID)
+		return
+	}
+	if !s.queries.Take(c.group, 1) {
+		closed(fmt.Sprintf("rate-limited: too many stored queries in flight from your address (max %d)", s.queries.Max()))
+		return
+	}
+	defer s.queries.Give(c.group, 1)
+	// The bound is a deadline on the context the store sees; the stores
+	// stop the statement inside the database when it passes (SQLite
+	// interrupts it; PostgreSQL needs statement_timeout, see storage).
+	ctx, cancel := context.WithTimeout(contextFor(s.hardCtx, c), s.limits.CountTimeout)
+	defer cancel()
 	start := time.Now()
 	var total int64
 	var err error
@@ -390,18 +520,46 @@ func (c *conn) handleCount(args []json.RawMessage) {
 	// filters counts twice (NIP-45 leaves precision to the relay).
 	for _, f := range filters {
 		var n int64
-		if n, err = s.store.Count(ctx, f); err != nil {
+		if n, err = c.countFilter(ctx, f, authed); err != nil {
 			break
 		}
 		total += n
 	}
 	s.metrics.observeQuery("count", start, err)
-	if err != nil {
+	switch {
+	case err != nil && ctx.Err() == context.DeadlineExceeded:
+		closed(fmt.Sprintf("error: counting took longer than %v; narrow the filter", s.limits.CountTimeout))
+	case err != nil:
 		s.log.Error("counting stored events", "err", err)
-		c.send(s.hardCtx, encodeClosed(subID, "error: could not count stored events"))
-		return
+		closed("error: could not count stored events")
+	default:
+		c.send(s.hardCtx, encodeCount(subID, total))
 	}
-	c.send(s.hardCtx, encodeCount(subID, total))
+}
+
+// countFilter counts f's events a client authenticated as authed may see.
+func (c *conn) countFilter(ctx context.Context, f nostr.Filter, authed string) (int64, error) {
+	plus, minus := countParts(f, authed)
+	var n int64
+	for i, part := range append(plus, minus...) {
+		k, err := c.srv.store.Count(ctx, part)
+		if err != nil {
+			return 0, err
+		}
+		if i < len(plus) {
+			n += k
+		} else {
+			n -= k
+		}
+	}
+	return max(n, 0), nil
+}
+
+// askAuth answers a request that needs NIP-42 AUTH first: the challenge
+// again, then CLOSED with auth-required.
+func (c *conn) askAuth(subID string) {
+	c.send(c.srv.hardCtx, encodeAuthChallenge(c.challenge))
+	c.send(c.srv.hardCtx, encodeClosed(subID, "auth-required: gift wraps (kind 1059) are served only to their recipient; authenticate (NIP-42) as the p-tagged pubkey"))
 }
 
 // commitTracker issues increasing tickets to commits in flight, so a
@@ -410,25 +568,44 @@ func (c *conn) handleCount(args []json.RawMessage) {
 type commitTracker struct {
 	mu       sync.Mutex
 	last     uint64
-	inFlight map[uint64]struct{}
+	inFlight map[uint64]int // holders of each ticket
 }
 
 func newCommitTracker() *commitTracker {
-	return &commitTracker{inFlight: make(map[uint64]struct{})}
+	return &commitTracker{inFlight: make(map[uint64]int)}
 }
 
 func (t *commitTracker) begin() uint64 {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	t.last++
-	t.inFlight[t.last] = struct{}{}
+	t.inFlight[t.last] = 1
 	return t.last
 }
 
-// end is called after the event's broadcast.
-func (t *commitTracker) end(ticket uint64) {
+// hold keeps ticket in flight until a matching end: the registry holds it
+// while the event waits for the dispatcher.
+func (t *commitTracker) hold(ticket uint64) {
+	if ticket == 0 {
+		return
+	}
 	t.mu.Lock()
-	delete(t.inFlight, ticket)
+	t.inFlight[ticket]++
+	t.mu.Unlock()
+}
+
+// end is called after the event's broadcast, and by the dispatcher after
+// its delivery.
+func (t *commitTracker) end(ticket uint64) {
+	if ticket == 0 {
+		return
+	}
+	t.mu.Lock()
+	if n := t.inFlight[ticket]; n > 1 {
+		t.inFlight[ticket] = n - 1
+	} else {
+		delete(t.inFlight, ticket)
+	}
 	t.mu.Unlock()
 }
 

@@ -115,8 +115,8 @@ func benchCommand(ctx context.Context, args []string, lookup func(string) (strin
 
 // burrowTarget runs Burrow in process with its default configuration on a
 // loopback port, on scratch storage: a temporary SQLite directory, or a
-// scratch PostgreSQL database when pgAdmin is set. The per-address and
-// per-group event rate limits are lifted, since every benchmark connection
+// scratch PostgreSQL database when pgAdmin is set. The per-address,
+// per-connection and per-group event rate limits are lifted, since every benchmark connection
 // comes from 127.0.0.1, one-group runs put every event in one bucket, and the
 // point is to measure ingest, not the limiter. adjust, if set, changes
 // the configuration further.
@@ -131,6 +131,8 @@ func burrowTarget(name, baseline, pgAdmin string, adjust func(*config)) bench.Ta
 			}
 			cfg.Limits.EventRate = 1e9
 			cfg.Limits.EventBurst = 1e9
+			cfg.Limits.ConnEventRate = 1e9
+			cfg.Limits.ConnEventBurst = 1e9
 			cfg.Limits.GroupRate = 1e9
 			cfg.Limits.GroupBurst = 1e9
 			if adjust != nil {

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/burrow-relay/burrow/keypackages"
+	"github.com/burrow-relay/burrow/ordering/redisbus"
 	"github.com/burrow-relay/burrow/policy"
 	"github.com/burrow-relay/burrow/storage/postgres"
 	"github.com/nbd-wtf/go-nostr"
@@ -35,6 +36,12 @@ type config struct {
 	LogLevel        slog.Level
 	LogFormat       string
 	ShutdownTimeout time.Duration
+	// HTTPReadTimeout, HTTPWriteTimeout and HTTPIdleTimeout bound plain
+	// HTTP requests (NIP-11, NIP-86, metrics) and idle keep-alive
+	// connections; websocket connections have their own deadlines.
+	HTTPReadTimeout  time.Duration
+	HTTPWriteTimeout time.Duration
+	HTTPIdleTimeout  time.Duration
 	// KeyPackageSlotCap and KeyPackageEvictAge are the per-author kind
 	// 30443 slot cap and the age a slot must reach before a new one evicts
 	// it (keypackages.Policy).
@@ -50,6 +57,20 @@ type config struct {
 	// GroupRetention is how long kind 445 events are kept (0: until
 	// deleted otherwise).
 	GroupRetention time.Duration
+	// GroupClaimRate and GroupClaimBurst are the per-group bucket of
+	// commit-slot claims (ordering.Slots.Claims).
+	GroupClaimRate  float64
+	GroupClaimBurst int
+	// RedisPrefix starts every Redis key of the deployment: the bus's
+	// stream and the rate limits' buckets ("" until parsed: derived from
+	// the --redis-url database number).
+	RedisPrefix string
+	// RedisBusRetention is how long the bus's stream keeps frames for an
+	// instance that fell behind (redisbus.Config.Retention).
+	RedisBusRetention time.Duration
+	// busQueueBytes, for tests, bounds the bus's outgoing queue in bytes
+	// (0: redisbus's default). No flag.
+	busQueueBytes int64
 	// disableSequencing stores kind 445 without seq numbers, as a plain
 	// relay would (the stores' Config.DisableSequencing). No flag: only
 	// relay bench sets it, for the unsequenced baseline it compares with.
@@ -94,9 +115,12 @@ func serveFlags(stderr io.Writer, cfg *config, raw *rawServe) *envFlags {
 	f.Var(stringValue{&raw.level}, "log-level", envName("log-level"), "debug, info, warn or error (default info)")
 	f.String(&cfg.LogFormat, "log-format", "text", "text or json")
 	f.Duration(&cfg.ShutdownTimeout, "shutdown-timeout", 15*time.Second, "how long SIGINT/SIGTERM waits for in-flight writes before closing connections")
+	f.Duration(&cfg.HTTPReadTimeout, "http-read-timeout", 30*time.Second, "longest time to read a plain HTTP request, body included (not websocket traffic)")
+	f.Duration(&cfg.HTTPWriteTimeout, "http-write-timeout", 30*time.Second, "longest time to write a plain HTTP response (not websocket traffic)")
+	f.Duration(&cfg.HTTPIdleTimeout, "http-idle-timeout", 60*time.Second, "how long an idle HTTP keep-alive connection stays open")
 
-	f.Int(&cfg.KeyPackageSlotCap, "keypackage-slot-cap", keypackages.DefaultSlotCap, "most kind 30443 KeyPackage slots (d values) per author; at the cap a new slot evicts the least recently refreshed one if it is older than --keypackage-evict-age, else it is refused (0 = no cap)")
-	f.Duration(&cfg.KeyPackageEvictAge, "keypackage-evict-age", keypackages.DefaultEvictAfter, "how long a KeyPackage slot must go unrefreshed before a new slot at the cap may evict it")
+	f.Int(&cfg.KeyPackageSlotCap, "keypackage-slot-cap", keypackages.DefaultSlotCap, "most KeyPackages per author, kinds 443 and 30443 alike, twins counted once; at the cap a new KeyPackage evicts the least recently refreshed one if it is older than --keypackage-evict-age, else it is refused (0 = no cap)")
+	f.Duration(&cfg.KeyPackageEvictAge, "keypackage-evict-age", keypackages.DefaultEvictAfter, "how long a KeyPackage must go unrefreshed before a new one at the cap may evict it")
 	// envFlags has no Bool helper; the flag set and twin serve the same.
 	f.fs.BoolVar(&cfg.KeyPackageHandout, "keypackage-handout", false, "hand out KeyPackages once, as RFC 9750's Delivery Service does: an authenticated REQ for authors' kinds 443/30443 gets one unclaimed non-last-resort KeyPackage per author plus the last-resort ones, and the handed-out one is deleted after --keypackage-claim-ttl (off by default: Marmot clients choose KeyPackages themselves)")
 	f.twin("keypackage-handout")
@@ -104,6 +128,10 @@ func serveFlags(stderr io.Writer, cfg *config, raw *rawServe) *envFlags {
 	f.Float64(&cfg.KeyPackageHandoutRate, "keypackage-handout-rate", 10, "with --keypackage-handout, KeyPackage hand-outs per minute per authenticated requester, also the burst (0 = no limit)")
 
 	f.Duration(&cfg.GroupRetention, "group-retention", 90*24*time.Hour, "how long kind 445 group events are kept; older ones are deleted by the sweeper and refused on arrival (0 = keep them; their seq numbers are never reused either way)")
+	f.Float64(&cfg.GroupClaimRate, "group-claim-rate", defaultGroupClaimRate, "sustained commit-slot claims (kind 20445) per second per group (h), from all addresses together; a claim may open a new slot, so any key can make one (in Redis when --redis-url is set)")
+	f.Int(&cfg.GroupClaimBurst, "group-claim-burst", defaultGroupClaimBurst, "commit-slot claims one group (h) may receive at once")
+	f.String(&cfg.RedisPrefix, "redis-prefix", "", `prefix of every Redis key of this deployment: the event bus's stream and the rate limits (default "burrow:<database number of --redis-url>:"); deployments sharing a Redis database need different prefixes`)
+	f.Duration(&cfg.RedisBusRetention, "redis-bus-retention", redisbus.DefaultRetention, "how long the Redis event bus keeps events for an instance that lost Redis for a while (it reads on from where it stopped); Redis holds about this much of the deployment's traffic")
 
 	l := &cfg.Limits
 	f.Int(&l.MaxMessageLength, "max-message-length", def.MaxMessageLength, "largest websocket message, bytes")
@@ -117,12 +145,27 @@ func serveFlags(stderr io.Writer, cfg *config, raw *rawServe) *envFlags {
 	f.Duration(&l.CreatedAtFuture, "created-at-future", def.CreatedAtFuture, "how far in the future created_at may be")
 	f.Duration(&l.CreatedAtPast, "created-at-past", def.CreatedAtPast, "how far in the past created_at may be (0 = any age)")
 	f.Int(&l.ConnectionsPerIP, "max-connections-per-ip", def.ConnectionsPerIP, "simultaneous connections per client address")
-	f.Float64(&l.EventRate, "event-rate", def.EventRate, "sustained events per second per client address")
+	f.Float64(&l.EventRate, "event-rate", def.EventRate, "sustained events per second per client address, charged on arrival before the signature is checked")
 	f.Int(&l.EventBurst, "event-burst", def.EventBurst, "events one client address may send at once")
-	f.Float64(&l.GroupRate, "group-rate", def.GroupRate, "sustained kind 445 events per second per group (h), from all addresses together; commit-slot claims are exempt")
+	f.Float64(&l.ConnEventRate, "conn-event-rate", def.ConnEventRate, "sustained events per second per connection")
+	f.Int(&l.ConnEventBurst, "conn-event-burst", def.ConnEventBurst, "events one connection may send at once")
+	f.Float64(&l.RequestRate, "request-rate", def.RequestRate, "sustained REQ, COUNT, CLOSE and AUTH messages per second per client address")
+	f.Int(&l.RequestBurst, "request-burst", def.RequestBurst, "REQ, COUNT, CLOSE and AUTH messages one client address may send at once")
+	f.Float64(&l.ConnRequestRate, "conn-request-rate", def.ConnRequestRate, "sustained REQ, COUNT, CLOSE and AUTH messages per second per connection")
+	f.Int(&l.ConnRequestBurst, "conn-request-burst", def.ConnRequestBurst, "REQ, COUNT, CLOSE and AUTH messages one connection may send at once")
+	f.Int(&l.IPv6PrefixBits, "ipv6-prefix", def.IPv6PrefixBits, "IPv6 clients in one prefix of this many bits count as one address for every per-address limit")
+	f.Int(&l.MaxFilterValues, "max-filter-values", def.MaxFilterValues, "filter values (ids, authors, kinds, tag values; at least one per filter) in the open subscriptions of one connection")
+	f.Int(&l.MaxFilterValuesPerIP, "max-filter-values-per-ip", def.MaxFilterValuesPerIP, "filter values in the open subscriptions of all connections from one address")
+	f.Int(&l.MaxQueriesPerIP, "max-queries-per-ip", def.MaxQueriesPerIP, "stored queries (REQ until EOSE, COUNT) in flight at once from one address")
+	f.Duration(&l.CountTimeout, "count-timeout", def.CountTimeout, "longest time one COUNT may take")
+	f.Float64(&l.GroupRate, "group-rate", def.GroupRate, "sustained kind 445 events per second per group (h), from all addresses together; commit-slot claims draw from --group-claim-rate instead")
 	f.Int(&l.GroupBurst, "group-burst", def.GroupBurst, "kind 445 events one group (h) may receive at once")
 	f.Int(&l.OutboundQueue, "outbound-queue", def.OutboundQueue, "messages queued per connection before a reader that does not keep up is disconnected")
+	f.Int(&l.OutboundBytes, "outbound-bytes", def.OutboundBytes, "bytes queued per connection before a reader that does not keep up is disconnected")
+	f.Int(&l.OutboundTotalBytes, "outbound-total-bytes", def.OutboundTotalBytes, "bytes queued for all connections together; past it a reader that is behind is disconnected")
 	f.Duration(&l.WriteTimeout, "write-timeout", def.WriteTimeout, "deadline for each websocket write")
+	f.Duration(&l.PingInterval, "ping-interval", def.PingInterval, "how often each websocket connection is pinged")
+	f.Duration(&l.PongTimeout, "pong-timeout", def.PongTimeout, "how long a websocket connection may stay silent (no message, no pong) before it is dropped")
 	f.fs.Usage = func() {}
 	return f
 }
@@ -182,6 +225,9 @@ func (c config) validate() error {
 			return fmt.Errorf("--redis-url %s: want a redis:// or rediss:// URL", postgres.RedactURL(c.RedisURL))
 		}
 	}
+	if strings.ContainsAny(c.RedisPrefix, " \t\r\n") {
+		return fmt.Errorf("--redis-prefix %q: no spaces", c.RedisPrefix)
+	}
 	if c.ServiceURL != "" {
 		u, err := url.Parse(c.ServiceURL)
 		if err != nil || (u.Scheme != "ws" && u.Scheme != "wss") || u.Host == "" {
@@ -197,6 +243,14 @@ func (c config) validate() error {
 	if c.ShutdownTimeout <= 0 {
 		return fmt.Errorf("--shutdown-timeout must be positive, got %v", c.ShutdownTimeout)
 	}
+	for _, d := range []struct {
+		name string
+		v    time.Duration
+	}{{"--http-read-timeout", c.HTTPReadTimeout}, {"--http-write-timeout", c.HTTPWriteTimeout}, {"--http-idle-timeout", c.HTTPIdleTimeout}} {
+		if d.v <= 0 {
+			return fmt.Errorf("%s must be positive, got %v", d.name, d.v)
+		}
+	}
 	if c.KeyPackageSlotCap < 0 {
 		return fmt.Errorf("--keypackage-slot-cap must be 0 (no cap) or positive, got %d", c.KeyPackageSlotCap)
 	}
@@ -208,6 +262,12 @@ func (c config) validate() error {
 	}
 	if c.GroupRetention < 0 {
 		return fmt.Errorf("--group-retention must not be negative, got %v", c.GroupRetention)
+	}
+	if c.GroupClaimRate <= 0 || c.GroupClaimBurst <= 0 {
+		return fmt.Errorf("--group-claim-rate and --group-claim-burst must be positive, got %v and %d", c.GroupClaimRate, c.GroupClaimBurst)
+	}
+	if c.RedisBusRetention <= 0 {
+		return fmt.Errorf("--redis-bus-retention must be positive, got %v", c.RedisBusRetention)
 	}
 	if c.KeyPackageHandoutRate < 0 {
 		return fmt.Errorf("--keypackage-handout-rate must be 0 (no limit) or positive, got %v", c.KeyPackageHandoutRate)

@@ -8,9 +8,11 @@ import (
 	"net/netip"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
+	"github.com/burrow-relay/burrow/internal/testsvc"
 	"github.com/burrow-relay/burrow/policy"
 	"github.com/fasthttp/websocket"
 	"github.com/nbd-wtf/go-nostr"
@@ -75,6 +77,33 @@ func TestParseServeConfig(t *testing.T) {
 					t.Fatalf("limits %+v", c.Limits)
 				}
 			}},
+		{name: "abuse limits parse from flags and variables", args: []string{
+			"--conn-event-rate", "7", "--conn-event-burst", "70", "--request-rate", "8", "--request-burst", "80",
+			"--conn-request-rate", "9", "--conn-request-burst", "90", "--ipv6-prefix", "56", "--max-filter-values", "100",
+			"--max-filter-values-per-ip", "1000", "--max-queries-per-ip", "3", "--count-timeout", "2s",
+			"--outbound-bytes", "1048576", "--outbound-total-bytes", "67108864", "--ping-interval", "5s", "--pong-timeout", "20s",
+		}, env: map[string]string{"RELAY_HTTP_READ_TIMEOUT": "11s", "RELAY_HTTP_WRITE_TIMEOUT": "12s", "RELAY_HTTP_IDLE_TIMEOUT": "13s"},
+			check: func(t *testing.T, c config) {
+				l := c.Limits
+				if l.ConnEventRate != 7 || l.ConnEventBurst != 70 || l.RequestRate != 8 || l.RequestBurst != 80 ||
+					l.ConnRequestRate != 9 || l.ConnRequestBurst != 90 || l.IPv6PrefixBits != 56 || l.MaxFilterValues != 100 ||
+					l.MaxFilterValuesPerIP != 1000 || l.MaxQueriesPerIP != 3 || l.CountTimeout != 2*time.Second ||
+					l.OutboundBytes != 1<<20 || l.OutboundTotalBytes != 64<<20 || l.PingInterval != 5*time.Second || l.PongTimeout != 20*time.Second {
+					t.Fatalf("limits %+v", l)
+				}
+				if c.HTTPReadTimeout != 11*time.Second || c.HTTPWriteTimeout != 12*time.Second || c.HTTPIdleTimeout != 13*time.Second {
+					t.Fatalf("HTTP timeouts %v %v %v", c.HTTPReadTimeout, c.HTTPWriteTimeout, c.HTTPIdleTimeout)
+				}
+			}},
+		{name: "HTTP timeouts default to 30s, 30s and 60s", check: func(t *testing.T, c config) {
+			if c.HTTPReadTimeout != 30*time.Second || c.HTTPWriteTimeout != 30*time.Second || c.HTTPIdleTimeout != time.Minute {
+				t.Fatalf("HTTP timeouts %v %v %v", c.HTTPReadTimeout, c.HTTPWriteTimeout, c.HTTPIdleTimeout)
+			}
+		}},
+		{name: "zero HTTP idle timeout", args: []string{"--http-idle-timeout", "0s"}, err: "--http-idle-timeout"},
+		{name: "IPv6 prefix out of range", args: []string{"--ipv6-prefix", "0"}, err: "IPv6 prefix"},
+		{name: "pong timeout not above the ping interval", args: []string{"--ping-interval", "30s", "--pong-timeout", "30s"}, err: "ping interval"},
+		{name: "total outbound bytes below one connection's", args: []string{"--outbound-total-bytes", "1000000"}, err: "total outbound bytes"},
 		{name: "KeyPackage slot cap and evict age default to 10 and 7 days", check: func(t *testing.T, c config) {
 			if c.KeyPackageSlotCap != 10 || c.KeyPackageEvictAge != 168*time.Hour {
 				t.Fatalf("slot cap %d, evict age %v", c.KeyPackageSlotCap, c.KeyPackageEvictAge)
@@ -161,6 +190,10 @@ func TestHelpDocumentsEveryFlagWithItsVariable(t *testing.T) {
 		"--kinds", "RELAY_KINDS", "--max-limit", "RELAY_MAX_LIMIT", "--max-connections-per-ip", "--event-burst",
 		"--outbound-queue", "relay conformance", "--keypackage-slot-cap", "RELAY_KEYPACKAGE_SLOT_CAP", "--keypackage-handout", "RELAY_KEYPACKAGE_HANDOUT",
 		"--keypackage-evict-age", "RELAY_KEYPACKAGE_EVICT_AGE",
+		"--conn-event-rate", "--request-rate", "RELAY_REQUEST_BURST", "--conn-request-burst", "--ipv6-prefix", "RELAY_IPV6_PREFIX",
+		"--max-filter-values", "--max-filter-values-per-ip", "--max-queries-per-ip", "--count-timeout", "--outbound-bytes",
+		"--outbound-total-bytes", "--ping-interval", "--pong-timeout", "--http-read-timeout", "--http-write-timeout",
+		"--http-idle-timeout", "RELAY_HTTP_IDLE_TIMEOUT",
 	} {
 		if !strings.Contains(help, want) {
 			t.Errorf("--help lacks %q", want)
@@ -248,26 +281,7 @@ func TestKeyPackageHandoutEndToEnd(t *testing.T) {
 		t.Fatalf("unauthenticated hand-out: err = %v, want auth-required:", err)
 	}
 
-	authed := func(who author) *wsClient {
-		c, _, err := websocket.DefaultDialer.Dial(r.ws, nil)
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { c.Close() })
-		var challenge []string
-		if err := c.ReadJSON(&challenge); err != nil || len(challenge) != 2 || challenge[0] != "AUTH" {
-			t.Fatalf("challenge %v, %v", challenge, err)
-		}
-		ev := who.sign(t, 22242, "", nostr.Tags{{"relay", r.ws}, {"challenge", challenge[1]}}, 0)
-		if err := c.WriteJSON([]any{"AUTH", ev}); err != nil {
-			t.Fatal(err)
-		}
-		var ok []any
-		if err := c.ReadJSON(&ok); err != nil || len(ok) < 3 || ok[0] != "OK" || ok[2] != true {
-			t.Fatalf("AUTH answer %v, %v", ok, err)
-		}
-		return &wsClient{c: c}
-	}
+	authed := func(who author) *wsClient { return authedClient(t, r.ws, who) }
 	sortedIDs := func(evs []nostr.Event) []string {
 		var out []string
 		for _, ev := range evs {
@@ -316,5 +330,127 @@ func TestKeyPackageHandoutEndToEnd(t *testing.T) {
 	fetchNIP11(t, r.http, &doc)
 	if h := doc.KeyPackages.Handout; h["enabled"] != true || h["claim_ttl_seconds"] != float64(2) {
 		t.Fatalf("NIP-11 hand-out = %v", h)
+	}
+}
+
+// authedClient connects to ws and authenticates as who with NIP-42 (the
+// relay sends its challenge first).
+func authedClient(t *testing.T, ws string, who author) *wsClient {
+	t.Helper()
+	return authedClientNaming(t, ws, ws, who)
+}
+
+// authedClientNaming is authedClient for a relay whose AUTH events must
+// name relayURL (its --service-url).
+func authedClientNaming(t *testing.T, ws, relayURL string, who author) *wsClient {
+	t.Helper()
+	c, _, err := websocket.DefaultDialer.Dial(ws, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	var challenge []string
+	if err := c.ReadJSON(&challenge); err != nil || len(challenge) != 2 || challenge[0] != "AUTH" {
+		t.Fatalf("challenge %v, %v", challenge, err)
+	}
+	ev := who.sign(t, 22242, "", nostr.Tags{{"relay", relayURL}, {"challenge", challenge[1]}}, 0)
+	if err := c.WriteJSON([]any{"AUTH", ev}); err != nil {
+		t.Fatal(err)
+	}
+	var ok []any
+	if err := c.ReadJSON(&ok); err != nil || len(ok) < 3 || ok[0] != "OK" || ok[2] != true {
+		t.Fatalf("AUTH answer %v, %v", ok, err)
+	}
+	return &wsClient{c: c}
+}
+
+// TestKeyPackageHandoutAcrossInstances runs the hand-out on two relay
+// processes sharing PostgreSQL: requesters racing on both instances never
+// get one KeyPackage twice, two simultaneous REQs of one requester (one on
+// each instance) get one KeyPackage between them, and a KeyPackage
+// published as twins is handed out once.
+func TestKeyPackageHandoutAcrossInstances(t *testing.T) {
+	bin := buildRelay(t)
+	db := testsvc.Postgres(t).URL
+	var instances []string
+	for range 2 {
+		addr := freeAddr(t)
+		startProcess(t, bin, addr, "--database-url", db, "--keypackage-handout", "--keypackage-handout-rate", "0")
+		instances = append(instances, "ws://"+addr)
+	}
+	au := newAuthor(t)
+	pub, err := dial(context.Background(), instances[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pub.Close()
+	var offered []nostr.Event
+	for i := range 6 {
+		content, ref := au.keyPackage(t, false)
+		ev := au.sign(t, 30443, content, nostr.Tags{{"d", slotID(i)}, {"i", ref}, {"mls_ciphersuite", "0x0001"}, {"encoding", "base64"}}, nostr.Now()-nostr.Timestamp(60-i))
+		offered = append(offered, ev)
+	}
+	// The first KeyPackage also as a 443 twin: still one KeyPackage.
+	offered = append(offered, au.legacyTwin(t, offered[0], false, nostr.Now()-100))
+	for _, ev := range offered {
+		if ok, msg, err := pub.publish(ev, testTimeout); err != nil || !ok {
+			t.Fatalf("publish: %v %q %v", ok, msg, err)
+		}
+	}
+	f := nostr.Filter{Kinds: []int{443, 30443}, Authors: []string{au.pk}}
+	handOut := func(c *wsClient) []string {
+		evs, err := c.query(f, testTimeout)
+		if err != nil {
+			t.Error(err)
+			return nil
+		}
+		var out []string
+		for _, ev := range evs {
+			out = append(out, ev.Content) // twins share it
+		}
+		return out
+	}
+	// Four requesters on alternate instances, each asking twice at once
+	// (one REQ on each instance).
+	requesters := []author{newAuthor(t), newAuthor(t), newAuthor(t), newAuthor(t)}
+	conns := make([][2]*wsClient, len(requesters))
+	for i, who := range requesters {
+		conns[i] = [2]*wsClient{authedClient(t, instances[0], who), authedClient(t, instances[1], who)}
+	}
+	got := make([][2][]string, len(requesters))
+	var wg sync.WaitGroup
+	for i := range requesters {
+		for j := range 2 {
+			wg.Go(func() { got[i][j] = handOut(conns[i][j]) })
+		}
+	}
+	wg.Wait()
+	holder := map[string]int{}
+	for i, pair := range got {
+		if len(pair[0]) != 1 || len(pair[1]) != 1 {
+			t.Fatalf("requester %d got %d and %d KeyPackages, want one from each REQ", i, len(pair[0]), len(pair[1]))
+		}
+		if pair[0][0] != pair[1][0] {
+			t.Fatalf("requester %d got two KeyPackages from simultaneous REQs on two instances", i)
+		}
+		if other, ok := holder[pair[0][0]]; ok {
+			t.Fatalf("requesters %d and %d were handed the same KeyPackage", other, i)
+		}
+		holder[pair[0][0]] = i
+	}
+	// Six KeyPackages, four handed out: two remain for a fifth and sixth,
+	// and a seventh requester finds none (the twin is no seventh).
+	for i := range 2 {
+		kps := handOut(authedClient(t, instances[1], newAuthor(t)))
+		if len(kps) != 1 {
+			t.Fatalf("a later requester got %d KeyPackages, want 1", len(kps))
+		}
+		if other, ok := holder[kps[0]]; ok {
+			t.Fatalf("a later requester was handed requester %d's KeyPackage", other)
+		}
+		holder[kps[0]] = len(requesters) + i
+	}
+	if kps := handOut(authedClient(t, instances[0], newAuthor(t))); len(kps) != 0 {
+		t.Fatalf("the seventh requester got %d KeyPackages, want none", len(kps))
 	}
 }

@@ -103,6 +103,22 @@ func (a author) keyPackage(t testing.TB, lastResort bool) (content, ref string) 
 	return base64.StdEncoding.EncodeToString(bare), hex.EncodeToString(r)
 }
 
+// legacyTwin is a kind 443 carrying the KeyPackage of kp (a 30443 from
+// slotEvent): its twin, as clients in the 443 → 30443 transition publish
+// it. hexContent writes the content in hex with no encoding tag (legacy
+// NIP-EE), otherwise base64 with an encoding tag.
+func (a author) legacyTwin(t testing.TB, kp nostr.Event, hexContent bool, created nostr.Timestamp) nostr.Event {
+	t.Helper()
+	if !hexContent {
+		return a.sign(t, 443, kp.Content, nostr.Tags{{"encoding", "base64"}, {"mls_ciphersuite", "0x0001"}}, created)
+	}
+	raw, err := base64.StdEncoding.DecodeString(kp.Content)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return a.sign(t, 443, hex.EncodeToString(raw), nostr.Tags{{"ciphersuite", "0x0001"}}, created)
+}
+
 // slotEvent is a kind 30443 in slot d carrying a fresh KeyPackage.
 func (a author) slotEvent(t testing.TB, d string, created nostr.Timestamp) nostr.Event {
 	t.Helper()
@@ -287,21 +303,22 @@ func TestRequestToVanish(t *testing.T) {
 }
 
 func testRequestToVanish(t *testing.T, backend string) {
+	const needsServiceURL = "blocked: this relay honours a request to vanish that names a relay only when its operator has set its service URL (--service-url); send one addressed to ALL_RELAYS"
 	tests := []struct {
 		name  string
 		flags []string
-		relay string // "" means the URL the client dialled
+		relay string
+		// refusal is the answer to a request naming another relay (and,
+		// without --service-url, to one naming the URL dialled).
+		refusal string
 	}{
-		{"ALL_RELAYS", []string{"--service-url", "wss://burrow.example"}, "ALL_RELAYS"},
-		{"this relay's service URL", []string{"--service-url", "wss://burrow.example"}, "wss://burrow.example/"},
-		{"the URL dialled, without --service-url", nil, ""},
+		{"ALL_RELAYS", []string{"--service-url", "wss://burrow.example"}, "ALL_RELAYS", "invalid: request to vanish names another relay"},
+		{"this relay's service URL", []string{"--service-url", "wss://burrow.example"}, "wss://burrow.example/", "invalid: request to vanish names another relay"},
+		{"ALL_RELAYS without --service-url", nil, "ALL_RELAYS", needsServiceURL},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			r := startLive(t, backend, tt.flags...)
-			if tt.relay == "" {
-				tt.relay = r.ws
-			}
 			a, friend, stranger := newAuthor(t), newAuthor(t), newAuthor(t)
 			kp := a.slotEvent(t, slotID(0), 0)
 			note := a.sign(t, 1, "hello", nil, 0)
@@ -311,20 +328,53 @@ func testRequestToVanish(t *testing.T, backend string) {
 			for _, ev := range []nostr.Event{kp, note, wrapToA, friendNote, wrapToFriend} {
 				r.mustPublish(t, ev)
 			}
-			everything := nostr.Filter{IDs: []string{kp.ID, note.ID, wrapToA.ID, friendNote.ID, wrapToFriend.ID}}
-
-			elsewhere := a.sign(t, 62, "", nostr.Tags{{"relay", "wss://elsewhere.example"}}, 0)
-			if ok, msg, err := r.client.publish(elsewhere, testTimeout); err != nil || ok || msg != "invalid: request to vanish names another relay" {
-				t.Fatalf("vanish naming another relay: ok=%v %q %v", ok, msg, err)
+			// Gift wraps are served only to their recipient: each looks
+			// for its own.
+			name := r.ws
+			if tt.flags != nil {
+				name = tt.flags[1] // AUTH names the --service-url
 			}
-			if got := r.ids(t, everything); len(got) != 5 {
+			asA, asFriend := authedClientNaming(t, r.ws, name, a), authedClientNaming(t, r.ws, name, friend)
+			stored := func() []string {
+				t.Helper()
+				ids := r.ids(t, nostr.Filter{IDs: []string{kp.ID, note.ID, friendNote.ID}})
+				for _, q := range []struct {
+					c  *wsClient
+					id string
+				}{{asA, wrapToA.ID}, {asFriend, wrapToFriend.ID}} {
+					evs, err := q.c.query(nostr.Filter{IDs: []string{q.id}}, testTimeout)
+					if err != nil {
+						t.Fatal(err)
+					}
+					for _, ev := range evs {
+						ids = append(ids, ev.ID)
+					}
+				}
+				slices.Sort(ids)
+				return ids
+			}
+			if got := stored(); len(got) != 5 {
+				t.Fatalf("before any request %d of 5 are served", len(got))
+			}
+
+			refused := []string{"wss://elsewhere.example"}
+			if tt.flags == nil {
+				refused = append(refused, r.ws) // the Host decides nothing
+			}
+			for _, relay := range refused {
+				req := a.sign(t, 62, "", nostr.Tags{{"relay", relay}}, 0)
+				if ok, msg, err := r.client.publish(req, testTimeout); err != nil || ok || msg != tt.refusal {
+					t.Fatalf("vanish naming %s: ok=%v %q %v", relay, ok, msg, err)
+				}
+			}
+			if got := stored(); len(got) != 5 {
 				t.Fatalf("a refused request deleted events: %d left of 5", len(got))
 			}
 
 			r.mustPublish(t, a.sign(t, 62, "", nostr.Tags{{"relay", tt.relay}}, 0))
 			want := []string{friendNote.ID, wrapToFriend.ID}
 			slices.Sort(want)
-			if got := r.ids(t, everything); !slices.Equal(got, want) {
+			if got := stored(); !slices.Equal(got, want) {
 				t.Fatalf("after vanish %v remain, want only %v", got, want)
 			}
 			// An old event of the author cannot come back.
@@ -347,15 +397,28 @@ func testGiftWrapDeletedByItsRecipient(t *testing.T, backend string) {
 	wrap := sender.sign(t, 1059, "sealed", nostr.Tags{{"p", recipient.pk}}, 0)
 	r.mustPublish(t, wrap)
 
+	// Only the recipient is served the wrap (NIP-42).
+	asRecipient := authedClient(t, r.ws, recipient)
+	served := func() int {
+		t.Helper()
+		evs, err := asRecipient.query(nostr.Filter{IDs: []string{wrap.ID}}, testTimeout)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return len(evs)
+	}
+	if served() != 1 {
+		t.Fatal("the recipient is not served the wrap")
+	}
 	notMine := bystander.sign(t, 5, "", nostr.Tags{{"e", wrap.ID}, {"k", "1059"}}, 0)
 	if ok, msg, err := r.client.publish(notMine, testTimeout); err != nil || ok || !strings.HasPrefix(msg, "blocked:") {
 		t.Fatalf("a stranger's kind 5 for the wrap: ok=%v %q %v, want blocked:", ok, msg, err)
 	}
-	if got := r.ids(t, nostr.Filter{IDs: []string{wrap.ID}}); len(got) != 1 {
+	if served() != 1 {
 		t.Fatal("a stranger deleted the wrap")
 	}
 	r.mustPublish(t, recipient.sign(t, 5, "", nostr.Tags{{"e", wrap.ID}, {"k", "1059"}}, 0))
-	if got := r.ids(t, nostr.Filter{IDs: []string{wrap.ID}}); len(got) != 0 {
+	if served() != 0 {
 		t.Fatal("the recipient's kind 5 left the wrap stored")
 	}
 }
@@ -384,7 +447,7 @@ func testKeyPackageSupplyAndNIP11(t *testing.T, backend string) {
 		t.Fatal(err)
 	}
 	want := map[string]any{"pubkey": a.pk, "keypackages": float64(3), "slots": float64(2), "legacy": float64(1),
-		"last_resort": float64(2), "newest_created_at": float64(events[2].CreatedAt)}
+		"last_resort": float64(2), "distinct": float64(3), "newest_created_at": float64(events[2].CreatedAt)}
 	for k, v := range want {
 		if sup[k] != v {
 			t.Errorf("supply %s = %v, want %v", k, sup[k], v)

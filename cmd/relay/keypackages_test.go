@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"io"
 	"net/http"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -155,3 +156,64 @@ func longLivedFixture(t *testing.T) *interop.KeyPackageFixture {
 	t.Fatal("no 10-year KeyPackage fixture in interop/fixtures")
 	return nil
 }
+
+// TestKeyPackageTwinsAndResends runs, on both backends, what a client in
+// the 443 → 30443 transition does: it publishes one KeyPackage as a 30443
+// and as a 443 (hex content here, base64 there: the same KeyPackage), finds
+// both served, re-sends its current KeyPackage (answered OK true with
+// "duplicate:"), then deletes the used 30443 with a kind 5. Both twins are
+// gone, and re-sending either, or a new event carrying that KeyPackage, is
+// refused with "blocked: deleted". A marmot-ts-shaped 30443 (free-form d,
+// bare KeyPackage, encoding and relays tags, no mls_proposals) is accepted.
+func TestKeyPackageTwinsAndResends(t *testing.T) {
+	for _, backend := range []string{"sqlite", "postgres"} {
+		t.Run(backend, func(t *testing.T) {
+			r := startLive(t, backend)
+			au := newAuthor(t)
+			kp := au.slotEvent(t, slotID(0), nostr.Now()-10)
+			legacy := au.legacyTwin(t, kp, true, nostr.Now()-10)
+			publish := func(ev nostr.Event) (bool, string) {
+				t.Helper()
+				ok, msg, err := r.client.publish(ev, testTimeout)
+				if err != nil {
+					t.Fatal(err)
+				}
+				return ok, msg
+			}
+			for _, ev := range []nostr.Event{legacy, kp} {
+				if ok, msg := publish(ev); !ok {
+					t.Fatalf("publishing the kind %d twin: %q", ev.Kind, msg)
+				}
+			}
+			if got := r.ids(t, nostr.Filter{Authors: []string{au.pk}}); !slices.Equal(got, sortedIDs(kp.ID, legacy.ID)) {
+				t.Fatalf("served %v, want both twins", got)
+			}
+			for _, ev := range []nostr.Event{kp, legacy} {
+				if ok, msg := publish(ev); !ok || !strings.HasPrefix(msg, "duplicate:") {
+					t.Fatalf("re-sending the stored kind %d = %v %q, want OK true duplicate:", ev.Kind, ok, msg)
+				}
+			}
+			r.mustPublish(t, au.sign(t, 5, "", nostr.Tags{{"e", kp.ID}, {"k", "30443"}}, 0))
+			if got := r.ids(t, nostr.Filter{Authors: []string{au.pk}, Kinds: []int{443, 30443}}); len(got) != 0 {
+				t.Fatalf("after deleting the 30443, still served: %v", got)
+			}
+			for _, ev := range []nostr.Event{kp, legacy, au.legacyTwin(t, kp, false, 0)} {
+				if ok, msg := publish(ev); ok || msg != "blocked: deleted" {
+					t.Fatalf("re-sending a kind %d of the deleted KeyPackage = %v %q, want blocked: deleted", ev.Kind, ok, msg)
+				}
+			}
+
+			content, ref := au.keyPackage(t, false)
+			raw, _ := base64.StdEncoding.DecodeString(content)
+			marmotTS := au.sign(t, 30443, base64.StdEncoding.EncodeToString(raw), nostr.Tags{
+				{"d", "test-invitee-device"}, {"mls_protocol_version", "1.0"}, {"mls_ciphersuite", "0x0001"},
+				{"mls_extensions", "0xf2ee", "0x000a"}, {"encoding", "base64"}, {"i", ref}, {"client", "marmot-ts"},
+				{"relays", "wss://relay.example"}}, 0)
+			if ok, msg := publish(marmotTS); !ok {
+				t.Fatalf("a marmot-ts 30443 was refused: %q", msg)
+			}
+		})
+	}
+}
+
+func sortedIDs(ids ...string) []string { slices.Sort(ids); return ids }

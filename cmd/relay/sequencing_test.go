@@ -92,6 +92,7 @@ type seqItem struct {
 	seq      int64
 	id       string
 	released bool
+	releases string // the id in "releases", for a release's replacement
 }
 
 // orderedReader follows a since_seq subscription.
@@ -140,11 +141,14 @@ func (r *orderedReader) next(deadline time.Time) (typ string, it seqItem, reason
 			var meta struct {
 				Seq      int64 `json:"seq"`
 				Released bool  `json:"released"`
+				Releases struct {
+					ID string `json:"id"`
+				} `json:"releases"`
 			}
 			if len(frame) != 4 || json.Unmarshal(frame[2], &ev) != nil || json.Unmarshal(frame[3], &meta) != nil || meta.Seq <= 0 {
 				return "", it, "", fmt.Errorf("bad since_seq EVENT %s", data)
 			}
-			return typ, seqItem{seq: meta.Seq, id: ev.ID, released: meta.Released}, "", nil
+			return typ, seqItem{seq: meta.Seq, id: ev.ID, released: meta.Released, releases: meta.Releases.ID}, "", nil
 		case "CLOSED":
 			if len(frame) > 2 {
 				json.Unmarshal(frame[2], &reason)
@@ -456,7 +460,7 @@ func TestSlotRelease(t *testing.T) {
 			// was never stored.
 			rd := openOrdered(t, mustDial(t, r.ws), "log", h, 0, 0)
 			got := rd.expectEOSE()
-			wantLog := []seqItem{{1, holder.ID, true}, {2, replacement.ID, false}}
+			wantLog := []seqItem{{1, holder.ID, true, ""}, {2, replacement.ID, false, holder.ID}}
 			if len(got) != 2 || got[0] != wantLog[0] || got[1] != wantLog[1] {
 				t.Fatalf("log %+v, want %+v", got, wantLog)
 			}
@@ -469,8 +473,15 @@ func TestSlotRelease(t *testing.T) {
 
 func TestPipelinedEventsArriveInOrderOnBothInstances(t *testing.T) {
 	const n = 10000
-	inst := startCluster(t, 2, testsvc.Redis(t), "--event-burst", "20000")
+	inst := startCluster(t, 2, testsvc.Redis(t), "--event-burst", "20000", "--conn-event-burst", "20000")
 	h := newGroupID()
+	// Signed first: under -race on a busy machine signing takes longer
+	// than a subscriber may stay silent (--pong-timeout), and the
+	// subscribers below read only once the events stream.
+	events := make([]nostr.Event, n)
+	for i := range events {
+		events[i] = groupEvent(t, h)
+	}
 	var ordered []*orderedReader
 	var plain []*wsClient
 	for i, in := range inst {
@@ -480,10 +491,6 @@ func TestPipelinedEventsArriveInOrderOnBothInstances(t *testing.T) {
 		p := mustDial(t, in.ws)
 		plainLive(t, p, "plain", h)
 		plain = append(plain, p)
-	}
-	events := make([]nostr.Event, n)
-	for i := range events {
-		events[i] = groupEvent(t, h)
 	}
 	// Subscribers read while the events stream in (a reader that stops
 	// reading is disconnected once its queue is full, by design).

@@ -13,7 +13,6 @@ import (
 
 	"github.com/burrow-relay/burrow/keypackages"
 	"github.com/burrow-relay/burrow/ordering"
-	"github.com/burrow-relay/burrow/ordering/redisbus"
 	"github.com/burrow-relay/burrow/policy"
 	"github.com/burrow-relay/burrow/server"
 	"github.com/burrow-relay/burrow/storage"
@@ -84,13 +83,13 @@ func startRelay(ctx context.Context, cfg config, logger *slog.Logger) (*runningR
 			store.Close()
 			return nil, err
 		}
-		if seq.bus, err = redisbus.New(redisbus.Config{Client: seq.client, Logger: logger}); err != nil {
+		if seq.bus, err = openBus(ctx, cfg, store, seq.client, logger, reg); err != nil {
 			seq.close()
 			store.Close()
 			return nil, err
 		}
 	}
-	perIP, perGroup, err := limiters(cfg, seq.client, logger)
+	lim, err := limiters(cfg, seq.client, logger)
 	if err != nil {
 		seq.close()
 		store.Close()
@@ -103,28 +102,31 @@ func startRelay(ctx context.Context, cfg config, logger *slog.Logger) (*runningR
 	// Left nil when off: a typed nil would turn the hand-out on.
 	var reqHandler server.ReqHandler
 	if cfg.KeyPackageHandout {
-		kpPolicy.Handout = newHandout(cfg)
+		kpPolicy.Handout = newHandout(cfg, store.HandoutClaims())
 		reqHandler = kpPolicy.Handout
 	}
-	slots := ordering.Slots{MaxGroupContent: cfg.Limits.MaxGroupContentLength, Retention: cfg.GroupRetention}
+	slots := ordering.Slots{MaxGroupContent: cfg.Limits.MaxGroupContentLength, Retention: cfg.GroupRetention,
+		Limits: &cfg.Limits, Claims: lim.claims}
 	var fanoutErr error
 	srv, err := server.New(server.Config{
-		Name:           cfg.Name,
-		Description:    cfg.Description,
-		Version:        version,
-		ServiceURL:     cfg.ServiceURL,
-		Admins:         cfg.Admins,
-		TrustedProxies: cfg.TrustedProxies,
-		Kinds:          cfg.Kinds,
-		Limits:         cfg.Limits,
-		SaveHooks:      []server.SaveHook{kpPolicy, slots},
-		ReqHandler:     reqHandler,
-		EventLimiter:   perIP,
-		GroupLimiter:   perGroup,
-		GroupRetention: cfg.GroupRetention,
-		BroadcastVia:   seq.broadcastVia(store, logger, reg, &fanoutErr),
-		Logger:         logger,
-		Registry:       reg,
+		Name:             cfg.Name,
+		Description:      cfg.Description,
+		Version:          version,
+		ServiceURL:       cfg.ServiceURL,
+		Admins:           cfg.Admins,
+		TrustedProxies:   cfg.TrustedProxies,
+		Kinds:            cfg.Kinds,
+		Limits:           cfg.Limits,
+		SaveHooks:        []server.SaveHook{kpPolicy, slots},
+		ReqHandler:       reqHandler,
+		EventLimiter:     lim.events,
+		RequestLimiter:   lim.requests,
+		GroupLimiter:     lim.group,
+		GroupRetention:   cfg.GroupRetention,
+		BroadcastVia:     seq.broadcastVia(store, logger, reg, &fanoutErr),
+		PublishDeletions: seq.publishDeletions(),
+		Logger:           logger,
+		Registry:         reg,
 	}, store)
 	if err == nil && fanoutErr != nil {
 		srv.Shutdown(ctx)
@@ -135,7 +137,7 @@ func startRelay(ctx context.Context, cfg config, logger *slog.Logger) (*runningR
 		store.Close()
 		return nil, fmt.Errorf("server: %w", err)
 	}
-	seq.start(logger)
+	seq.start(srv, logger)
 	ln, err := net.Listen("tcp", cfg.Listen)
 	if err != nil {
 		srv.Shutdown(ctx)
@@ -144,8 +146,14 @@ func startRelay(ctx context.Context, cfg config, logger *slog.Logger) (*runningR
 		return nil, fmt.Errorf("listen on %s: %w", cfg.Listen, err)
 	}
 	r := &runningRelay{
-		Addr:   ln.Addr().String(),
-		http:   &http.Server{Handler: srv, ReadHeaderTimeout: 10 * time.Second},
+		Addr: ln.Addr().String(),
+		http: &http.Server{
+			Handler:           srv,
+			ReadHeaderTimeout: min(10*time.Second, cfg.HTTPReadTimeout),
+			ReadTimeout:       cfg.HTTPReadTimeout,
+			WriteTimeout:      cfg.HTTPWriteTimeout,
+			IdleTimeout:       cfg.HTTPIdleTimeout,
+		},
 		srv:    srv,
 		seq:    seq,
 		store:  store,
@@ -158,10 +166,10 @@ func startRelay(ctx context.Context, cfg config, logger *slog.Logger) (*runningR
 }
 
 // newHandout builds the KeyPackage hand-out from the flags. Its claims live
-// in this process: several instances behind one store would each hand out
-// the same KeyPackage until a shared keypackages.Claims (Redis) exists.
-func newHandout(cfg config) *keypackages.Handout {
-	hc := keypackages.HandoutConfig{ClaimTTL: cfg.KeyPackageClaimTTL}
+// in the store, so instances sharing a database never hand one KeyPackage
+// to two requesters, and a restart forgets no claim.
+func newHandout(cfg config, claims storage.HandoutClaims) *keypackages.Handout {
+	hc := keypackages.HandoutConfig{ClaimTTL: cfg.KeyPackageClaimTTL, Claims: claims}
 	if cfg.KeyPackageHandoutRate > 0 {
 		burst := max(1, int(cfg.KeyPackageHandoutRate))
 		hc.Limiter = policy.NewTokenBucket(cfg.KeyPackageHandoutRate/60, burst, nil)

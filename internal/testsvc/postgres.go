@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -157,22 +158,94 @@ func (r *registry) cluster(o options) (*pgCluster, error) {
 // durable server. As root the server runs as the postgres user, since
 // PostgreSQL refuses to run as root.
 func startCluster(o options) (*pgCluster, func(), error) {
-	initdb, err := findBinary("initdb", o.binDirs)
+	p, err := newPGProc(o)
 	if err != nil {
 		return nil, nil, err
 	}
+	if err := p.Start(); err != nil {
+		_ = os.RemoveAll(p.dir)
+		return nil, nil, err
+	}
+	stop := func() {
+		_ = p.Stop()
+		_ = os.RemoveAll(p.dir)
+	}
+	return &pgCluster{url: p.baseURL(), dataDir: p.dataDir}, stop, nil
+}
+
+// PGProc is a throwaway PostgreSQL cluster on a fixed loopback port that
+// a test can stop and start again ("the database restarts"), with one
+// database for the test.
+type PGProc struct {
+	bin     string
+	dir     string
+	dataDir string
+	port    int
+	attr    *syscall.SysProcAttr
+
+	mu     sync.Mutex
+	cmd    *exec.Cmd
+	exited chan struct{}
+}
+
+// PostgresServer starts a PostgreSQL cluster private to this test (not the
+// shared one, so stopping it disturbs no other test), creates a database
+// in it, and stops it when the test ends. It needs the local PostgreSQL
+// binaries even when RELAY_TEST_DATABASE_URL is set.
+func PostgresServer(t testing.TB) *PGProc {
+	t.Helper()
+	return postgresServerWith(t, defaultOptions())
+}
+
+func postgresServerWith(t testing.TB, o options) *PGProc {
+	t.Helper()
+	p, err := newPGProc(o)
+	if err == nil {
+		if err = p.Start(); err != nil {
+			_ = os.RemoveAll(p.dir)
+		}
+	}
+	if err != nil {
+		o.unavailable(t, "no throwaway PostgreSQL cluster: %v", err)
+		return nil
+	}
+	t.Cleanup(func() {
+		if err := p.Stop(); err != nil {
+			t.Errorf("testsvc: stop postgres: %v", err)
+		}
+		_ = os.RemoveAll(p.dir)
+	})
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	conn, err := pgx.Connect(ctx, p.baseURL())
+	if err != nil {
+		t.Fatalf("testsvc: %v", err)
+	}
+	defer conn.Close(context.Background())
+	if _, err := conn.Exec(ctx, "CREATE DATABASE test"); err != nil {
+		t.Fatalf("testsvc: %v", err)
+	}
+	return p
+}
+
+// newPGProc runs initdb in a new temporary directory and picks a port.
+func newPGProc(o options) (*PGProc, error) {
+	initdb, err := findBinary("initdb", o.binDirs)
+	if err != nil {
+		return nil, err
+	}
 	postgres, err := findBinary("postgres", o.binDirs)
 	if err != nil {
-		return nil, nil, err
+		return nil, err
 	}
 	sweepStale("burrow-pg-", time.Now())
 	dir, err := os.MkdirTemp("", "burrow-pg-")
 	if err != nil {
-		return nil, nil, err
+		return nil, err
 	}
-	fail := func(err error) (*pgCluster, func(), error) {
+	fail := func(err error) (*PGProc, error) {
 		_ = os.RemoveAll(dir)
-		return nil, nil, err
+		return nil, err
 	}
 	// The server user must be able to enter the directory.
 	if err := os.Chmod(dir, 0o755); err != nil {
@@ -193,52 +266,59 @@ func startCluster(o options) (*pgCluster, func(), error) {
 		}
 		attr.Credential = cred
 	}
-
 	cmd := exec.Command(initdb, "-D", dataDir, "-U", "postgres", "-A", "trust", "-E", "UTF8", "--no-locale")
 	cmd.Dir = dir
 	cmd.SysProcAttr = attr
 	if out, err := cmd.CombinedOutput(); err != nil {
 		return fail(fmt.Errorf("initdb: %w: %s", err, lastLines(string(out), 5)))
 	}
-
 	port, err := freePort()
 	if err != nil {
 		return fail(err)
 	}
-	logPath := filepath.Join(dir, "postgres.log")
-	logFile, err := os.Create(logPath)
+	return &PGProc{bin: postgres, dir: dir, dataDir: dataDir, port: port, attr: attr}, nil
+}
+
+// baseURL is the cluster's postgres database, for administration.
+func (p *PGProc) baseURL() string {
+	return fmt.Sprintf("postgres://postgres@127.0.0.1:%d/postgres?sslmode=disable", p.port)
+}
+
+// URL is the test's database in the cluster.
+func (p *PGProc) URL() string {
+	return fmt.Sprintf("postgres://postgres@127.0.0.1:%d/test?sslmode=disable", p.port)
+}
+
+// Start starts the server on its port and waits until it accepts
+// connections. It does nothing if the server runs.
+func (p *PGProc) Start() error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.cmd != nil {
+		return nil
+	}
+	logPath := filepath.Join(p.dir, "postgres.log")
+	logFile, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
 	if err != nil {
-		return fail(err)
+		return err
 	}
 	defer logFile.Close()
-	cmd = exec.Command(postgres, "-D", dataDir, "-p", strconv.Itoa(port),
+	cmd := exec.Command(p.bin, "-D", p.dataDir, "-p", strconv.Itoa(p.port),
 		"-c", "listen_addresses=127.0.0.1",
 		"-c", "unix_socket_directories=",
 		"-c", "max_connections=200")
-	cmd.Dir = dir
+	cmd.Dir = p.dir
 	cmd.Stdout, cmd.Stderr = logFile, logFile
-	cmd.SysProcAttr = attr
+	cmd.SysProcAttr = p.attr
 	if err := cmd.Start(); err != nil {
-		return fail(fmt.Errorf("start postgres: %w", err))
+		return fmt.Errorf("start postgres: %w", err)
 	}
 	exited := make(chan struct{})
 	go func() { _ = cmd.Wait(); close(exited) }()
-	stop := func() {
-		_ = cmd.Process.Signal(syscall.SIGINT) // fast shutdown
-		select {
-		case <-exited:
-		case <-time.After(15 * time.Second):
-			_ = cmd.Process.Kill()
-			<-exited
-		}
-		_ = os.RemoveAll(dir)
-	}
-
-	u := fmt.Sprintf("postgres://postgres@127.0.0.1:%d/postgres?sslmode=disable", port)
 	deadline := time.Now().Add(60 * time.Second)
 	for {
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-		conn, err := pgx.Connect(ctx, u)
+		conn, err := pgx.Connect(ctx, p.baseURL())
 		cancel()
 		if err == nil {
 			_ = conn.Close(context.Background())
@@ -247,16 +327,39 @@ func startCluster(o options) (*pgCluster, func(), error) {
 		select {
 		case <-exited:
 			log, _ := os.ReadFile(logPath)
-			stop()
-			return nil, nil, fmt.Errorf("postgres exited: %s", lastLines(string(log), 5))
+			return fmt.Errorf("postgres exited (port %d taken?): %s", p.port, lastLines(string(log), 5))
 		case <-time.After(100 * time.Millisecond):
 		}
 		if time.Now().After(deadline) {
-			stop()
-			return nil, nil, fmt.Errorf("postgres did not accept connections within 60s: %w", err)
+			_ = cmd.Process.Kill()
+			<-exited
+			return fmt.Errorf("postgres did not accept connections within 60s: %w", err)
 		}
 	}
-	return &pgCluster{url: u, dataDir: dataDir}, stop, nil
+	p.cmd, p.exited = cmd, exited
+	return nil
+}
+
+// Stop stops the server with a fast shutdown (open sessions are ended,
+// committed data is kept) and waits for it to exit. It does nothing if the
+// server is stopped.
+func (p *PGProc) Stop() error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.cmd == nil {
+		return nil
+	}
+	_ = p.cmd.Process.Signal(syscall.SIGINT)
+	var err error
+	select {
+	case <-p.exited:
+	case <-time.After(15 * time.Second):
+		_ = p.cmd.Process.Kill()
+		<-p.exited
+		err = errors.New("postgres ignored SIGINT; killed")
+	}
+	p.cmd, p.exited = nil, nil
+	return err
 }
 
 func postgresCredential() (*syscall.Credential, error) {

@@ -2,6 +2,7 @@ package testsvc
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -9,6 +10,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -363,5 +365,53 @@ func TestSweepStale(t *testing.T) {
 		if kept := err == nil; kept != tc.wantKept {
 			t.Errorf("%s: kept = %v, want %v", tc.name, kept, tc.wantKept)
 		}
+	}
+}
+
+// TestPostgresServerStopStart: a private cluster serves its database,
+// refuses connections while stopped, and serves the same data after
+// Start.
+func TestPostgresServerStopStart(t *testing.T) {
+	p := PostgresServer(t)
+	ctx := context.Background()
+	exec := func(sql string) error {
+		c, err := pgx.Connect(ctx, p.URL())
+		if err != nil {
+			return err
+		}
+		defer c.Close(ctx)
+		_, err = c.Exec(ctx, sql)
+		return err
+	}
+	if err := exec(`CREATE TABLE kept (v int); INSERT INTO kept VALUES (42)`); err != nil {
+		t.Fatal(err)
+	}
+	if err := p.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	if err := exec(`SELECT 1`); err == nil {
+		t.Fatal("connected to a stopped server")
+	}
+	if err := p.Start(); err != nil {
+		t.Fatal(err)
+	}
+	c, err := pgx.Connect(ctx, p.URL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close(ctx)
+	var v int
+	if err := c.QueryRow(ctx, `SELECT v FROM kept`).Scan(&v); err != nil || v != 42 {
+		t.Fatalf("after a restart: %d, %v", v, err)
+	}
+}
+
+// TestSmallFSFillsUp: the file system SmallFS mounts refuses writes past
+// its size with ENOSPC.
+func TestSmallFSFillsUp(t *testing.T) {
+	dir := SmallFS(t, "1m")
+	err := os.WriteFile(filepath.Join(dir, "big"), make([]byte, 2<<20), 0o600)
+	if !errors.Is(err, syscall.ENOSPC) {
+		t.Fatalf("writing 2 MiB into 1 MiB: %v, want ENOSPC", err)
 	}
 }

@@ -2,23 +2,32 @@ package redisbus
 
 import (
 	"context"
+	"strconv"
 	"time"
+
+	"github.com/redis/go-redis/v9"
 )
 
-// publishLoop sends queued frames until Close. After a failed send it waits
-// with backoff, dropping what arrives meanwhile: a live message that waited
-// out an outage is stale, since receivers refill from storage anyway, and
-// dropping keeps memory bounded and the counter honest.
+// publishLoop writes queued frames to the stream until Close, in order. A
+// batch that could not be written is written again, with backoff, until
+// Redis takes it: frames wait in the queue meanwhile (Publish drops what
+// does not fit). Every beatEvery it queues a heartbeat if frames were
+// numbered since the last one.
 func (b *Bus) publishLoop() {
 	defer b.wg.Done()
 	defer close(b.pubDone)
 	defer b.dropQueued()
 	batch := make([][]byte, 0, maxBatch)
-	backoff := minBackoff
+	beat := time.NewTicker(beatEvery)
+	defer beat.Stop()
+	var lastBeat uint64
 	for {
 		select {
 		case <-b.ctx.Done():
 			return
+		case <-beat.C:
+			lastBeat = b.beat(lastBeat)
+			continue
 		case f := <-b.queue:
 			b.queuedBytes.Add(-int64(len(f)))
 			batch = append(batch[:0], f)
@@ -33,59 +42,47 @@ func (b *Bus) publishLoop() {
 				break fill
 			}
 		}
-		if err := b.send(batch); err != nil {
-			b.dropped.Add(uint64(len(batch)))
+		backoff := minBackoff
+		for {
+			err := b.send(batch)
+			if err == nil {
+				break
+			}
 			if b.ctx.Err() != nil {
+				b.dropped.Add(uint64(len(batch)))
 				return
 			}
 			b.pubDown.Store(true)
 			b.outageBegins("publish", err)
-			if !b.waitDropping(backoff) {
+			t := time.NewTimer(backoff)
+			select {
+			case <-b.ctx.Done():
+				t.Stop()
+				b.dropped.Add(uint64(len(batch)))
 				return
+			case <-t.C:
 			}
 			backoff = min(2*backoff, maxBackoff)
-			continue
 		}
-		backoff = minBackoff
 		if b.pubDown.CompareAndSwap(true, false) {
 			b.outageEnds("publish")
 		}
 	}
 }
 
-// send publishes batch, pipelined when it holds more than one frame.
+// send appends batch to the stream in one pipelined round trip, trimming
+// entries older than the retention. A retry after a failure may write
+// some frames twice; receivers skip numbers they have seen.
 func (b *Bus) send(batch [][]byte) error {
 	ctx, cancel := context.WithTimeout(b.ctx, opTimeout)
 	defer cancel()
-	if len(batch) == 1 {
-		return b.client.Publish(ctx, b.channel, batch[0]).Err()
-	}
+	minID := strconv.FormatInt(time.Now().Add(-b.retention).UnixMilli(), 10) + "-0"
 	pipe := b.client.Pipeline()
 	for _, f := range batch {
-		pipe.Publish(ctx, b.channel, f)
+		pipe.XAdd(ctx, &redis.XAddArgs{Stream: b.stream, MinID: minID, Approx: true, Values: []any{"f", f}})
 	}
 	_, err := pipe.Exec(ctx)
 	return err
-}
-
-// waitDropping waits d, or until the subscriber sees Redis again, dropping
-// queued frames; false means Close came.
-func (b *Bus) waitDropping(d time.Duration) bool {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	for {
-		select {
-		case <-b.ctx.Done():
-			return false
-		case <-t.C:
-			return true
-		case <-b.wake:
-			return true
-		case f := <-b.queue:
-			b.queuedBytes.Add(-int64(len(f)))
-			b.dropped.Add(1)
-		}
-	}
 }
 
 // dropQueued counts what Close left in the queue.
@@ -98,22 +95,5 @@ func (b *Bus) dropQueued() {
 		default:
 			return
 		}
-	}
-}
-
-// outageBegins logs the first failure of an outage, whichever direction
-// sees it first. The error text names the connection problem, never event
-// data.
-func (b *Bus) outageBegins(side string, err error) {
-	if b.outage.CompareAndSwap(false, true) {
-		b.log.Warn("redisbus: Redis unreachable; cross-instance live delivery paused, receivers will refill from storage",
-			"side", side, "err", err)
-	}
-}
-
-// outageEnds logs the end of an outage once.
-func (b *Bus) outageEnds(side string) {
-	if b.outage.CompareAndSwap(true, false) {
-		b.log.Info("redisbus: Redis reachable again", "side", side)
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -23,8 +24,8 @@ func TestMain(m *testing.M) { testsvc.Main(m) }
 func client(t *testing.T, url string) *redis.Client { return testsvc.RedisClient(t, url) }
 
 // event returns a kind 445 event of group h by pk with a correct id and a
-// placeholder sig: the bus checks the id, not the signature, and signing
-// thousands of events under -race takes seconds.
+// placeholder sig: the bus checks the id and the frame's MAC, not the
+// signature, and signing thousands of events under -race takes seconds.
 func event(pk, h string, i int) *nostr.Event {
 	ev := &nostr.Event{
 		PubKey:    pk,
@@ -49,25 +50,49 @@ func newPK() string {
 type running struct {
 	*Bus
 	got     chan Message
+	losses  atomic.Int32
 	stop    context.CancelFunc
 	runDone chan error
 }
 
-func start(t *testing.T, c *redis.Client, queue int) *running {
+// start runs a bus of the test's deployment (its stream, testKey) on c.
+func start(t *testing.T, c *redis.Client, cfg Config) *running {
 	t.Helper()
-	b, err := New(Config{Client: c, Channel: "test:" + t.Name(), QueueSize: queue})
+	cfg.Client = c
+	if cfg.Stream == "" {
+		cfg.Stream = "test:" + t.Name()
+	}
+	if cfg.Key == nil {
+		cfg.Key = testKey
+	}
+	return run(t, cfg, nil)
+}
+
+// run starts Run on a new Bus; deliver, if set, is called before a
+// message is passed on (it may block, holding the reader).
+func run(t *testing.T, cfg Config, deliver func(Message)) *running {
+	t.Helper()
+	b, err := New(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	r := &running{Bus: b, got: make(chan Message, 20000), stop: cancel, runDone: make(chan error, 1)}
-	go func() { r.runDone <- b.Run(ctx, func(m Message) { r.got <- m }) }()
+	b.OnLoss(func() { r.losses.Add(1) })
+	go func() {
+		r.runDone <- b.Run(ctx, func(m Message) {
+			if deliver != nil {
+				deliver(m)
+			}
+			r.got <- m
+		})
+	}()
 	t.Cleanup(func() {
 		cancel()
 		_ = b.Close()
 		<-r.runDone
 	})
-	waitFor(t, 10*time.Second, "subscription", b.Connected)
+	waitFor(t, 10*time.Second, "reading the stream", b.Connected)
 	return r
 }
 
@@ -93,9 +118,14 @@ func recv(t *testing.T, ch <-chan Message, d time.Duration) Message {
 	}
 }
 
-func TestNewRejectsNilClient(t *testing.T) {
-	if _, err := New(Config{}); err == nil {
-		t.Fatal("New without a client succeeded")
+func TestNewRejectsBadConfig(t *testing.T) {
+	c := redis.NewClient(&redis.Options{Addr: "127.0.0.1:1"})
+	defer c.Close()
+	for _, cfg := range []Config{{Key: testKey}, {Client: c}, {Client: c, Key: []byte("short")}} {
+		if b, err := New(cfg); err == nil {
+			b.Close()
+			t.Fatalf("New(%+v) succeeded", cfg)
+		}
 	}
 }
 
@@ -103,7 +133,7 @@ func TestNewRejectsNilClient(t *testing.T) {
 // publish order, and never their own.
 func TestTwoBusesDeliverInOrder(t *testing.T) {
 	c := client(t, testsvc.Redis(t))
-	a, b := start(t, c, 0), start(t, c, 0)
+	a, b := start(t, c, Config{}), start(t, c, Config{})
 	pkA, pkB := newPK(), newPK()
 	const n = 1000
 	evA, evB := make([]*nostr.Event, n), make([]*nostr.Event, n)
@@ -138,22 +168,21 @@ func TestTwoBusesDeliverInOrder(t *testing.T) {
 			}
 		}
 	}
-	if d := a.Dropped() + b.Dropped(); d != 0 {
-		t.Fatalf("Dropped = %d with Redis up", d)
+	if d := a.Dropped() + b.Dropped() + a.Missed() + b.Missed() + a.Rejected() + b.Rejected(); d != 0 {
+		t.Fatalf("dropped, missed or rejected %d with Redis up", d)
 	}
 }
 
-// A bus alone on the channel receives nothing of its own: a marker from a
-// second bus, sent after Redis has taken all of the first's messages,
-// is the first thing delivered.
+// A bus alone on the stream receives nothing of its own: a marker from a
+// second bus, written after all of the first's messages, is the first
+// thing delivered.
 func TestSkipsOwn(t *testing.T) {
 	c := client(t, testsvc.Redis(t))
-	a, other := start(t, c, 0), start(t, c, 0)
+	a, other := start(t, c, Config{}), start(t, c, Config{})
 	pk := newPK()
 	for i := range 100 {
 		a.Publish(Message{Event: event(pk, "aa", i)})
 	}
-	// other receiving a's last message means Redis has published them all.
 	for range 100 {
 		recv(t, other.got, 10*time.Second)
 	}
@@ -164,24 +193,31 @@ func TestSkipsOwn(t *testing.T) {
 	}
 }
 
-func TestGarbageIgnored(t *testing.T) {
+// TestUnauthenticatedFramesAreNeverDelivered (issue 14 item 9): whatever
+// else lands on the stream (garbage, frames of the earlier unauthenticated
+// versions, a frame made by hand around an event with an all-zero
+// signature, another deployment's frames under its own key) is counted
+// and not delivered; the deployment's own frames still are.
+func TestUnauthenticatedFramesAreNeverDelivered(t *testing.T) {
 	c := client(t, testsvc.Redis(t))
-	a, other := start(t, c, 0), start(t, c, 0)
+	a, other := start(t, c, Config{}), start(t, c, Config{})
 	pk := newPK()
-	good, err := encode([idLen]byte{9}, Message{Event: event(pk, "aa", 1), Seq: 3})
-	if err != nil {
-		t.Fatal(err)
-	}
+	forged := event(pk, "aa", 7)
+	forged.Sig = strings.Repeat("0", 128)
+	body, _ := forged.MarshalJSON()
+	v2 := append(append([]byte{frameVersionV2, 1, 2, 3, 4, 5, 6, 7, 8}, 1, 0), body...)
+	otherDeployment, _ := encodeEvent([]byte("another deployment's key 0123456"), [idLen]byte{5}, 1, Message{Event: forged, Seq: 1})
+	good, _ := encodeEvent(testKey, [idLen]byte{9}, 1, Message{Event: forged, Seq: 1})
 	garbage := [][]byte{
 		{},
 		[]byte("hello"),
-		append([]byte{2}, good[1:]...), // unknown version
-		good[:len(good)-1],             // truncated JSON
-		append(good[:1+idLen:1+idLen], 0xff, 0xff), // unterminated varint
-		[]byte(`{"i":"x","s":1,"e":{}}`),
+		v2,
+		otherDeployment,
+		good[:len(good)-1],                   // MAC cut short
+		append(append([]byte{}, good...), 0), // a byte added
 	}
 	for _, g := range garbage {
-		if err := c.Publish(context.Background(), a.channel, g).Err(); err != nil {
+		if err := c.XAdd(context.Background(), &redis.XAddArgs{Stream: a.stream, Values: []any{"f", g}}).Err(); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -191,78 +227,146 @@ func TestGarbageIgnored(t *testing.T) {
 	if m.Event.ID != marker.ID || m.Seq != 4 {
 		t.Fatalf("got seq %d id %s, want the marker", m.Seq, m.Event.ID)
 	}
-	if g := a.garbage.Load(); g != uint64(len(garbage)) {
-		t.Fatalf("garbage counter = %d, want %d", g, len(garbage))
+	if r := a.Rejected(); r != uint64(len(garbage)) {
+		t.Fatalf("Rejected = %d, want %d", r, len(garbage))
 	}
 }
 
-// With the server stopped, Publish returns at once and counts drops; when
-// it is back the hook fires and messages flow again.
+// TestDeploymentsDoNotMix: two deployments on one Redis server, each with
+// its own stream and key, never see each other's events, even when one
+// is misconfigured onto the other's stream.
+func TestDeploymentsDoNotMix(t *testing.T) {
+	c := client(t, testsvc.Redis(t))
+	keyB := []byte("deployment B's key, 32 bytes....")
+	a1, a2 := start(t, c, Config{Stream: "a:bus"}), start(t, c, Config{Stream: "a:bus"})
+	b1 := start(t, c, Config{Stream: "b:bus", Key: keyB})
+	intruder := start(t, c, Config{Stream: "a:bus", Key: keyB}) // B's key on A's stream
+	pk := newPK()
+	b1.Publish(Message{Event: event(pk, "bb", 1)})
+	intruder.Publish(Message{Event: event(pk, "bb", 2)})
+	mine := event(pk, "aa", 3)
+	a2.Publish(Message{Event: mine})
+	if m := recv(t, a1.got, 10*time.Second); m.Event.ID != mine.ID {
+		t.Fatalf("deployment A delivered %s, want only its own event", m.Event.ID)
+	}
+	waitFor(t, 10*time.Second, "the intruder's frame rejected", func() bool { return a1.Rejected() == 1 })
+	select {
+	case m := <-b1.got:
+		t.Fatalf("deployment B delivered %s from A's stream", m.Event.ID)
+	case <-time.After(300 * time.Millisecond):
+	}
+}
+
+// TestRedisDownAndBack: while Redis is down, Publish returns at once and
+// frames wait in the queue; what fits is written when Redis is back and
+// read by the other instance, in order, and what did not fit is counted
+// on both sides (Dropped by the sender, Missed by the receiver, which
+// calls its OnLoss hooks).
 func TestRedisDownAndBack(t *testing.T) {
 	srv := testsvc.RedisServer(t)
-	a := start(t, client(t, srv.URL()), 100)
-	b := start(t, client(t, srv.URL()), 100)
-	var reconnects atomic.Int32
-	a.OnReconnect(func() { reconnects.Add(1) })
+	a := start(t, client(t, srv.URL()), Config{QueueSize: 100})
+	b := start(t, client(t, srv.URL()), Config{})
 	pk := newPK()
-	ev := event(pk, "aa", 1)
+	a.Publish(Message{Event: event(pk, "aa", 0), Seq: 1})
+	recv(t, b.got, 10*time.Second) // b knows a's numbers from here on
 
 	if err := srv.Stop(); err != nil {
 		t.Fatal(err)
 	}
 	waitFor(t, 10*time.Second, "Connected false", func() bool { return !a.Connected() })
-	const n = 10_000
+	const n = 1000
 	began := time.Now()
-	for range n {
-		a.Publish(Message{Event: ev, Seq: 1})
+	for i := 1; i <= n; i++ {
+		a.Publish(Message{Event: event(pk, "aa", i), Seq: int64(i + 1)})
 	}
 	if d := time.Since(began); d > 2*time.Second {
 		t.Fatalf("%d publishes with Redis down took %v", n, d)
 	}
-	waitFor(t, 20*time.Second, "all publishes counted as dropped", func() bool { return a.Dropped() == n })
-	if reconnects.Load() != 0 {
-		t.Fatal("OnReconnect fired while Redis is down")
-	}
-
 	if err := srv.Start(); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, 20*time.Second, "OnReconnect", func() bool { return reconnects.Load() == 1 })
-	waitFor(t, 20*time.Second, "b resubscribed", b.Connected)
-	// The publisher may still be in its backoff, dropping, so keep sending
-	// until one arrives.
-	fresh := event(pk, "aa", 2)
+	waitFor(t, 20*time.Second, "b reading again", b.Connected)
+	// The queue held the first frames (one more may wait in the publisher's
+	// hands); the rest were dropped.
+	var got []int64
+	for len(got) < n-int(a.Dropped()) {
+		got = append(got, recv(t, b.got, 20*time.Second).Seq)
+	}
+	for i, s := range got {
+		if s != int64(i+2) {
+			t.Fatalf("after the outage b got seqs %v..., want 2, 3, ... in order", got[:min(len(got), i+1)])
+		}
+	}
+	if a.Dropped() == 0 {
+		t.Fatal("nothing was dropped with a 100-frame queue and 1,000 frames")
+	}
+	// The next frame, or the heartbeat, tells b how many it missed.
+	last := event(pk, "aa", n+1)
+	a.Publish(Message{Event: last, Seq: int64(n + 2)})
+	if m := recv(t, b.got, 20*time.Second); m.Event.ID != last.ID {
+		t.Fatalf("got %s, want the last event", m.Event.ID)
+	}
+	if b.Missed() != a.Dropped() || b.losses.Load() == 0 {
+		t.Fatalf("b missed %d (losses reported %d), a dropped %d", b.Missed(), b.losses.Load(), a.Dropped())
+	}
+}
+
+// TestAReceiverBehindReadsOnOrCountsWhatWasTrimmed: a receiver that stops
+// reading for a while reads on from where it stopped; frames the stream
+// trimmed meanwhile (older than the retention) are counted as missed,
+// exactly, and reported, so delivered plus missed is all that was sent.
+// A trailing loss is revealed by the sender's heartbeat.
+func TestAReceiverBehindReadsOnOrCountsWhatWasTrimmed(t *testing.T) {
+	c := client(t, testsvc.Redis(t))
+	stream := "test:" + t.Name()
+	a := start(t, c, Config{Stream: stream, Retention: 50 * time.Millisecond})
+	hold := make(chan struct{})
+	var once sync.Once
+	b := run(t, Config{Client: c, Stream: stream, Key: testKey}, func(Message) { once.Do(func() { <-hold }) })
+	pk := newPK()
+	const n = 2000
+	a.Publish(Message{Event: event(pk, "aa", 0), Seq: 1}) // b holds here
+	waitFor(t, 10*time.Second, "the first frame written", func() bool { return c.XLen(context.Background(), stream).Val() >= 1 })
+	for i := 1; i < n; i++ {
+		a.Publish(Message{Event: event(pk, "aa", i), Seq: int64(i + 1)})
+		if i%500 == 0 {
+			time.Sleep(200 * time.Millisecond) // older frames pass the retention
+		}
+	}
+	waitFor(t, 10*time.Second, "the stream trimmed", func() bool { return c.XLen(context.Background(), stream).Val() < n })
+	close(hold)
+	delivered := 1
 	deadline := time.Now().Add(20 * time.Second)
-	for {
-		a.Publish(Message{Event: fresh, Seq: 2})
+	for uint64(delivered)+b.Missed() < n {
 		select {
-		case m := <-b.got:
-			if m.Event.ID != fresh.ID {
-				t.Fatalf("got %s after restart, want the fresh event", m.Event.ID)
-			}
+		case <-b.got:
+			delivered++
 		case <-time.After(50 * time.Millisecond):
 			if time.Now().After(deadline) {
-				t.Fatal("no message flows after Redis came back")
+				t.Fatalf("delivered %d and missed %d of %d", delivered, b.Missed(), n)
 			}
-			continue
 		}
-		break
 	}
-	waitFor(t, 10*time.Second, "a Connected", a.Connected)
+	if b.Missed() == 0 || b.losses.Load() == 0 {
+		t.Fatalf("nothing counted as missed (%d delivered), losses %d", delivered, b.losses.Load())
+	}
+	if uint64(delivered)+b.Missed() != n {
+		t.Fatalf("delivered %d + missed %d != %d", delivered, b.Missed(), n)
+	}
 }
 
 // Close and the end of Run's context leave no goroutine of the Bus behind,
 // and later Publish calls are dropped, not sent or panicking.
 func TestStopLeavesNothingRunning(t *testing.T) {
 	c := client(t, testsvc.Redis(t))
-	b, err := New(Config{Client: c})
+	b, err := New(Config{Client: c, Key: testKey})
 	if err != nil {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	runDone := make(chan error, 1)
 	go func() { runDone <- b.Run(ctx, func(Message) {}) }()
-	waitFor(t, 10*time.Second, "subscription", b.Connected)
+	waitFor(t, 10*time.Second, "reading the stream", b.Connected)
 	if err := b.Run(ctx, func(Message) {}); err == nil {
 		t.Fatal("a second concurrent Run succeeded")
 	}
@@ -299,7 +403,7 @@ func TestStopLeavesNothingRunning(t *testing.T) {
 // bound is in bytes because group events can be hundreds of KiB.
 func TestQueueBytesBound(t *testing.T) {
 	c := client(t, testsvc.Redis(t))
-	b, err := New(Config{Client: c, Channel: "test:" + t.Name(), QueueBytes: 1 << 10})
+	b, err := New(Config{Client: c, Key: testKey, Stream: "test:" + t.Name(), QueueBytes: 1 << 10})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -314,5 +418,39 @@ func TestQueueBytesBound(t *testing.T) {
 	b.Publish(Message{Event: event(newPK(), newPK(), 2), Seq: 2})
 	if got := b.Dropped(); got != 1 {
 		t.Fatalf("Dropped = %d after a small message, want still 1", got)
+	}
+}
+
+// TestDeletionNoticesCross: deletion notices reach the other instances in
+// order with the events around them, long lists split into several.
+func TestDeletionNoticesCross(t *testing.T) {
+	c := client(t, testsvc.Redis(t))
+	a, b := start(t, c, Config{}), start(t, c, Config{})
+	pk := newPK()
+	before, after := event(pk, "aa", 1), event(pk, "aa", 2)
+	ids := make([]string, MaxDeletedPerMessage+5)
+	for i := range ids {
+		ids[i] = fmt.Sprintf("%064x", i+1)
+	}
+	a.Publish(Message{Event: before})
+	a.Publish(Message{Deleted: ids})
+	a.Publish(Message{Event: after})
+	a.Publish(Message{}) // neither an event nor deletions: dropped, never sent
+	if m := recv(t, b.got, 10*time.Second); m.Event == nil || m.Event.ID != before.ID {
+		t.Fatalf("first message %+v, want the event before the notice", m)
+	}
+	var got []string
+	for len(got) < len(ids) {
+		m := recv(t, b.got, 10*time.Second)
+		if m.Event != nil || len(m.Deleted) == 0 || len(m.Deleted) > MaxDeletedPerMessage {
+			t.Fatalf("got %+v, want a deletion notice", m)
+		}
+		got = append(got, m.Deleted...)
+	}
+	if !slices.Equal(got, ids) {
+		t.Fatalf("the notices carried %d ids, not the %d published in order", len(got), len(ids))
+	}
+	if m := recv(t, b.got, 10*time.Second); m.Event == nil || m.Event.ID != after.ID {
+		t.Fatalf("then %+v, want the event after the notice", m)
 	}
 }

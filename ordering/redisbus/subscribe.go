@@ -3,24 +3,22 @@ package redisbus
 import (
 	"context"
 	"errors"
-	"net"
 	"time"
 
 	"github.com/redis/go-redis/v9"
 )
 
-// errNoPong means the connection stayed silent through a ping: treated as
-// lost, since a half-open TCP connection would otherwise hang forever.
-var errNoPong = errors.New("redisbus: no answer to ping")
-
-// Run subscribes to the channel and calls deliver, from this goroutine and
-// in the order received, for each message from another instance; the Bus's
-// own messages and undecodable ones are skipped. deliver should be quick:
-// while it runs nothing is read, and Redis disconnects a subscriber that
-// falls far behind (which Run then treats as an outage). When the
-// subscription fails Run retries with backoff and calls the OnReconnect
-// hooks once it is back. Run returns nil when ctx ends; only one Run may be
-// active per Bus.
+// Run reads the stream and calls deliver, from this goroutine and in
+// stream order, for each authenticated event frame of another instance;
+// the Bus's own frames, heartbeats, and frames that fail authentication or
+// decoding are not delivered (the last are counted by Rejected). It starts
+// after the stream's newest entry, and goes on from the last entry read
+// after any failure, so an outage shorter than the stream's retention
+// loses nothing. A jump in another instance's frame numbers is counted
+// (Missed) and calls the OnLoss hooks, as does the first read after Run
+// could not read at first. deliver should be quick: while it runs nothing
+// is read. Run returns nil when ctx ends; only one Run may be active per
+// Bus.
 func (b *Bus) Run(ctx context.Context, deliver func(Message)) error {
 	if !b.running.CompareAndSwap(false, true) {
 		return errors.New("redisbus: Run is already running")
@@ -29,29 +27,32 @@ func (b *Bus) Run(ctx context.Context, deliver func(Message)) error {
 	b.wg.Add(1)
 	defer b.wg.Done()
 
+	r := &reader{bus: b, deliver: deliver, senders: make(map[[idLen]byte]*sender)}
 	backoff := minBackoff
-	lost := false // a subscription failed since Run began
+	failedFirst := false
 	for ctx.Err() == nil {
-		up := func() {
-			b.subscribed.Store(true)
-			backoff = minBackoff
-			// Redis answers again: the publisher may stop backing off.
-			b.pubDown.Store(false)
-			select {
-			case b.wake <- struct{}{}:
-			default:
+		err := r.readOnce(ctx)
+		if err == nil {
+			if !b.subscribed.Swap(true) {
+				backoff = minBackoff
+				// Redis answers again: the publisher may stop backing off.
+				b.outageEnds("subscribe")
+				if failedFirst {
+					// Frames written before the start position was known
+					// were never read.
+					failedFirst = false
+					b.fireLoss()
+				}
 			}
-			b.outageEnds("subscribe")
-			if lost {
-				b.fireReconnect()
-			}
+			continue
 		}
-		err := b.subscribeOnce(ctx, deliver, up)
 		b.subscribed.Store(false)
 		if ctx.Err() != nil {
 			break
 		}
-		lost = true
+		if r.last == "" {
+			failedFirst = true
+		}
 		b.outageBegins("subscribe", err)
 		t := time.NewTimer(backoff)
 		select {
@@ -64,69 +65,106 @@ func (b *Bus) Run(ctx context.Context, deliver func(Message)) error {
 	return nil
 }
 
-// subscribeOnce holds one subscription until it fails or ctx ends, calling
-// up when Redis confirms it.
-func (b *Bus) subscribeOnce(ctx context.Context, deliver func(Message), up func()) error {
-	ps := b.client.Subscribe(ctx)
-	defer ps.Close()
-	// Closing the PubSub is what interrupts a blocked read when ctx ends.
-	stop := context.AfterFunc(ctx, func() { _ = ps.Close() })
-	defer stop()
+// reader is Run's state: the last stream entry read and each sender's
+// last frame number.
+type reader struct {
+	bus     *Bus
+	deliver func(Message)
+	last    string // stream id of the last entry read; "" before the first read
+	senders map[[idLen]byte]*sender
+	pruned  time.Time
+}
 
-	sctx, cancel := context.WithTimeout(ctx, opTimeout)
-	err := ps.Subscribe(sctx, b.channel)
-	cancel()
+type sender struct {
+	num  uint64
+	seen time.Time
+}
+
+// readOnce reads the next batch of entries (waiting up to readBlock for
+// one) and handles them.
+func (r *reader) readOnce(ctx context.Context) error {
+	b := r.bus
+	if r.last == "" {
+		// Start after the newest entry: what was written before this
+		// instance started is in storage already.
+		last, err := b.client.XRevRangeN(ctx, b.stream, "+", "-", 1).Result()
+		if err != nil {
+			return err
+		}
+		r.last = "0-0"
+		if len(last) == 1 {
+			r.last = last[0].ID
+		}
+	}
+	streams, err := b.client.XRead(ctx, &redis.XReadArgs{
+		Streams: []string{b.stream, r.last}, Count: readBatch, Block: readBlock,
+	}).Result()
+	if errors.Is(err, redis.Nil) {
+		return nil // nothing new within readBlock
+	}
 	if err != nil {
 		return err
 	}
-	pinged := false
-	for {
-		msg, err := ps.ReceiveTimeout(ctx, healthEvery)
-		if err != nil {
-			if ctx.Err() != nil {
-				return ctx.Err()
+	lost := false
+	for _, s := range streams {
+		for _, m := range s.Messages {
+			r.last = m.ID
+			raw, _ := m.Values["f"].(string)
+			if r.handle([]byte(raw)) {
+				lost = true
 			}
-			var ne net.Error
-			if !errors.As(err, &ne) || !ne.Timeout() {
-				return err
-			}
-			if pinged {
-				return errNoPong
-			}
-			if err := ps.Ping(ctx); err != nil {
-				return err
-			}
-			pinged = true
-			continue
-		}
-		pinged = false
-		switch m := msg.(type) {
-		case *redis.Subscription:
-			if m.Kind == "subscribe" && m.Channel == b.channel {
-				up()
-			}
-		case *redis.Message:
-			from, out, err := decode([]byte(m.Payload))
-			if err != nil {
-				// Counted, not logged per message: garbage could be a flood.
-				if b.garbage.Add(1) == 1 {
-					b.log.Warn("redisbus: undecodable message on the channel ignored (logged once)", "err", err)
-				}
-				continue
-			}
-			if from == b.id {
-				continue
-			}
-			deliver(out)
 		}
 	}
+	if now := time.Now(); now.Sub(r.pruned) > senderTTL {
+		r.pruned = now
+		for id, s := range r.senders {
+			if now.Sub(s.seen) > senderTTL {
+				delete(r.senders, id)
+			}
+		}
+	}
+	if lost {
+		b.fireLoss()
+	}
+	return nil
 }
 
-func (b *Bus) fireReconnect() {
-	b.hookMu.Lock()
-	hooks := append([]func(){}, b.hooks...)
-	b.hookMu.Unlock()
-	for _, f := range hooks {
-		f()
+// handle authenticates and delivers one frame; it reports a jump in its
+// sender's frame numbers.
+func (r *reader) handle(raw []byte) (lost bool) {
+	b := r.bus
+	f, err := decode(b.key, raw)
+	if err == nil && !f.authed {
+		err = errMAC
 	}
+	if err != nil {
+		// Counted, not logged per frame: garbage could be a flood.
+		if b.rejected.Add(1) == 1 {
+			b.log.Warn("redisbus: unauthenticated or undecodable frame ignored (logged once; see burrow_bus_rejected_total)", "err", err)
+		}
+		return false
+	}
+	if f.from == b.id {
+		return false
+	}
+	s := r.senders[f.from]
+	if s == nil {
+		// A sender first heard of now: what it wrote before this instance
+		// started reading is in storage.
+		s = &sender{num: f.num - 1}
+		r.senders[f.from] = s
+	}
+	s.seen = time.Now()
+	if f.num <= s.num {
+		return false // written twice by a retried pipeline
+	}
+	if gap := f.num - s.num - 1; gap > 0 {
+		b.missed.Add(gap)
+		lost = true
+	}
+	s.num = f.num
+	if !f.beat {
+		r.deliver(f.msg)
+	}
+	return lost
 }

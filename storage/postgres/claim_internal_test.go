@@ -17,12 +17,15 @@ import (
 // TestClaimSlotLockFreeLoser holds a slot's advisory lock from another
 // connection, as a claim in progress would, and checks which claims
 // burrow_claim_slot answers without it: only a plain claim losing to a
-// committed holder. A retry and a release still wait for the lock, and the
-// loser is recorded as if the lock had been taken.
+// committed holder. A retry and a release wait for the lock, and the wait is
+// bounded inside PostgreSQL (lock_timeout): they fail with ErrBusy, and when
+// the lock is released afterwards nothing of theirs commits (a claim
+// reported failed never takes the slot later). The loser is recorded as if
+// the lock had been taken.
 func TestClaimSlotLockFreeLoser(t *testing.T) {
 	pg := testsvc.Postgres(t)
 	ctx := context.Background()
-	s, err := Open(ctx, Config{URL: pg.URL})
+	s, err := Open(ctx, Config{URL: pg.URL, LockTimeout: 300 * time.Millisecond})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -51,22 +54,21 @@ func TestClaimSlotLockFreeLoser(t *testing.T) {
 	}
 
 	loser := storetest.GroupEvent(t, a, h, nostr.Now()-9)
+	replacement := storetest.GroupEvent(t, a, h, nostr.Now()-8)
 	for _, c := range []struct {
 		name     string
 		claim    storage.SlotClaim
 		lockFree bool
 	}{
 		{"a plain claim on a held slot is answered while the lock is held", storage.SlotClaim{H: h, Slot: slot, Commit: loser}, true},
-		{"a retry of the holder waits", storage.SlotClaim{H: h, Slot: slot, Commit: holder}, false},
-		{"a release claim waits", storage.SlotClaim{H: h, Slot: slot, Commit: storetest.GroupEvent(t, a, h, nostr.Now()-8), Release: holder.ID}, false},
+		{"a retry of the holder waits, and gives up inside the database", storage.SlotClaim{H: h, Slot: slot, Commit: holder}, false},
+		{"a release claim waits, and gives up inside the database", storage.SlotClaim{H: h, Slot: slot, Commit: replacement, Release: holder.ID}, false},
 	} {
 		t.Run(c.name, func(t *testing.T) {
-			cctx, cancel := context.WithTimeout(ctx, 2*time.Second)
-			defer cancel()
-			_, err := s.ClaimSlot(cctx, c.claim)
+			_, err := s.ClaimSlot(ctx, c.claim)
 			if !c.lockFree {
-				if !errors.Is(err, context.DeadlineExceeded) && cctx.Err() == nil {
-					t.Fatalf("ClaimSlot = %v while the slot lock is held; want it to wait", err)
+				if !errors.Is(err, storage.ErrBusy) {
+					t.Fatalf("ClaimSlot = %v while the slot lock is held; want ErrBusy", err)
 				}
 				return
 			}
@@ -80,6 +82,15 @@ func TestClaimSlotLockFreeLoser(t *testing.T) {
 		t.Fatal(err)
 	}
 
+	// The release reported busy did not commit once the lock was free: the
+	// holder still holds the slot and the replacement was never stored.
+	res, err := s.ClaimSlot(ctx, storage.SlotClaim{H: h, Slot: slot, Commit: holder})
+	if err != nil || res.Stored || res.Released != "" {
+		t.Fatalf("retry of the holder after the busy release = %+v, %v; want a plain retry", res, err)
+	}
+	for ev, err := range s.Query(ctx, nostr.Filter{IDs: []string{replacement.ID}}) {
+		t.Fatalf("the release reported busy stored its replacement: %v, %v", ev, err)
+	}
 	// The lock-free loser was recorded: its bare Save names the holder.
 	var taken *storage.SlotTakenError
 	if _, err := s.Save(ctx, loser); !errors.As(err, &taken) || taken.Holder != holder.ID {

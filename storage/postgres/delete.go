@@ -5,10 +5,12 @@ import (
 	"encoding/hex"
 	"fmt"
 	"slices"
+	"strconv"
 	"time"
 
 	"github.com/burrow-relay/burrow/storage"
 	"github.com/jackc/pgx/v5"
+	"github.com/nbd-wtf/go-nostr"
 )
 
 // Delete removes the events with these ids and tombstones every id; see
@@ -33,8 +35,12 @@ func (s *Store) Delete(ctx context.Context, ids []string, reason storage.Reason)
 	slices.Sort(keys)
 	keys = slices.Compact(keys)
 
+	ctx, err := writeContext(ctx)
+	if err != nil {
+		return nil, err
+	}
 	var out []storage.Deletion
-	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+	err = pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
 		out = out[:0]
 		// The same locks a save of these ids takes (shared) and a kind 5
 		// naming them takes (exclusive), in the same sorted order.
@@ -43,7 +49,7 @@ func (s *Store) Delete(ctx context.Context, ids []string, reason storage.Reason)
 			return err
 		}
 		var err error
-		out, err = deleteWhere(ctx, tx, `id = ANY($1)`, reason, raw)
+		out, err = deleteWhere(ctx, tx, `id = ANY($1)`, reason, 0, raw)
 		if err != nil {
 			return err
 		}
@@ -52,7 +58,7 @@ func (s *Store) Delete(ctx context.Context, ids []string, reason storage.Reason)
 		return err
 	})
 	if err != nil {
-		return nil, fmt.Errorf("postgres delete: %w", err)
+		return nil, fmt.Errorf("postgres delete: %w", busy(err))
 	}
 	s.keyPackagesDeleted(out)
 	return out, nil
@@ -64,10 +70,14 @@ func (s *Store) DeleteExpired(ctx context.Context, now time.Time) ([]storage.Del
 	if s.isClosed() {
 		return nil, storage.ErrClosed
 	}
+	ctx, err := writeContext(ctx)
+	if err != nil {
+		return nil, err
+	}
 	var out []storage.Deletion
-	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+	err = pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
 		var err error
-		out, err = deleteWhere(ctx, tx, `expires_at <= $1`, storage.ReasonExpired, now.Unix())
+		out, err = deleteWhere(ctx, tx, `expires_at <= $1`, storage.ReasonExpired, 0, now.Unix())
 		if err != nil || len(out) == 0 {
 			return err
 		}
@@ -80,41 +90,52 @@ func (s *Store) DeleteExpired(ctx context.Context, now time.Time) ([]storage.Del
 		return err
 	})
 	if err != nil {
-		return nil, fmt.Errorf("postgres delete expired: %w", err)
+		return nil, fmt.Errorf("postgres delete expired: %w", busy(err))
 	}
 	s.keyPackagesDeleted(out)
 	return out, nil
 }
 
-// deleteWhere deletes the events matching cond (with $1 = arg), from the
-// events table and the KeyPackage table, and their tag rows, and returns
-// them as deletions with reason.
-func deleteWhere(ctx context.Context, tx pgx.Tx, cond string, reason storage.Reason, arg any) ([]storage.Deletion, error) {
-	rows, err := tx.Query(ctx, `WITH d AS (DELETE FROM events WHERE `+cond+` RETURNING id, kind, pubkey),
-		k AS (DELETE FROM keypackages WHERE `+cond+` RETURNING id, kind, pubkey)
-		SELECT id, kind, pubkey FROM d UNION ALL SELECT id, kind, pubkey FROM k`, arg)
+// deleteWhere deletes the events matching cond (with args as $1, $2 ...),
+// at most limit of each table when limit is positive, from the events
+// table and the KeyPackage table, and their tag rows, buries the
+// KeyPackages it removed (burrow_bury_twins: their twins go too, with
+// reason twin, and tombstoned), and returns them as deletions with reason
+// (twins with theirs).
+func deleteWhere(ctx context.Context, tx pgx.Tx, cond string, reason storage.Reason, limit int, args ...any) ([]storage.Deletion, error) {
+	where := func(table string) string {
+		if limit <= 0 {
+			return cond
+		}
+		return "id IN (SELECT id FROM " + table + " WHERE " + cond + " LIMIT " + strconv.Itoa(limit) + ")"
+	}
+	rows, err := tx.Query(ctx, `WITH d AS (DELETE FROM events WHERE `+where("events")+` RETURNING id, kind, pubkey, NULL::bytea AS kp_ref),
+		k AS (DELETE FROM keypackages WHERE `+where("keypackages")+` RETURNING id, kind, pubkey, kp_ref)
+		SELECT id, kind, pubkey, kp_ref FROM d UNION ALL SELECT id, kind, pubkey, kp_ref FROM k`, args...)
 	if err != nil {
 		return nil, err
 	}
 	var (
-		out  []storage.Deletion
-		gone [][]byte
+		out        []storage.Deletion
+		gone       [][]byte
+		kpPubkeys  [][]byte
+		kpRefs     [][]byte
+		id, pubkey []byte
+		ref        []byte
+		kind       int32
 	)
-	for rows.Next() {
-		var (
-			id, pubkey []byte
-			kind       int32
-		)
-		if err := rows.Scan(&id, &kind, &pubkey); err != nil {
-			rows.Close()
-			return nil, err
-		}
+	_, err = pgx.ForEachRow(rows, []any{&id, &kind, &pubkey, &ref}, func() error {
 		gone = append(gone, id)
 		out = append(out, storage.Deletion{
 			ID: hex.EncodeToString(id), Kind: int(kind), PubKey: hex.EncodeToString(pubkey), Reason: reason,
 		})
-	}
-	if err := rows.Err(); err != nil {
+		if ref != nil {
+			kpPubkeys = append(kpPubkeys, pubkey)
+			kpRefs = append(kpRefs, ref)
+		}
+		return nil
+	})
+	if err != nil {
 		return nil, err
 	}
 	if len(gone) > 0 {
@@ -122,5 +143,111 @@ func deleteWhere(ctx context.Context, tx pgx.Tx, cond string, reason storage.Rea
 			return nil, err
 		}
 	}
-	return out, nil
+	if len(kpRefs) == 0 {
+		return out, nil
+	}
+	var twins saveResp
+	twins, err = scanSaveWith(tx.QueryRow(ctx, `SELECT 0, 0::bigint, o_ids, o_kinds, o_pubkeys, o_reasons
+		FROM burrow_bury_twins($1, $2, NULL, '{}', '{}', '{}', '{}')`, kpPubkeys, kpRefs))
+	if err != nil {
+		return nil, fmt.Errorf("bury KeyPackage twins: %w", err)
+	}
+	return append(out, twins.res.Deleted...), nil
+}
+
+// Long deletions (a ban, a request to vanish) run as a series of
+// transactions, each deleting a chunk. One holds the author's lock, which
+// a save of the author (or of a gift wrap to it) waits for in a writer's
+// group commit, so a chunk is sized to take about chunkTarget: the size
+// adapts to how long the last chunk took, starting small because an event
+// may carry thousands of tag rows (issue 14: never more than 100 ms).
+const (
+	chunkTarget = 20 * time.Millisecond
+	firstChunk  = 16
+	maxChunk    = 4096
+)
+
+// nextChunk is the chunk size after one of size took took.
+func nextChunk(size int, took time.Duration) int {
+	if took <= 0 {
+		return min(2*size, maxChunk)
+	}
+	scaled := int(float64(size) * float64(chunkTarget) / float64(took))
+	return max(1, min(scaled, 2*size, maxChunk))
+}
+
+// deleteInChunks deletes and tombstones, with reason, the events cond
+// selects (see deleteWhere), one chunk per transaction, until a chunk
+// finds nothing. prep runs first in each transaction (to take locks). Once
+// the first chunk has committed the rest run whatever ctx does, so a
+// caller that gives up cannot leave the deletion half done. It returns
+// every deletion (on failure, those committed before it).
+func (s *Store) deleteInChunks(ctx context.Context, prep func(context.Context, pgx.Tx) error, cond string, reason storage.Reason, args ...any) ([]storage.Deletion, error) {
+	ctx, err := writeContext(ctx)
+	if err != nil {
+		return nil, err
+	}
+	var all []storage.Deletion
+	defer func() { s.keyPackagesDeleted(all) }()
+	for size := firstChunk; ; {
+		start := time.Now()
+		var out []storage.Deletion
+		err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+			if err := prep(ctx, tx); err != nil {
+				return err
+			}
+			var err error
+			if out, err = deleteWhere(ctx, tx, cond, reason, size, args...); err != nil || len(out) == 0 {
+				return err
+			}
+			gone := make([][]byte, len(out))
+			for i, d := range out {
+				gone[i], _ = hex.DecodeString(d.ID)
+			}
+			_, err = tx.Exec(ctx, `INSERT INTO tombstones (id, reason) SELECT x, $2 FROM unnest($1::bytea[]) AS x ON CONFLICT DO NOTHING`,
+				gone, string(reason))
+			return err
+		})
+		took := time.Since(start)
+		if s.chunkHook != nil {
+			s.chunkHook(took)
+		}
+		if err != nil {
+			return all, busy(err)
+		}
+		all = append(all, out...)
+		if len(out) == 0 {
+			return all, nil
+		}
+		size = nextChunk(size, took)
+	}
+}
+
+// lockAuthor takes the exclusive lock on pubkey's events that every save
+// of the author holds shared (lockKey 'p').
+func lockAuthor(pubkey string) func(context.Context, pgx.Tx) error {
+	return func(ctx context.Context, tx pgx.Tx) error {
+		_, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock($1, $2)`, lockClassEvent, lockKey('p', pubkey))
+		return err
+	}
+}
+
+// vanishBefore deletes, in chunks, what the NIP-62 request req deletes
+// (every event of its author, and every gift wrap to it, created at or
+// before it), before the save that stores it, so that no transaction of
+// it holds the author's lock long; burrow_save then deletes whatever
+// arrived meanwhile. It runs only for a request Save would not refuse for
+// its own shape; one refused later (a duplicate, a banned author) had its
+// events deleted already by the first copy or the ban.
+func (s *Store) vanishBefore(ctx context.Context, req *nostr.Event) ([]storage.Deletion, error) {
+	pk, _ := decodeHex32(req.PubKey) // checked by newSaveArgs
+	own, err := s.deleteInChunks(ctx, lockAuthor(req.PubKey), `pubkey = $1 AND created_at <= $2`, storage.ReasonVanish,
+		pk, int64(req.CreatedAt))
+	if err != nil {
+		return own, err
+	}
+	wraps, err := s.deleteInChunks(context.WithoutCancel(ctx), lockAuthor(req.PubKey),
+		`id IN (SELECT t.event_id FROM event_tags t WHERE t.name = 'p' AND t.value = $1 AND t.kind = 1059 AND t.created_at <= $2)`,
+		storage.ReasonVanish, []byte(req.PubKey), int64(req.CreatedAt))
+	return append(own, wraps...), err
 }

@@ -33,16 +33,6 @@ func indexValue(v string) []byte {
 	return append(out, sum[:]...)
 }
 
-// indexedTagName reports whether tags named name go into event_tags: the
-// single-letter names (a-z, A-Z) that NIP-01 filters address as "#x".
-func indexedTagName(name string) bool {
-	if len(name) != 1 {
-		return false
-	}
-	c := name[0]
-	return 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z'
-}
-
 // decodeHex32 decodes a 64-character lowercase hex string (an id or a
 // pubkey). Uppercase is refused because NIP-01 compares ids as strings.
 func decodeHex32(s string) ([]byte, bool) {
@@ -217,7 +207,7 @@ func newSaveArgs(ev *nostr.Event, kp *storage.KeyPackage, now time.Time) (*saveA
 	}
 	// The author lock is exclusive where the save reads or removes several
 	// of the author's events at once: a request to vanish, and a capped
-	// 30443 (so two instances cannot both fill the last slot).
+	// KeyPackage (so two instances cannot both fill the last place).
 	authorExcl := ev.Kind == 62
 	if kp != nil {
 		if ev.Kind != 443 && ev.Kind != 30443 {
@@ -236,7 +226,7 @@ func newSaveArgs(ev *nostr.Event, kp *storage.KeyPackage, now time.Time) (*saveA
 				a.expiresAt = &na
 			}
 		}
-		if ev.Kind == 30443 && kp.SlotCap > 0 {
+		if kp.SlotCap > 0 {
 			a.slotCap = int32(min(kp.SlotCap, math.MaxInt32))
 			a.evictBefore = now.Add(-kp.EvictAfter).Unix()
 			authorExcl = true
@@ -276,7 +266,7 @@ func newSaveArgs(ev *nostr.Event, kp *storage.KeyPackage, now time.Time) (*saveA
 				locks = append(locks, lock{lockKey('p', value), false})
 			}
 		}
-		if indexedTagName(name) && !seen[name+"\x00"+value] {
+		if storage.IndexedTagName(name) && !seen[name+"\x00"+value] {
 			seen[name+"\x00"+value] = true
 			a.tagNames = append(a.tagNames, name)
 			a.tagValues = append(a.tagValues, indexValue(value))

@@ -34,9 +34,11 @@ func (s *Store) GroupLog(ctx context.Context, h string, after int64, limit int) 
 			yield(storage.Sequenced{}, fmt.Errorf("postgres group log: %w", errSequencingDisabled))
 			return
 		}
-		sql := `SELECT seq, EXISTS (SELECT 1 FROM released_commits r WHERE r.id = events.id), ` + eventColumns + ` FROM events
+		sql := `SELECT seq, EXISTS (SELECT 1 FROM released_commits r WHERE r.id = events.id),
+			(SELECT r.id FROM released_commits r WHERE r.released_by = events.id),
+			(SELECT r.seq FROM released_commits r WHERE r.released_by = events.id), ` + eventColumns + ` FROM events
 			WHERE h = $1 AND seq > $2 AND (expires_at IS NULL OR expires_at > $3)
-			ORDER BY seq`
+			ORDER BY events.seq`
 		args := []any{[]byte(h), after, s.now().Unix()}
 		if limit > 0 {
 			sql += ` LIMIT $4`
@@ -49,13 +51,23 @@ func (s *Store) GroupLog(ctx context.Context, h string, after int64, limit int) 
 		}
 		defer rows.Close()
 		for rows.Next() {
-			var sq storage.Sequenced
-			ev, err := scanEventWith(rows, &sq.Seq, &sq.Released)
+			var (
+				sq     storage.Sequenced
+				relID  []byte
+				relSeq *int64
+			)
+			ev, err := scanEventWith(rows, &sq.Seq, &sq.Released, &relID, &relSeq)
 			if err != nil {
 				yield(storage.Sequenced{}, err)
 				return
 			}
 			sq.Event = ev
+			if relID != nil {
+				sq.Releases = &storage.Release{ID: hex.EncodeToString(relID)}
+				if relSeq != nil {
+					sq.Releases.Seq = *relSeq
+				}
+			}
 			if !yield(sq, nil) {
 				return
 			}
@@ -87,14 +99,16 @@ func (s *Store) LastSeq(ctx context.Context, h string) (int64, error) {
 
 // claimSQL calls burrow_claim_slot (migration 4): the claim's own arguments,
 // then burrow_save's.
-const claimSQL = `SELECT o_status, o_seq, o_holder, o_released, o_del_ids, o_del_kinds, o_del_pubkeys, o_del_reasons
+const claimSQL = `SELECT o_status, o_seq, o_holder, o_released, o_released_seq, o_slot, o_del_ids, o_del_kinds, o_del_pubkeys, o_del_reasons
 FROM burrow_claim_slot($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20,
 	$21, $22, $23, $24, $25, $26, $27, $28, $29, $30, $31, $32)`
 
 // burrow_claim_slot status codes beyond burrow_save's.
 const (
-	statusClaimRetry = 7 // the Commit already holds the slot
-	statusClaimTaken = 8 // another Commit holds it; this one lost
+	statusClaimRetry = 7  // the Commit already holds the slot
+	statusClaimTaken = 8  // another Commit holds it; this one lost
+	statusClaimLost  = 9  // the Commit lost another slot before
+	statusClaimHolds = 10 // the Commit holds another slot
 )
 
 // ClaimSlot arbitrates a commit slot in one statement, burrow_claim_slot,
@@ -137,24 +151,33 @@ func (s *Store) ClaimSlot(ctx context.Context, c storage.SlotClaim) (storage.Slo
 		args.values()...)
 
 	var (
-		resp             saveResp
-		holder, released []byte
+		resp                    saveResp
+		holder, released, other []byte
+		releasedSeq             *int64
 	)
+	wctx, err := writeContext(ctx)
+	if err != nil {
+		return storage.SlotResult{}, err
+	}
 	for try := 1; ; try++ {
 		// One autocommit statement: its implicit transaction ends, and the
-		// advisory locks are released, when the row has been sent.
-		resp, err = scanSaveWith(s.pool.QueryRow(ctx, claimSQL, values...), &holder, &released)
-		if err == nil || ctx.Err() != nil || !retryable(err) || try >= 5 {
+		// advisory locks are released, when the row has been sent. The
+		// wait for the slot's lock is bounded by lock_timeout.
+		resp, err = scanSaveWith(s.pool.QueryRow(wctx, claimSQL, values...), &holder, &released, &releasedSeq, &other)
+		if err == nil || !retryable(err) || try >= 5 {
 			break
 		}
 		time.Sleep(time.Duration(try) * 10 * time.Millisecond)
 	}
 	if err != nil {
-		return storage.SlotResult{}, fmt.Errorf("postgres claim slot: %w", err)
+		return storage.SlotResult{}, fmt.Errorf("postgres claim slot: %w", busy(err))
 	}
 	out := storage.SlotResult{Result: resp.res}
 	if released != nil {
 		out.Released = hex.EncodeToString(released)
+		if releasedSeq != nil {
+			out.ReleasedSeq = *releasedSeq
+		}
 	}
 	switch resp.status {
 	case statusStored:
@@ -164,6 +187,11 @@ func (s *Store) ClaimSlot(ctx context.Context, c storage.SlotClaim) (storage.Slo
 		return out, nil
 	case statusClaimTaken:
 		return storage.SlotResult{}, fmt.Errorf("claim %s: %w", c.Commit.ID, &storage.SlotTakenError{Holder: hex.EncodeToString(holder)})
+	case statusClaimLost:
+		return storage.SlotResult{}, fmt.Errorf("claim %s: %w", c.Commit.ID,
+			&storage.CommitLostError{Slot: hex.EncodeToString(other), Holder: hex.EncodeToString(holder)})
+	case statusClaimHolds:
+		return storage.SlotResult{}, fmt.Errorf("claim %s: %w", c.Commit.ID, &storage.CommitHoldsError{Slot: hex.EncodeToString(other)})
 	case statusDeleted:
 		if holder != nil {
 			return storage.SlotResult{}, fmt.Errorf("postgres claim slot: save %s: %w", c.Commit.ID, &storage.SlotTakenError{Holder: hex.EncodeToString(holder)})
@@ -180,10 +208,14 @@ func (s *Store) DeleteGroupEvents(ctx context.Context, before time.Time) ([]stor
 	if s.isClosed() {
 		return nil, storage.ErrClosed
 	}
+	ctx, err := writeContext(ctx)
+	if err != nil {
+		return nil, err
+	}
 	var out []storage.Deletion
-	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+	err = pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
 		var err error
-		out, err = deleteWhere(ctx, tx, `kind = 445 AND created_at < $1`, storage.ReasonRetention, before.Unix())
+		out, err = deleteWhere(ctx, tx, `kind = 445 AND created_at < $1`, storage.ReasonRetention, 0, before.Unix())
 		if err != nil {
 			return err
 		}
@@ -209,7 +241,7 @@ func (s *Store) DeleteGroupEvents(ctx context.Context, before time.Time) ([]stor
 		return nil
 	})
 	if err != nil {
-		return nil, fmt.Errorf("postgres delete group events: %w", err)
+		return nil, fmt.Errorf("postgres delete group events: %w", busy(err))
 	}
 	return out, nil
 }

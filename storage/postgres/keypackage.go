@@ -9,8 +9,11 @@ import (
 	"github.com/jackc/pgx/v5"
 )
 
-// Ban deletes and tombstones every stored event of pubkey and refuses its
-// later events; see storage.Store.
+// Ban records pubkey as banned, so its later events are refused, then
+// deletes and tombstones every stored event of it in chunks (one
+// transaction each, see deleteInChunks); see storage.Store. The ban is
+// committed with the first chunk, so no event of the author is stored
+// after it; banning again finishes a ban a crash interrupted.
 func (s *Store) Ban(ctx context.Context, pubkey string) ([]storage.Deletion, error) {
 	if s.isClosed() {
 		return nil, storage.ErrClosed
@@ -19,33 +22,19 @@ func (s *Store) Ban(ctx context.Context, pubkey string) ([]storage.Deletion, err
 	if !ok {
 		return nil, fmt.Errorf("ban: pubkey %q is not 64 lowercase hex characters", pubkey)
 	}
-	var out []storage.Deletion
-	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
-		// Exclusive on the author: every save of this author holds it
-		// shared, so none can slip in between the ban and the deletion.
-		if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock($1, $2)`, lockClassEvent, lockKey('p', pubkey)); err != nil {
+	// Exclusive on the author: every save of this author holds it shared,
+	// so none can slip in between the ban and a chunk.
+	lock := lockAuthor(pubkey)
+	out, err := s.deleteInChunks(ctx, func(ctx context.Context, tx pgx.Tx) error {
+		if err := lock(ctx, tx); err != nil {
 			return err
 		}
-		if _, err := tx.Exec(ctx, `INSERT INTO banned_pubkeys (pubkey) VALUES ($1) ON CONFLICT DO NOTHING`, raw); err != nil {
-			return err
-		}
-		var err error
-		out, err = deleteWhere(ctx, tx, `pubkey = $1`, storage.ReasonBanned, raw)
-		if err != nil || len(out) == 0 {
-			return err
-		}
-		gone := make([][]byte, len(out))
-		for i, d := range out {
-			gone[i], _ = hex.DecodeString(d.ID)
-		}
-		_, err = tx.Exec(ctx, `INSERT INTO tombstones (id, reason) SELECT x, $2 FROM unnest($1::bytea[]) AS x ON CONFLICT DO NOTHING`,
-			gone, string(storage.ReasonBanned))
+		_, err := tx.Exec(ctx, `INSERT INTO banned_pubkeys (pubkey) VALUES ($1) ON CONFLICT DO NOTHING`, raw)
 		return err
-	})
+	}, `pubkey = $1`, storage.ReasonBanned, raw)
 	if err != nil {
-		return nil, fmt.Errorf("postgres ban: %w", err)
+		return out, fmt.Errorf("postgres ban: %w", err)
 	}
-	s.keyPackagesDeleted(out)
 	return out, nil
 }
 

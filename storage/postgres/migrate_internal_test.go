@@ -80,12 +80,18 @@ func TestKeyPackageTableMigration(t *testing.T) {
 	if n, err := s.Count(ctx, nostr.Filter{Tags: nostr.TagMap{"d": {"s"}}}); err != nil || n != 2 {
 		t.Errorf("#d after the migration: %d, %v; want 2", n, err)
 	}
-	// The Ref moved with the row: a twin of it deletes it.
-	res, err := s.SaveKeyPackage(ctx, sign(443, nil, "twin"), kp)
+	// The Ref moved with the row: a twin of it joins it, and deleting the
+	// twin deletes it.
+	twin := sign(443, nil, "twin")
+	res, err := s.SaveKeyPackage(ctx, twin, kp)
+	if err != nil || len(res.Deleted) != 0 {
+		t.Fatalf("twin save deleted %+v, %v; want nothing", res.Deleted, err)
+	}
+	dels, err := s.Delete(ctx, []string{twin.ID}, storage.ReasonAdmin)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(res.Deleted) != 1 || res.Deleted[0].ID != slot.ID || res.Deleted[0].Reason != storage.ReasonTwin {
-		t.Errorf("twin save deleted %+v, want %s as a twin", res.Deleted, slot.ID)
+	if len(dels) != 2 || dels[1].ID != slot.ID || dels[1].Reason != storage.ReasonTwin {
+		t.Errorf("deleting the twin deleted %+v, want %s as a twin", dels, slot.ID)
 	}
 }

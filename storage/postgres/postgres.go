@@ -10,11 +10,12 @@
 // this turns one WAL flush and a few round trips per event into one of each
 // per group.
 //
-// KeyPackages (kinds 443 and 30443) are kept in a small table of their own
-// without tag-value index rows, which is rewritten (VACUUM FULL) shortly
-// after KeyPackage deletions so that their bytes leave the table's files;
-// Query and Count read both tables. PostgreSQL's WAL, replicas and backups
-// are outside that guarantee.
+// KeyPackages (kinds 443 and 30443) are kept in a table of their own
+// without tag-value index rows, their content in 256 small partitions by
+// author, and a partition is rewritten (VACUUM FULL) shortly after
+// KeyPackage deletions in it so that their bytes leave the files (see
+// docs/keypackage-scrub.md); Query and Count read both tables.
+// PostgreSQL's WAL, replicas and backups are outside that guarantee.
 package postgres
 
 import (
@@ -26,6 +27,7 @@ import (
 	"net"
 	"net/url"
 	"regexp"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -33,6 +35,7 @@ import (
 
 	"github.com/burrow-relay/burrow/storage"
 	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgconn/ctxwatch"
 	"github.com/jackc/pgx/v5/pgxpool"
 )
 
@@ -61,19 +64,36 @@ type Config struct {
 	// Now is the clock for NIP-40 expiration; nil means time.Now.
 	Now func() time.Time
 	// KeyPackageRewriteWithin bounds how long after a KeyPackage deletion
-	// (by this Store) the KeyPackage table is rewritten, so the deleted
-	// bytes leave its files; deletions within that time share one rewrite.
-	// 0 means 10 seconds.
+	// (by any instance on the database) the content partition that held it
+	// is rewritten, so the deleted bytes leave its files; deletions in a
+	// partition within that time share one rewrite. 0 means 10 seconds
+	// (DESIGN.md). The rewriter rewrites one partition at a time and rests
+	// as long as each rewrite took, so under a sustained high deletion rate
+	// it falls behind the bound (it logs a warning): 250,000 KeyPackages
+	// with 50 deletions a second took up to 45 s (docs/keypackage-scrub.md).
 	KeyPackageRewriteWithin time.Duration
 	// KeyPackageRewriteLockWait bounds how long a rewrite waits for its
-	// exclusive lock on the KeyPackage table (saves that reach the table
-	// queue behind a waiting rewrite); it gives up and retries later
-	// instead. 0 means 200 ms.
+	// exclusive lock on one content partition (operations on that
+	// partition queue behind a waiting rewrite); it gives up and retries
+	// later instead. 0 means 25 ms.
 	KeyPackageRewriteLockWait time.Duration
+	// LockTimeout bounds, inside PostgreSQL, how long any statement of the
+	// store waits for a lock (a commit slot held by another claim, rows a
+	// concurrent save or deletion holds). A statement that would wait
+	// longer fails and its transaction writes nothing (storage.ErrBusy),
+	// so an operation's outcome never depends on when a caller gives up.
+	// 0 means 5 seconds; negative means no bound.
+	LockTimeout time.Duration
 	// DisableSequencing is for benchmarks: kind 445 events are stored
 	// without seq numbers, as on a plain relay (Save answers Seq 0).
 	// GroupLog, LastSeq and ClaimSlot then fail with an error saying so.
 	DisableSequencing bool
+
+	// poolHook, for this package's tests, adjusts the pool's configuration
+	// before it connects (to watch every statement's plan); chunkHook is
+	// told how long each chunk of a long deletion took.
+	poolHook  func(*pgxpool.Config)
+	chunkHook func(time.Duration)
 }
 
 // Reasons Open fails, matched with errors.Is on its error.
@@ -117,7 +137,8 @@ type Store struct {
 	queues  []chan *saveReq // one per writer
 	writers sync.WaitGroup
 
-	rewrite *rewriter
+	rewrite   *rewriter
+	chunkHook func(time.Duration) // Config.chunkHook
 }
 
 var _ storage.Store = (*Store)(nil)
@@ -144,9 +165,26 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 	if least := int32(max(cfg.Writers, 2)) + 1; pcfg.MaxConns < least {
 		pcfg.MaxConns = least // the writers hold one each
 	}
+	lockTimeout := cfg.LockTimeout
+	if lockTimeout == 0 {
+		lockTimeout = 5 * time.Second
+	}
+	// 0 in PostgreSQL means no bound.
+	pcfg.ConnConfig.RuntimeParams["lock_timeout"] = strconv.FormatInt(max(lockTimeout.Milliseconds(), 0), 10)
+	// A caller's context that ends while a statement runs (a COUNT past
+	// its deadline, a REQ whose client left) sends PostgreSQL a cancel
+	// request, so the statement stops in the server instead of running on
+	// after pgx stops waiting. Writes run under writeContext, which never
+	// ends early, so this never leaves a write's outcome unknown.
+	pcfg.ConnConfig.BuildContextWatcherHandler = func(c *pgconn.PgConn) ctxwatch.Handler {
+		return &pgconn.CancelRequestContextWatcherHandler{Conn: c, CancelRequestDelay: 0, DeadlineDelay: 2 * time.Second}
+	}
 	pcfg.ConnConfig.ConnectTimeout = cfg.ConnectTimeout
 	if pcfg.ConnConfig.ConnectTimeout <= 0 {
 		pcfg.ConnConfig.ConnectTimeout = 10 * time.Second
+	}
+	if cfg.poolHook != nil {
+		cfg.poolHook(pcfg)
 	}
 	pool, err := pgxpool.NewWithConfig(ctx, pcfg)
 	if err != nil {
@@ -168,6 +206,8 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 		now:      cfg.Now,
 		maxBatch: cfg.MaxBatch,
 		noSeq:    cfg.DisableSequencing,
+
+		chunkHook: cfg.chunkHook,
 	}
 	if s.log == nil {
 		s.log = slog.New(slog.NewTextHandler(io.Discard, nil))
@@ -190,6 +230,35 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 	}
 	s.log.Debug("postgres store open", "url", redacted)
 	return s, nil
+}
+
+// writeContext is the context a write runs under once it starts: the
+// caller's values without its cancellation, so that a caller who gives up
+// mid-write cannot leave the outcome unknown (waits are bounded inside
+// PostgreSQL by LockTimeout instead). A ctx already done fails the write
+// before it starts.
+func writeContext(ctx context.Context) (context.Context, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	return context.WithoutCancel(ctx), nil
+}
+
+// busy wraps err with storage.ErrBusy when PostgreSQL gave up waiting for a
+// lock (lock_timeout; the statement's transaction is rolled back), and
+// with storage.ErrFull when its disk is full (the transaction is rolled
+// back too).
+func busy(err error) error {
+	var pgErr *pgconn.PgError
+	if errors.As(err, &pgErr) {
+		switch pgErr.Code {
+		case "55P03": // lock_not_available
+			return fmt.Errorf("%w: %w", storage.ErrBusy, err)
+		case "53100": // disk_full
+			return fmt.Errorf("%w: %w", storage.ErrFull, err)
+		}
+	}
+	return err
 }
 
 // classify says, in a few words, why connecting failed.

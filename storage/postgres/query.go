@@ -23,10 +23,6 @@ type sqlFilter struct {
 	args  []any
 	// none: the filter cannot match anything (an empty list, no valid id).
 	none bool
-	// recheck: part of the filter has no SQL form (tag names that are not
-	// single letters), so rows are checked with Filter.Matches and the limit
-	// is applied here rather than in SQL.
-	recheck bool
 }
 
 func (q *sqlFilter) arg(v any) string {
@@ -34,9 +30,9 @@ func (q *sqlFilter) arg(v any) string {
 	return "$" + strconv.Itoa(len(q.args))
 }
 
-// translate builds the WHERE clause of f for events visible at now, for the
-// events table or (kp) the KeyPackage table, which has no tag rows: there
-// every tag condition is checked in Go on the rows the rest selects. Its
+// translate builds the WHERE clause of f, which storage.Indexable accepts,
+// for events visible at now, for the events table or (kp) the KeyPackage
+// table; every condition has an index in both (migrations 1 and 7). Its
 // placeholders follow those of args, which it extends.
 func translate(f nostr.Filter, now int64, kp bool, args []any) *sqlFilter {
 	q := &sqlFilter{args: args}
@@ -81,6 +77,10 @@ func translate(f nostr.Filter, now int64, kp bool, args []any) *sqlFilter {
 		names = append(names, name)
 	}
 	slices.Sort(names) // stable SQL text, so prepared statements are reused
+	tagTable, tagID := "event_tags", "event_id"
+	if kp {
+		tagTable, tagID = "keypackage_tags", "id"
+	}
 	for _, name := range names {
 		vals := f.Tags[name]
 		if vals == nil {
@@ -90,27 +90,11 @@ func translate(f nostr.Filter, now int64, kp bool, args []any) *sqlFilter {
 			q.none = true
 			continue
 		}
-		if kp {
-			// No tag rows to use: a byte search of the encoded tags narrows
-			// the scan of this small table (a value's bytes appear in the
-			// tags of any event carrying it), and Go checks exactly.
-			raw := make([][]byte, len(vals))
-			for i, v := range vals {
-				raw[i] = []byte(v)
-			}
-			q.where = append(q.where, "EXISTS (SELECT 1 FROM unnest("+q.arg(raw)+"::bytea[]) AS v WHERE position(v IN tags) > 0)")
-			q.recheck = true
-			continue
-		}
-		if !indexedTagName(name) {
-			q.recheck = true
-			continue
-		}
 		bs := make([][]byte, len(vals))
 		for i, v := range vals {
 			bs[i] = indexValue(v)
 		}
-		q.where = append(q.where, "id IN (SELECT event_id FROM event_tags WHERE name = "+q.arg(name)+
+		q.where = append(q.where, "id IN (SELECT "+tagID+" FROM "+tagTable+" WHERE name = "+q.arg(name)+
 			" AND value = ANY("+q.arg(bs)+"))")
 	}
 	q.where = append(q.where, "(expires_at IS NULL OR expires_at > "+q.arg(now)+")")
@@ -137,8 +121,8 @@ func tablesFor(f nostr.Filter) (events, keyPackages bool) {
 
 // Query yields the events matching f, newest first; see storage.Store.
 // When f can match both tables, one statement reads both (UNION ALL, each
-// branch ordered and, where SQL can apply the whole filter, limited), so a
-// query holds one connection and streams.
+// branch ordered and limited), so a query holds one connection and
+// streams.
 func (s *Store) Query(ctx context.Context, f nostr.Filter) iter.Seq2[*nostr.Event, error] {
 	return func(yield func(*nostr.Event, error) bool) {
 		if s.isClosed() {
@@ -148,14 +132,19 @@ func (s *Store) Query(ctx context.Context, f nostr.Filter) iter.Seq2[*nostr.Even
 		if f.LimitZero && f.Limit <= 0 {
 			return
 		}
+		if err := storage.Indexable(f); err != nil {
+			yield(nil, fmt.Errorf("postgres query: %w", err))
+			return
+		}
 		now := s.now().Unix()
 		inEvents, inKPs := tablesFor(f)
 		var (
 			branches []string
-			recheck  []bool // by branch
 			args     []any
 		)
-		for i, table := range []string{"events", "keypackages"} {
+		// KeyPackages are read through keypackage_events, which fetches
+		// the content of the rows returned (migration 6).
+		for i, table := range []string{"events", "keypackage_events"} {
 			kp := i == 1
 			if kp && !inKPs || !kp && !inEvents {
 				continue
@@ -164,14 +153,13 @@ func (s *Store) Query(ctx context.Context, f nostr.Filter) iter.Seq2[*nostr.Even
 			if q.none {
 				continue
 			}
-			b := "SELECT " + strconv.Itoa(len(branches)) + " AS branch, " + eventColumns + " FROM " + table +
+			b := "SELECT " + eventColumns + " FROM " + table +
 				" WHERE " + strings.Join(q.where, " AND ") + " ORDER BY created_at DESC, id"
-			if f.Limit > 0 && !q.recheck {
+			if f.Limit > 0 {
 				b += " LIMIT " + q.arg(int64(f.Limit))
 			}
 			args = q.args
 			branches = append(branches, b)
-			recheck = append(recheck, q.recheck)
 		}
 		var sql string
 		switch len(branches) {
@@ -181,6 +169,10 @@ func (s *Store) Query(ctx context.Context, f nostr.Filter) iter.Seq2[*nostr.Even
 			sql = branches[0]
 		default:
 			sql = "(" + strings.Join(branches, ") UNION ALL (") + ") ORDER BY created_at DESC, id"
+			if f.Limit > 0 {
+				args = append(args, int64(f.Limit))
+				sql += " LIMIT $" + strconv.Itoa(len(args))
+			}
 		}
 		rows, err := s.pool.Query(ctx, sql, args...)
 		if err != nil {
@@ -188,22 +180,13 @@ func (s *Store) Query(ctx context.Context, f nostr.Filter) iter.Seq2[*nostr.Even
 			return
 		}
 		defer rows.Close()
-		n := 0
 		for rows.Next() {
-			var branch int32
-			ev, err := scanEventWith(rows, &branch)
+			ev, err := scanEvent(rows)
 			if err != nil {
 				yield(nil, err)
 				return
 			}
-			if recheck[branch] && !f.Matches(ev) {
-				continue
-			}
 			if !yield(ev, nil) {
-				return
-			}
-			n++
-			if f.Limit > 0 && n >= f.Limit {
 				return
 			}
 		}
@@ -246,6 +229,9 @@ func (s *Store) Count(ctx context.Context, f nostr.Filter) (int64, error) {
 	if s.isClosed() {
 		return 0, storage.ErrClosed
 	}
+	if err := storage.Indexable(f); err != nil {
+		return 0, fmt.Errorf("postgres count: %w", err)
+	}
 	now := s.now().Unix()
 	inEvents, inKPs := tablesFor(f)
 	var total int64
@@ -269,28 +255,7 @@ func (s *Store) countTable(ctx context.Context, f nostr.Filter, now int64, kp bo
 	}
 	table := "events"
 	if kp {
-		table = "keypackages"
-	}
-	if q.recheck {
-		rows, err := s.pool.Query(ctx, "SELECT "+eventColumns+" FROM "+table+" WHERE "+strings.Join(q.where, " AND "), q.args...)
-		if err != nil {
-			return 0, fmt.Errorf("postgres count: %w", err)
-		}
-		defer rows.Close()
-		var n int64
-		for rows.Next() {
-			ev, err := scanEvent(rows)
-			if err != nil {
-				return 0, err
-			}
-			if f.Matches(ev) {
-				n++
-			}
-		}
-		if err := rows.Err(); err != nil {
-			return 0, fmt.Errorf("postgres count: %w", err)
-		}
-		return n, nil
+		table = "keypackages" // without content, which counting never needs
 	}
 	var n int64
 	err := s.pool.QueryRow(ctx, "SELECT count(*) FROM "+table+" WHERE "+strings.Join(q.where, " AND "), q.args...).Scan(&n)

@@ -28,6 +28,8 @@ const (
 	statusNotAuthor
 	statusBanned
 	statusSlotCap
+	// 7 to 10 are burrow_claim_slot's (grouplog.go).
+	statusExpired = 11 // a KeyPackage whose twin has expired
 )
 
 type saveReq struct {
@@ -71,6 +73,23 @@ func (s *Store) save(ctx context.Context, ev *nostr.Event, kp *storage.KeyPackag
 	if s.noSeq {
 		args.h = nil // stored as on a plain relay; still routed by group
 	}
+	if ev.Kind != 62 {
+		return s.saveArgs(ctx, ev, args)
+	}
+	// A request to vanish deletes the author's events in chunks first,
+	// then is stored (deleting what arrived meanwhile) whatever ctx does
+	// from there: a deletion begun is finished.
+	pre, err := s.vanishBefore(ctx, ev)
+	if err != nil {
+		return storage.Result{Deleted: pre}, fmt.Errorf("save %s: %w", ev.ID, err)
+	}
+	res, err := s.saveArgs(context.WithoutCancel(ctx), ev, args)
+	res.Deleted = append(pre, res.Deleted...)
+	return res, err
+}
+
+// saveArgs queues one save with the writers and waits for its outcome.
+func (s *Store) saveArgs(ctx context.Context, ev *nostr.Event, args *saveArgs) (storage.Result, error) {
 	req := &saveReq{ctx: ctx, id: ev.ID, args: args, resp: make(chan saveResp, 1)}
 
 	s.mu.RLock()
@@ -86,16 +105,12 @@ func (s *Store) save(ctx context.Context, ev *nostr.Event, kp *storage.KeyPackag
 	}
 	s.mu.RUnlock()
 
-	var r saveResp
-	select {
-	case r = <-req.resp:
-	case <-ctx.Done():
-		// The save may still commit; the caller answers "error:" and a
-		// retry gets "duplicate:".
-		return storage.Result{}, ctx.Err()
-	}
+	// Once queued, the save is waited for whatever ctx does: the writer
+	// skips it if ctx ended before its group started, and otherwise its
+	// outcome is the one reported (waits are bounded inside PostgreSQL).
+	r := <-req.resp
 	if r.err != nil {
-		return r.res, fmt.Errorf("save %s: %w", ev.ID, r.err)
+		return r.res, fmt.Errorf("save %s: %w", ev.ID, busy(r.err))
 	}
 	if r.status == statusStored {
 		s.keyPackagesDeleted(r.res.Deleted)
@@ -132,6 +147,8 @@ func (s *Store) statusErr(ctx context.Context, ev *nostr.Event, id []byte, statu
 		return fmt.Errorf("save %s: %w", ev.ID, storage.ErrBanned)
 	case statusSlotCap:
 		return fmt.Errorf("save %s: %w", ev.ID, storage.ErrSlotCap)
+	case statusExpired:
+		return fmt.Errorf("save %s: its KeyPackage's twin has expired: %w", ev.ID, storage.ErrExpired)
 	}
 	return fmt.Errorf("save %s: unknown status %d", ev.ID, status)
 }
@@ -225,7 +242,10 @@ func retryable(err error) bool {
 // implicit transaction, committed at the Sync (or rolled back whole if any
 // call fails). Results are kept in each request until the commit is known.
 func (s *Store) runGroup(reqs []*saveReq) error {
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	// Lock waits are bounded by the server (lock_timeout); this deadline
+	// is only a backstop against a server that stopped answering, whose
+	// transaction's fate is then unknown.
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	var b pgx.Batch
 	for _, r := range reqs {

@@ -231,6 +231,9 @@ $fn$;
 	{2, "KeyPackage refs and lifetimes, slot cap, bans, requests to vanish, gift wrap deletion by recipient", migrationKeyPackages},
 	{3, "KeyPackages in a table of their own", migrationKeyPackageTable},
 	{4, "commit slots", migrationCommitSlots},
+	{5, "KeyPackage twins coexist and die together; slot cap over both kinds; hand-out claims", migrationKeyPackageTwins},
+	{6, "KeyPackage content in small partitions by author, scrubbed one partition at a time", migrationKeyPackageContent},
+	{7, "an index for every filter shape on the KeyPackage table; relay secrets", migrationKeyPackageIndexes},
 }
 
 // migrate applies the migrations not yet recorded. Each runs in its own
@@ -243,6 +246,11 @@ func migrate(ctx context.Context, pool *pgxpool.Pool) error {
 func applyMigrations(ctx context.Context, pool *pgxpool.Pool, migrations []migration) error {
 	for _, m := range migrations {
 		err := pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error {
+			// Another instance may hold the migration lock for as long as a
+			// migration takes; the store's lock_timeout is for its writes.
+			if _, err := tx.Exec(ctx, `SET LOCAL lock_timeout = 0`); err != nil {
+				return err
+			}
 			if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock($1, 0)`, lockClassMigrate); err != nil {
 				return err
 			}

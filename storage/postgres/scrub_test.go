@@ -4,12 +4,15 @@ import (
 	"bytes"
 	"context"
 	"crypto/rand"
+	"crypto/sha256"
 	"encoding/base64"
 	"encoding/hex"
 	"errors"
 	"io/fs"
+	mrand "math/rand/v2"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"testing"
 	"time"
@@ -121,9 +124,13 @@ func TestDeletedKeyPackageBytesLeaveTheFiles(t *testing.T) {
 			return mustKP(t, a.Event(t, 30443, base+1, nostr.Tags{{"d", "slot"}}, "newer"), kp(newRef(t))).Deleted, storage.ReasonReplaced
 		}},
 		{"twin", 200, func(t *testing.T, a storetest.Author, victim func(int, nostr.Timestamp, nostr.Tags, storage.KeyPackage) *nostr.Event) ([]storage.Deletion, storage.Reason) {
+			// Twins coexist; the victim goes when its twin is deleted.
 			ref := newRef(t)
 			victim(443, base, nil, kp(ref))
-			return mustKP(t, a.Event(t, 30443, base+1, nostr.Tags{{"d", "slot"}}, "twin"), kp(ref)).Deleted, storage.ReasonTwin
+			twin := a.Event(t, 30443, base+1, nostr.Tags{{"d", "slot"}}, "twin")
+			mustKP(t, twin, kp(ref))
+			dels, err := s.Delete(ctx, []string{twin.ID}, storage.ReasonAdmin)
+			return dels, storage.ReasonTwin + storage.Reason(errString(err))
 		}},
 		{"evicted", 200, func(t *testing.T, a storetest.Author, victim func(int, nostr.Timestamp, nostr.Tags, storage.KeyPackage) *nostr.Event) ([]storage.Deletion, storage.Reason) {
 			capped := func() storage.KeyPackage {
@@ -180,7 +187,7 @@ func TestDeletedKeyPackageBytesLeaveTheFiles(t *testing.T) {
 			}
 			if i == 0 {
 				// Statistics must not copy KeyPackage bytes elsewhere.
-				if _, err := conn.Exec(ctx, "ANALYZE keypackages"); err != nil {
+				if _, err := conn.Exec(ctx, "ANALYZE keypackages, keypackage_content"); err != nil {
 					t.Fatal(err)
 				}
 			}
@@ -198,70 +205,19 @@ func TestDeletedKeyPackageBytesLeaveTheFiles(t *testing.T) {
 		})
 	}
 
-	// The rewrite gives the table a new file; wait for it (a liveness bound:
-	// KeyPackageRewriteWithin plus slack).
-	var before uint32
-	if err := conn.QueryRow(ctx, "SELECT pg_relation_filenode('keypackages')").Scan(&before); err != nil {
-		t.Fatal(err)
-	}
+	// The partitions that saw deletions are rewritten; wait until no debt
+	// is left (a liveness bound: KeyPackageRewriteWithin plus slack).
 	start := time.Now()
-	for {
-		var node uint32
-		if err := conn.QueryRow(ctx, "SELECT pg_relation_filenode('keypackages')").Scan(&node); err != nil {
-			t.Fatal(err)
-		}
-		if node != before {
-			break
-		}
-		if time.Since(start) > 10*time.Second {
-			t.Fatalf("keypackages not rewritten within %v of the last deletion", time.Since(start))
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-	t.Logf("keypackages rewritten %v after the last deletion", time.Since(start).Round(time.Millisecond))
+	waitScrubbed(t, conn, 10*time.Second)
+	t.Logf("KeyPackage content scrubbed %v after the last deletion", time.Since(start).Round(time.Millisecond))
 	if _, err := conn.Exec(ctx, "CHECKPOINT"); err != nil {
 		t.Fatal(err)
 	}
 
-	// The table's own files, by pg_relation_filepath: heap, TOAST, TOAST
-	// index, indexes.
-	rows, err := conn.Query(ctx, `
-		WITH kp AS (SELECT oid, reltoastrelid FROM pg_class WHERE oid = 'keypackages'::regclass),
-		rels AS (
-			SELECT oid FROM kp
-			UNION ALL SELECT reltoastrelid FROM kp WHERE reltoastrelid <> 0
-			UNION ALL SELECT indexrelid FROM pg_index WHERE indrelid IN (SELECT oid FROM kp UNION ALL SELECT reltoastrelid FROM kp))
-		SELECT c.relname, pg_relation_filepath(c.oid) FROM rels JOIN pg_class c ON c.oid = rels.oid`)
-	if err != nil {
-		t.Fatal(err)
-	}
-	type relFile struct{ rel, path string }
-	var files []relFile
-	for rows.Next() {
-		var rel, path string
-		if err := rows.Scan(&rel, &path); err != nil {
-			t.Fatal(err)
-		}
-		for seg := 0; ; seg++ {
-			p := filepath.Join(pg.DataDir, path)
-			if seg > 0 {
-				p += "." + strconv.Itoa(seg)
-			}
-			if _, err := os.Stat(p); err != nil {
-				if errors.Is(err, fs.ErrNotExist) && seg > 0 {
-					break
-				}
-				unavailable(t, "cannot read the PostgreSQL data files: %v", err)
-			}
-			files = append(files, relFile{rel, p})
-		}
-	}
-	if err := rows.Err(); err != nil {
-		t.Fatal(err)
-	}
-	if len(files) < 3 {
-		t.Fatalf("found %d files for keypackages (%v); want the heap, TOAST and indexes", len(files), files)
-	}
+	// The KeyPackage relations' own files, by pg_relation_filepath: heap,
+	// TOAST, TOAST index and indexes of keypackages and of every content
+	// partition.
+	files := keyPackageFiles(t, conn, pg.DataDir)
 	var all []byte
 	for _, f := range files {
 		b, err := os.ReadFile(f.path)
@@ -279,7 +235,7 @@ func TestDeletedKeyPackageBytesLeaveTheFiles(t *testing.T) {
 	}
 	for i, sec := range kept {
 		if !bytes.Contains(all, []byte(sec.content[:64])) {
-			t.Errorf("kept KeyPackage %d not found in the keypackages files: the scan is blind", i)
+			t.Errorf("kept KeyPackage %d not found in the KeyPackage files: the scan is blind", i)
 		}
 	}
 
@@ -309,6 +265,231 @@ func TestDeletedKeyPackageBytesLeaveTheFiles(t *testing.T) {
 	if err != nil {
 		unavailable(t, "cannot scan %s: %v", dbDir, err)
 	}
+}
+
+// TestDeletedKeyPackageBytesLeaveTheFilesAtScale stores many KeyPackages
+// (BURROW_SCRUB_SCALE of them, default 20,000: 250,000 is issue 9's figure,
+// see BenchmarkKeyPackageScrubAtScale for the timing), 10 per author, with
+// about 2 kB of content each, deletes 64 through the store (kind 5 by their
+// authors), waits for the scrub, and scans the KeyPackage files and every
+// file of the database: no deleted KeyPackage's content is left, every kept
+// one is found (so the scan sees the data), and exactly the partitions that
+// saw a deletion were rewritten (the work follows the deletions).
+func TestDeletedKeyPackageBytesLeaveTheFilesAtScale(t *testing.T) {
+	n := 20_000
+	if v := os.Getenv("BURROW_SCRUB_SCALE"); v != "" {
+		var err error
+		if n, err = strconv.Atoi(v); err != nil || n < 1000 {
+			t.Fatalf("BURROW_SCRUB_SCALE=%q: want a number of KeyPackages, at least 1000", v)
+		}
+	}
+	pg := testsvc.Postgres(t)
+	if pg.DataDir == "" {
+		unavailable(t, "the PostgreSQL server's data directory is unknown (not a throwaway cluster, and SHOW data_directory is not allowed)")
+	}
+	ctx := context.Background()
+	within := 2 * time.Second
+	s, err := postgres.Open(ctx, postgres.Config{URL: pg.URL, Logger: testLogger(t), KeyPackageRewriteWithin: within})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = s.Close() })
+	conn, err := pgx.Connect(ctx, pg.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(ctx)
+
+	authors := make([]storetest.Author, (n+9)/10)
+	pubkeys := make([][]byte, len(authors))
+	for i := range authors {
+		authors[i] = storetest.NewAuthor(t)
+		pubkeys[i], _ = hex.DecodeString(authors[i].PubKey)
+	}
+	salt := make([]byte, 16)
+	if _, err := rand.Read(salt); err != nil {
+		t.Fatal(err)
+	}
+	// KeyPackage i (author i/10): content "BURROW-KP-<i>-" and 2 kB of
+	// base64, id sha256(salt || i).
+	for lo := 0; lo < n; lo += 25_000 {
+		if _, err := conn.Exec(ctx, `
+			INSERT INTO keypackages (id, pubkey, created_at, kind, tags, content, sig, slot_d, expires_at, kp_ref)
+			SELECT sha256($3 || int4send(i)), ($1::bytea[])[i / 10 + 1], $2 - i % 10, 30443, '\x00'::bytea,
+			       convert_to('BURROW-KP-' || i || '-' || (SELECT string_agg(encode(sha512($3 || int4send(i) || int4send(j)), 'base64'), '')
+			                                                FROM generate_series(1, 22) AS j), 'UTF8'),
+			       sha512($3 || int4send(i)), int4send(i % 10), NULL, sha256($3 || int4send(-i))
+			  FROM generate_series($4::int, $5::int) AS i`,
+			pubkeys, time.Now().Unix()-3600, salt, lo, min(lo+25_000, n)-1); err != nil {
+			t.Fatal(err)
+		}
+	}
+	nodes := func() map[string]uint32 {
+		rows, _ := conn.Query(ctx, `SELECT relid::regclass::text, pg_relation_filenode(relid) FROM pg_partition_tree('keypackage_content') WHERE isleaf`)
+		m := map[string]uint32{}
+		var rel string
+		var node uint32
+		if _, err := pgx.ForEachRow(rows, []any{&rel, &node}, func() error { m[rel] = node; return nil }); err != nil {
+			t.Fatal(err)
+		}
+		return m
+	}
+	before := nodes()
+
+	victims := map[int]bool{}
+	for len(victims) < 64 {
+		victims[mrand.IntN(n)] = true
+	}
+	owing := map[string]bool{}
+	for i := range victims {
+		idb := sha256.Sum256(append(slices.Clone(salt), byte(i>>24), byte(i>>16), byte(i>>8), byte(i)))
+		id := hex.EncodeToString(idb[:])
+		a := authors[i/10]
+		res, err := s.Save(ctx, a.Event(t, 5, nostr.Now(), nostr.Tags{{"e", id}}, ""))
+		if err != nil || len(res.Deleted) != 1 || res.Deleted[0].ID != id {
+			t.Fatalf("deleting KeyPackage %d: %+v, %v", i, res.Deleted, err)
+		}
+		var part int16
+		if err := conn.QueryRow(ctx, `SELECT burrow_kp_part(decode($1, 'hex'))`, a.PubKey).Scan(&part); err != nil {
+			t.Fatal(err)
+		}
+		owing["keypackage_content_"+strconv.Itoa(int(part))] = true
+	}
+	start := time.Now()
+	waitScrubbed(t, conn, within+30*time.Second)
+	t.Logf("%d KeyPackages: %d deletions in %d partitions scrubbed %v after the last one",
+		n, len(victims), len(owing), time.Since(start).Round(time.Millisecond))
+	after := nodes()
+	for rel, node := range before {
+		if rewritten := after[rel] != node; rewritten != owing[rel] {
+			t.Errorf("partition %s rewritten = %v, want %v (it saw a deletion: %v)", rel, rewritten, owing[rel], owing[rel])
+		}
+	}
+	if _, err := conn.Exec(ctx, "CHECKPOINT"); err != nil {
+		t.Fatal(err)
+	}
+
+	marker := []byte("BURROW-KP-")
+	found := make(map[int]bool, n)
+	scan := func(path string, b []byte) {
+		for rest := b; ; {
+			k := bytes.Index(rest, marker)
+			if k < 0 {
+				return
+			}
+			rest = rest[k+len(marker):]
+			end := bytes.IndexByte(rest, '-')
+			if end < 0 || end > 10 {
+				continue
+			}
+			i, err := strconv.Atoi(string(rest[:end]))
+			if err != nil {
+				continue
+			}
+			found[i] = true
+			if victims[i] {
+				t.Errorf("%s still holds the content of deleted KeyPackage %d", path, i)
+			}
+		}
+	}
+	for _, f := range keyPackageFiles(t, conn, pg.DataDir) {
+		b, err := os.ReadFile(f.path)
+		if err != nil {
+			unavailable(t, "cannot read %s: %v", f.path, err)
+		}
+		scan(f.rel, b)
+	}
+	if len(found) != n-len(victims) {
+		t.Errorf("the KeyPackage files hold %d KeyPackages' content, want the %d kept: the scan is blind", len(found), n-len(victims))
+	}
+	var dbOID uint32
+	if err := conn.QueryRow(ctx, "SELECT oid FROM pg_database WHERE datname = current_database()").Scan(&dbOID); err != nil {
+		t.Fatal(err)
+	}
+	err = filepath.WalkDir(filepath.Join(pg.DataDir, "base", strconv.FormatUint(uint64(dbOID), 10)), func(p string, d fs.DirEntry, err error) error {
+		if err != nil || d.IsDir() {
+			return err
+		}
+		b, err := os.ReadFile(p)
+		if err != nil {
+			return err
+		}
+		scan(p, b)
+		return nil
+	})
+	if err != nil {
+		unavailable(t, "cannot scan the database's files: %v", err)
+	}
+}
+
+// waitScrubbed waits until no KeyPackage content partition owes a rewrite.
+func waitScrubbed(t *testing.T, conn *pgx.Conn, bound time.Duration) {
+	t.Helper()
+	start := time.Now()
+	for {
+		var n int
+		if err := conn.QueryRow(context.Background(), "SELECT count(*) FROM keypackage_scrub").Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		if n == 0 {
+			return
+		}
+		if time.Since(start) > bound {
+			t.Fatalf("%d KeyPackage deletions still not scrubbed after %v", n, bound)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+type relFile struct{ rel, path string }
+
+// keyPackageFiles lists the files of keypackages and of every content
+// partition: heap (each 1 GB segment), TOAST, TOAST index and indexes.
+func keyPackageFiles(t *testing.T, conn *pgx.Conn, dataDir string) []relFile {
+	t.Helper()
+	rows, err := conn.Query(context.Background(), `
+		WITH kp AS (
+			SELECT oid, reltoastrelid FROM pg_class WHERE oid = 'keypackages'::regclass
+			UNION ALL
+			SELECT c.oid, c.reltoastrelid FROM pg_partition_tree('keypackage_content') p JOIN pg_class c ON c.oid = p.relid
+			 WHERE p.isleaf),
+		rels AS (
+			SELECT oid FROM kp
+			UNION ALL SELECT reltoastrelid FROM kp WHERE reltoastrelid <> 0
+			UNION ALL SELECT indexrelid FROM pg_index WHERE indrelid IN (SELECT oid FROM kp UNION ALL SELECT reltoastrelid FROM kp))
+		SELECT c.relname, pg_relation_filepath(c.oid) FROM rels JOIN pg_class c ON c.oid = rels.oid`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var files []relFile
+	for rows.Next() {
+		var rel, path string
+		if err := rows.Scan(&rel, &path); err != nil {
+			t.Fatal(err)
+		}
+		for seg := 0; ; seg++ {
+			p := filepath.Join(dataDir, path)
+			if seg > 0 {
+				p += "." + strconv.Itoa(seg)
+			}
+			if _, err := os.Stat(p); err != nil {
+				if errors.Is(err, fs.ErrNotExist) && seg > 0 {
+					break
+				}
+				unavailable(t, "cannot read the PostgreSQL data files: %v", err)
+			}
+			files = append(files, relFile{rel, p})
+		}
+	}
+	if err := rows.Err(); err != nil {
+		t.Fatal(err)
+	}
+	// keypackages: heap, 5 indexes; 256 partitions: heap, TOAST, TOAST
+	// index, primary key.
+	if len(files) < 6+256*4 {
+		t.Fatalf("found %d files for the KeyPackage relations; want the heaps, TOAST and indexes", len(files))
+	}
+	return files
 }
 
 func errString(err error) string {

@@ -2,6 +2,7 @@ package sqlite
 
 import (
 	"context"
+	"database/sql"
 	"fmt"
 	"time"
 
@@ -10,16 +11,18 @@ import (
 	"github.com/burrow-relay/burrow/storage"
 )
 
-// vanish applies the NIP-62 request req: it deletes every event of req's
-// author and every kind 1059 whose "p" tag names the author, created at or
-// before req, and tombstones them. Later events of the author dated at or
-// before req are refused by the check in save, as long as req is stored.
+// vanish applies the NIP-62 request req in the save that stores it: it
+// deletes every event of req's author and every kind 1059 whose "p" tag
+// names the author, created at or before req, and tombstones them. Later
+// events of the author dated at or before req are refused by the check in
+// save, as long as req is stored. Save has removed them in chunks before
+// (vanishBefore), so this finds only what arrived meanwhile.
 func (tx *txn) vanish(req *nostr.Event, deleted *[]storage.Deletion) error {
-	own, err := tx.collect(tx.st.vanishOwn, req.PubKey, int64(req.CreatedAt))
+	own, err := tx.collect(tx.st.vanishOwn, req.PubKey, int64(req.CreatedAt), -1)
 	if err != nil {
 		return fmt.Errorf("sqlite: find the author's events: %w", err)
 	}
-	wraps, err := tx.collect(tx.st.vanishWraps, req.PubKey, int64(req.CreatedAt))
+	wraps, err := tx.collect(tx.st.vanishWraps, req.PubKey, int64(req.CreatedAt), -1)
 	if err != nil {
 		return fmt.Errorf("sqlite: find gift wraps to the author: %w", err)
 	}
@@ -36,9 +39,117 @@ func (tx *txn) vanish(req *nostr.Event, deleted *[]storage.Deletion) error {
 	return nil
 }
 
+// An author's events removed for a ban or a request to vanish go in a
+// series of write ops, so that the writes of everyone else queued
+// meanwhile wait little (issue 14: never more than 100 ms). A chunk's cost
+// is mostly its commit, which grows with the pages it dirtied (every index
+// of every event, a tombstone each), so its size adapts to how long the
+// last one took against chunkTarget; chunkWork also stops a chunk whose
+// events turn out heavy (thousands of tag rows each) before the size has
+// caught up.
+const (
+	chunkTarget = 25 * time.Millisecond
+	chunkWork   = 8 * time.Millisecond
+	firstChunk  = 32
+	maxChunk    = 4096
+	chunkPage   = 64 // rows removeChunk reads at a time
+)
+
+// nextChunk is the chunk size after one of size took took.
+func nextChunk(size int, took time.Duration) int {
+	if took <= 0 {
+		return min(2*size, maxChunk)
+	}
+	scaled := int(float64(size) * float64(chunkTarget) / float64(took))
+	return max(1, min(scaled, 2*size, maxChunk))
+}
+
+// removeChunk removes the events stmt selects (given args, then a row
+// limit), with reason, at most size of them, reading chunkPage rows at a
+// time and stopping early once the batch has worked chunkWork. more
+// reports that some may remain. It removes at least one event when there
+// is one, so every call makes progress.
+func (tx *txn) removeChunk(stmt *sql.Stmt, args []any, reason storage.Reason, size int, deleted *[]storage.Deletion) (more bool, err error) {
+	for removed := 0; removed < size; {
+		want := min(chunkPage, size-removed)
+		found, err := tx.collect(stmt, append(args, want)...)
+		if err != nil {
+			return false, fmt.Errorf("sqlite: find events to remove: %w", err)
+		}
+		for _, e := range found {
+			if removed > 0 && time.Since(tx.started) >= chunkWork {
+				return true, nil
+			}
+			if err := tx.remove(e, reason, deleted); err != nil {
+				return false, err
+			}
+			removed++
+		}
+		if len(found) < want {
+			return false, nil
+		}
+	}
+	return true, nil
+}
+
+// inChunks runs op as write ops, each removing at most the size it is
+// given, until op reports nothing more; each op ends with the burial of
+// the KeyPackages it removed. It returns every deletion (on failure, those
+// committed before it). Once the first op has committed the rest run
+// whatever ctx does: a caller that gives up cannot leave the removal half
+// done.
+func (s *Store) inChunks(ctx context.Context, op func(tx *txn, size int, deleted *[]storage.Deletion) (more bool, err error)) ([]storage.Deletion, error) {
+	var all []storage.Deletion
+	for size := firstChunk; ; {
+		var (
+			chunk []storage.Deletion
+			more  bool
+		)
+		start := time.Now()
+		err := s.write(ctx, func(tx *txn) error {
+			chunk = nil // the writer may run an op twice
+			var err error
+			if more, err = op(tx, size, &chunk); err != nil {
+				return err
+			}
+			return tx.buryTwins(sql.NullString{}, &chunk)
+		})
+		if err != nil {
+			return all, err
+		}
+		all = append(all, chunk...)
+		if !more {
+			return all, nil
+		}
+		size = nextChunk(size, time.Since(start))
+		ctx = context.WithoutCancel(ctx)
+	}
+}
+
+// vanishBefore removes, in chunks, what the NIP-62 request req deletes
+// (see vanish), before the save that stores it, so that no write op of it
+// holds the writer long. It runs only for a request that Save would not
+// refuse for its own shape; one refused later (a duplicate, a banned
+// author) had its events removed already by the first copy or the ban.
+func (s *Store) vanishBefore(ctx context.Context, req *nostr.Event) ([]storage.Deletion, error) {
+	return s.inChunks(ctx, func(tx *txn, size int, deleted *[]storage.Deletion) (bool, error) {
+		more, err := tx.removeChunk(tx.st.vanishOwn, []any{req.PubKey, int64(req.CreatedAt)}, storage.ReasonVanish, size, deleted)
+		if err != nil || more {
+			return more, err
+		}
+		if left := size - len(*deleted); left > 0 {
+			return tx.removeChunk(tx.st.vanishWraps, []any{req.PubKey, int64(req.CreatedAt)}, storage.ReasonVanish, left, deleted)
+		}
+		return true, nil
+	})
+}
+
 // Ban records pubkey as banned, so its events are refused with
-// storage.ErrBanned, and deletes and tombstones every event it has stored,
-// in one write.
+// storage.ErrBanned, then deletes and tombstones every event it has
+// stored, in write ops that each hold the writer about chunkTarget. The
+// ban is recorded by the first op, so no event of the author is stored
+// after it; banning again finishes a ban a crash interrupted. On failure
+// it returns what it removed before.
 func (s *Store) Ban(ctx context.Context, pubkey string) ([]storage.Deletion, error) {
 	if s.isClosed.Load() {
 		return nil, storage.ErrClosed
@@ -46,27 +157,12 @@ func (s *Store) Ban(ctx context.Context, pubkey string) ([]storage.Deletion, err
 	if !nostr.IsValid32ByteHex(pubkey) {
 		return nil, fmt.Errorf("sqlite: ban: %q is not a lowercase hex public key", pubkey)
 	}
-	var deleted []storage.Deletion
-	err := s.write(ctx, func(tx *txn) error {
-		deleted = nil // the writer may run an op twice
+	return s.inChunks(ctx, func(tx *txn, size int, deleted *[]storage.Deletion) (bool, error) {
 		if _, err := tx.exec(tx.st.ban, pubkey, time.Now().Unix()); err != nil {
-			return fmt.Errorf("sqlite: ban: %w", err)
+			return false, fmt.Errorf("sqlite: ban: %w", err)
 		}
-		evs, err := tx.collect(tx.st.byAuthor, pubkey)
-		if err != nil {
-			return fmt.Errorf("sqlite: find the banned author's events: %w", err)
-		}
-		for _, e := range evs {
-			if err := tx.remove(e, storage.ReasonBanned, &deleted); err != nil {
-				return err
-			}
-		}
-		return nil
+		return tx.removeChunk(tx.st.byAuthor, []any{pubkey}, storage.ReasonBanned, size, deleted)
 	})
-	if err != nil {
-		return nil, err
-	}
-	return deleted, nil
 }
 
 // BannedPubKeys lists the banned pubkeys in ascending order.

@@ -45,8 +45,9 @@ func (s *Store) GroupLog(ctx context.Context, h string, after int64, limit int) 
 		// CROSS JOIN keeps the tags key as the outer loop: its order is
 		// the group's seq order.
 		rows, err := s.readDB.QueryContext(ctx, `SELECT e.seq, EXISTS (SELECT 1 FROM released_commits r WHERE r.id = e.id),
-	e.id, e.pubkey, e.created_at, e.kind, e.tags, e.content, e.sig
+	rb.id, rb.seq, e.id, e.pubkey, e.created_at, e.kind, e.tags, e.content, e.sig
 FROM tags t CROSS JOIN events e ON e.n = t.event
+	LEFT JOIN released_commits rb ON rb.released_by = e.id
 WHERE t.name = 'h' AND t.value = ? AND t.event >= ? AND e.kind = 445 AND e.seq > ?
 	AND (e.expires_at IS NULL OR e.expires_at > ?)
 ORDER BY t.event LIMIT ?`, h, from, after, time.Now().Unix(), limit)
@@ -57,14 +58,19 @@ ORDER BY t.event LIMIT ?`, h, from, after, time.Now().Unix(), limit)
 		defer rows.Close()
 		for rows.Next() {
 			var (
-				sq   storage.Sequenced
-				tags string
+				sq     storage.Sequenced
+				tags   string
+				relID  sql.NullString
+				relSeq sql.NullInt64
 			)
 			ev := &nostr.Event{}
 			sq.Event = ev
-			if err := rows.Scan(&sq.Seq, &sq.Released, &ev.ID, &ev.PubKey, &ev.CreatedAt, &ev.Kind, &tags, &ev.Content, &ev.Sig); err != nil {
+			if err := rows.Scan(&sq.Seq, &sq.Released, &relID, &relSeq, &ev.ID, &ev.PubKey, &ev.CreatedAt, &ev.Kind, &tags, &ev.Content, &ev.Sig); err != nil {
 				yield(storage.Sequenced{}, s.readErr("scan", err))
 				return
+			}
+			if relID.Valid {
+				sq.Releases = &storage.Release{ID: relID.String, Seq: relSeq.Int64}
 			}
 			if err := json.Unmarshal([]byte(tags), &ev.Tags); err != nil {
 				yield(storage.Sequenced{}, fmt.Errorf("sqlite: decode tags of %s: %w", ev.ID, err))
@@ -182,16 +188,54 @@ func (s *Store) ClaimSlot(ctx context.Context, c storage.SlotClaim) (storage.Slo
 func (tx *txn) claimSlot(r row, c storage.SlotClaim) (out storage.SlotResult, taken error, err error) {
 	now := time.Now().Unix()
 	id := c.Commit.ID
-	var (
-		holder    string
-		holderSeq int64
-	)
-	err = tx.tx.QueryRowContext(tx.ctx, `SELECT holder, holder_seq FROM commit_slots WHERE h = ? AND slot = ?`, c.H, c.Slot).
-		Scan(&holder, &holderSeq)
-	free := errors.Is(err, sql.ErrNoRows)
-	if err != nil && !free {
-		return out, nil, fmt.Errorf("sqlite: read slot: %w", err)
+	holder, holderSeq, free, err := tx.slotHolder(c.H, c.Slot)
+	if err != nil {
+		return out, nil, err
 	}
+	if holder == id {
+		// A retry.
+		out.Seq = holderSeq
+		if c.Release != "" {
+			var seq sql.NullInt64
+			err := tx.tx.QueryRowContext(tx.ctx, `SELECT seq FROM released_commits WHERE id = ? AND h = ? AND slot = ?`,
+				c.Release, c.H, c.Slot).Scan(&seq)
+			switch {
+			case err == nil:
+				out.Released, out.ReleasedSeq = c.Release, seq.Int64
+			case !errors.Is(err, sql.ErrNoRows):
+				return storage.SlotResult{}, nil, fmt.Errorf("sqlite: read released: %w", err)
+			}
+		}
+		return out, nil, nil
+	}
+
+	// The Commit's own past: a loser (or a released holder) never holds a
+	// slot again, and a holder holds only one.
+	var lostSlot string
+	err = tx.tx.QueryRowContext(tx.ctx, `SELECT slot FROM commit_slot_losers WHERE id = ?1 AND h = ?2
+	UNION ALL SELECT slot FROM released_commits WHERE id = ?1 AND h = ?2 LIMIT 1`, id, c.H).Scan(&lostSlot)
+	switch {
+	case err == nil:
+		if lostSlot == c.Slot {
+			return storage.SlotResult{}, fmt.Errorf("sqlite: claim %s: %w", id, &storage.SlotTakenError{Holder: holder}), nil
+		}
+		lostTo, _, _, err := tx.slotHolder(c.H, lostSlot)
+		if err != nil {
+			return storage.SlotResult{}, nil, err
+		}
+		return storage.SlotResult{}, fmt.Errorf("sqlite: claim %s: %w", id, &storage.CommitLostError{Slot: lostSlot, Holder: lostTo}), nil
+	case !errors.Is(err, sql.ErrNoRows):
+		return storage.SlotResult{}, nil, fmt.Errorf("sqlite: read the Commit's slots: %w", err)
+	}
+	var heldSlot string
+	err = tx.tx.QueryRowContext(tx.ctx, `SELECT slot FROM commit_slots WHERE h = ? AND holder = ? LIMIT 1`, c.H, id).Scan(&heldSlot)
+	switch {
+	case err == nil:
+		return storage.SlotResult{}, fmt.Errorf("sqlite: claim %s: %w", id, &storage.CommitHoldsError{Slot: heldSlot}), nil
+	case !errors.Is(err, sql.ErrNoRows):
+		return storage.SlotResult{}, nil, fmt.Errorf("sqlite: read the Commit's slots: %w", err)
+	}
+
 	switch {
 	case free:
 		if out, err = tx.saveCommit(r); err != nil {
@@ -204,39 +248,26 @@ func (tx *txn) claimSlot(r row, c storage.SlotClaim) (out storage.SlotResult, ta
 		}
 		return out, nil, nil
 
-	case holder == id:
-		out.Seq = holderSeq
-		if c.Release != "" {
-			var released bool
-			if err := tx.tx.QueryRowContext(tx.ctx, `SELECT EXISTS (SELECT 1 FROM released_commits WHERE id = ? AND h = ? AND slot = ?)`,
-				c.Release, c.H, c.Slot).Scan(&released); err != nil {
-				return storage.SlotResult{}, nil, fmt.Errorf("sqlite: read released: %w", err)
-			}
-			if released {
-				out.Released = c.Release
-			}
-		}
-		return out, nil, nil
-
 	case c.Release != "" && c.Release == holder:
 		if out, err = tx.saveCommit(r); err != nil {
 			return storage.SlotResult{}, nil, err
 		}
 		tx.dirty = true
-		if _, err := tx.tx.ExecContext(tx.ctx, `INSERT INTO released_commits (id, h, slot, released_at) VALUES (?, ?, ?, ?)
-	ON CONFLICT (id) DO NOTHING`, holder, c.H, c.Slot, now); err != nil {
+		if _, err := tx.tx.ExecContext(tx.ctx, `INSERT INTO released_commits (id, h, slot, released_at, seq, released_by) VALUES (?, ?, ?, ?, ?, ?)
+	ON CONFLICT (id) DO NOTHING`, holder, c.H, c.Slot, now, holderSeq, id); err != nil {
 			return storage.SlotResult{}, nil, fmt.Errorf("sqlite: mark released: %w", err)
 		}
 		if _, err := tx.tx.ExecContext(tx.ctx, `UPDATE commit_slots SET holder = ?, holder_seq = ?, taken_at = ? WHERE h = ? AND slot = ?`,
 			id, out.Seq, now, c.H, c.Slot); err != nil {
 			return storage.SlotResult{}, nil, fmt.Errorf("sqlite: take slot: %w", err)
 		}
-		out.Released = holder
+		out.Released, out.ReleasedSeq = holder, holderSeq
 		return out, nil, nil
 	}
 
-	// A loser. Tombstoned so that a bare Save of it fails, and recorded so
-	// that the failure names the holder; an id already stored stays.
+	// A loser, recorded so that it never holds a slot. One not stored is
+	// tombstoned too, so that a bare Save of it fails naming the holder; an
+	// id already stored stays a plain event of the log.
 	var stored bool
 	if err := tx.tx.QueryRowContext(tx.ctx, `SELECT EXISTS (SELECT 1 FROM events WHERE id = ?)`, id).Scan(&stored); err != nil {
 		return storage.SlotResult{}, nil, fmt.Errorf("sqlite: read %s: %w", id, err)
@@ -245,12 +276,27 @@ func (tx *txn) claimSlot(r row, c storage.SlotClaim) (out storage.SlotResult, ta
 		if err := tx.tombstone(id, reasonSlotLost); err != nil {
 			return storage.SlotResult{}, nil, err
 		}
-		if _, err := tx.tx.ExecContext(tx.ctx, `INSERT INTO commit_slot_losers (id, h, slot, recorded_at) VALUES (?, ?, ?, ?)
+	}
+	tx.dirty = true
+	if _, err := tx.tx.ExecContext(tx.ctx, `INSERT INTO commit_slot_losers (id, h, slot, recorded_at) VALUES (?, ?, ?, ?)
 	ON CONFLICT (id) DO NOTHING`, id, c.H, c.Slot, now); err != nil {
-			return storage.SlotResult{}, nil, fmt.Errorf("sqlite: record loser: %w", err)
-		}
+		return storage.SlotResult{}, nil, fmt.Errorf("sqlite: record loser: %w", err)
 	}
 	return storage.SlotResult{}, fmt.Errorf("sqlite: claim %s: %w", id, &storage.SlotTakenError{Holder: holder}), nil
+}
+
+// slotHolder reads the Commit holding slot of group h and its seq; free
+// reports that nobody holds it.
+func (tx *txn) slotHolder(h, slot string) (holder string, seq int64, free bool, err error) {
+	err = tx.tx.QueryRowContext(tx.ctx, `SELECT holder, holder_seq FROM commit_slots WHERE h = ? AND slot = ?`, h, slot).
+		Scan(&holder, &seq)
+	if errors.Is(err, sql.ErrNoRows) {
+		return "", 0, true, nil
+	}
+	if err != nil {
+		return "", 0, false, fmt.Errorf("sqlite: read slot: %w", err)
+	}
+	return holder, seq, false, nil
 }
 
 // saveCommit saves a claim's Commit with Save's rules; one already stored

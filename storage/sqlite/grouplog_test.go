@@ -37,10 +37,7 @@ func TestGroupLogReadsEventsStoredBeforeMigration4(t *testing.T) {
 	if _, err := s.Save(ctx, twoH); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := s.writeDB.Exec(`DROP TABLE commit_slots; DROP TABLE commit_slot_losers; DROP TABLE released_commits;
-DELETE FROM schema_migrations WHERE version = 4`); err != nil {
-		t.Fatalf("restore the version 3 schema: %v", err)
-	}
+	downgradeTo(t, s.writeDB, 3)
 	if err := s.Close(); err != nil {
 		t.Fatal(err)
 	}

@@ -4,6 +4,8 @@ import (
 	"context"
 	"database/sql"
 	"fmt"
+	"maps"
+	"slices"
 	"time"
 
 	"github.com/nbd-wtf/go-nostr"
@@ -12,10 +14,10 @@ import (
 )
 
 // SaveKeyPackage stores a kind 443 or 30443 event with Save's rules plus
-// kp's: its twins (the author's other KeyPackage events with the same Ref)
-// are deleted, it expires at the earlier of its NIP-40 expiration and
-// kp.NotAfter, and a new 30443 slot respects kp.SlotCap. All of it happens in
-// the writer's transaction that stores the event.
+// kp's: a deleted KeyPackage (tombstoned Ref) is refused, it expires at the
+// earlier of its NIP-40 expiration and kp.NotAfter, and a new KeyPackage
+// respects kp.SlotCap. Twins coexist (see storage.KeyPackage). All of it
+// happens in the writer's transaction that stores the event.
 func (s *Store) SaveKeyPackage(ctx context.Context, ev *nostr.Event, kp storage.KeyPackage) (storage.Result, error) {
 	if ev.Kind != 443 && ev.Kind != 30443 {
 		return storage.Result{}, fmt.Errorf("sqlite: SaveKeyPackage takes kinds 443 and 30443, not %d", ev.Kind)
@@ -43,48 +45,60 @@ func (s *Store) SaveKeyPackage(ctx context.Context, ev *nostr.Event, kp storage.
 	return s.saveRow(ctx, r)
 }
 
-// evictions returns the slots that saving r, a 30443 opening a new slot,
-// must evict to stay within r.kp.SlotCap: the author's least recently
-// refreshed live slots, as many as needed to leave room for one more. It
-// fails with storage.ErrSlotCap if any of them is not older than
-// r.kp.EvictAfter. Expired slots (no longer served, awaiting DeleteExpired)
-// and twins of r (which this save deletes anyway) do not count.
+// evictions returns the events that saving r must remove to keep its
+// author within r.kp.SlotCap KeyPackages (see storage.KeyPackage): for each
+// of the least recently refreshed KeyPackages, as many as it takes to leave
+// room for one more, its newest event (its twins follow in buryTwins). It
+// returns nothing when r's KeyPackage is already live (a twin adds none),
+// and fails with storage.ErrSlotCap if any KeyPackage to evict was
+// refreshed within r.kp.EvictAfter. Expired events (no longer served,
+// awaiting DeleteExpired) do not count.
 func (tx *txn) evictions(r row, now time.Time) ([]stored, error) {
-	rows, err := tx.st.slots.QueryContext(tx.ctx, r.ev.PubKey, now.Unix())
+	evs, err := tx.collect(tx.st.authorKPs, r.ev.PubKey, now.Unix())
 	if err != nil {
-		return nil, fmt.Errorf("sqlite: read slots: %w", err)
+		return nil, fmt.Errorf("sqlite: read the author's KeyPackages: %w", err)
 	}
-	var live []stored
-	for rows.Next() {
-		var (
-			e   stored
-			ref sql.NullString
-		)
-		if err := rows.Scan(&e.n, &e.id, &e.kind, &e.pubkey, &e.createdAt, &e.tags, &ref); err != nil {
-			rows.Close()
-			return nil, fmt.Errorf("sqlite: read slots: %w", err)
+	// One unit per KeyPackage, keyed by its ref (an event without one is a
+	// KeyPackage of its own), represented by its newest event.
+	newest := make(map[string]stored, len(evs))
+	for _, e := range evs {
+		key := "id:" + e.id
+		if e.kpRef.Valid {
+			if r.kpRef.Valid && e.kpRef.String == r.kpRef.String {
+				return nil, nil // a twin: no new KeyPackage
+			}
+			key = "ref:" + e.kpRef.String
 		}
-		if r.kpRef.Valid && ref.Valid && ref.String == r.kpRef.String {
-			continue
+		if cur, ok := newest[key]; !ok || newerEvent(e, cur) {
+			newest[key] = e
 		}
-		live = append(live, e)
 	}
-	if err := rows.Close(); err != nil {
-		return nil, fmt.Errorf("sqlite: read slots: %w", err)
-	}
-	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("sqlite: read slots: %w", err)
-	}
-	need := len(live) - r.kp.SlotCap + 1
+	need := len(newest) - r.kp.SlotCap + 1
 	if need <= 0 {
 		return nil, nil
 	}
+	units := slices.Collect(maps.Values(newest))
+	slices.SortFunc(units, func(a, b stored) int {
+		if newerEvent(b, a) {
+			return -1
+		}
+		if newerEvent(a, b) {
+			return 1
+		}
+		return 0
+	})
 	cutoff := now.Add(-r.kp.EvictAfter).Unix()
-	for _, e := range live[:need] {
+	for _, e := range units[:need] {
 		if e.createdAt >= cutoff {
-			return nil, fmt.Errorf("sqlite: %s would be slot %d of %d and the oldest slot was refreshed at %d: %w",
-				r.ev.ID, len(live)+1, r.kp.SlotCap, live[0].createdAt, storage.ErrSlotCap)
+			return nil, fmt.Errorf("sqlite: %s would be KeyPackage %d of %d and the least recently refreshed was refreshed at %d: %w",
+				r.ev.ID, len(units)+1, r.kp.SlotCap, units[0].createdAt, storage.ErrSlotCap)
 		}
 	}
-	return live[:need], nil
+	return units[:need], nil
+}
+
+// newerEvent reports whether a is more recent than b: a later created_at,
+// or the same and a lower id (NIP-01's tie rule).
+func newerEvent(a, b stored) bool {
+	return a.createdAt > b.createdAt || (a.createdAt == b.createdAt && a.id < b.id)
 }

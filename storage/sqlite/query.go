@@ -27,6 +27,24 @@ func where(f nostr.Filter, now time.Time) (clause string, args []any, ok bool) {
 	in := func(column string, n int) string {
 		return column + " IN (" + strings.TrimSuffix(strings.Repeat("?,", n), ",") + ")"
 	}
+	// Which index drives the query, most selective kind of condition
+	// first: ids, then tags, then authors, then kinds, then the time range
+	// (authors and kinds carry created_at in their indexes). SQLite has no
+	// statistics here and otherwise may walk every event of a common kind
+	// to probe its tags. A unary + keeps a column's index out of the plan.
+	byTags := false
+	for _, vs := range f.Tags {
+		byTags = byTags || vs != nil
+	}
+	byTags = byTags && f.IDs == nil
+	byAuthors := f.IDs == nil && !byTags && f.Authors != nil
+	col := func(name string, usable bool) string {
+		if usable {
+			return name
+		}
+		return "+" + name
+	}
+	pubkey, kind, createdAt := col("e.pubkey", !byTags), col("e.kind", !byTags && !byAuthors), col("e.created_at", !byTags)
 	if f.IDs != nil {
 		if len(f.IDs) == 0 {
 			return "", nil, false
@@ -40,7 +58,7 @@ func where(f nostr.Filter, now time.Time) (clause string, args []any, ok bool) {
 		if len(f.Authors) == 0 {
 			return "", nil, false
 		}
-		conds = append(conds, in("e.pubkey", len(f.Authors)))
+		conds = append(conds, in(pubkey, len(f.Authors)))
 		for _, a := range f.Authors {
 			args = append(args, a)
 		}
@@ -49,17 +67,17 @@ func where(f nostr.Filter, now time.Time) (clause string, args []any, ok bool) {
 		if len(f.Kinds) == 0 {
 			return "", nil, false
 		}
-		conds = append(conds, in("e.kind", len(f.Kinds)))
+		conds = append(conds, in(kind, len(f.Kinds)))
 		for _, k := range f.Kinds {
 			args = append(args, k)
 		}
 	}
 	if f.Since != nil {
-		conds = append(conds, "e.created_at >= ?")
+		conds = append(conds, createdAt+" >= ?")
 		args = append(args, int64(*f.Since))
 	}
 	if f.Until != nil {
-		conds = append(conds, "e.created_at <= ?")
+		conds = append(conds, createdAt+" <= ?")
 		args = append(args, int64(*f.Until))
 	}
 	// Sorted names keep the SQL text stable for the statement cache.
@@ -91,6 +109,25 @@ func where(f nostr.Filter, now time.Time) (clause string, args []any, ok bool) {
 	return strings.Join(conds, " AND "), args, true
 }
 
+// selectSQL is the statement Query (or, with count, Count) runs for f; ok
+// is false when f can match nothing.
+func selectSQL(f nostr.Filter, now time.Time, count bool) (q string, args []any, ok bool) {
+	cond, args, ok := where(f, now)
+	if !ok {
+		return "", nil, false
+	}
+	if count {
+		return `SELECT COUNT(*) FROM events e WHERE ` + cond, args, true
+	}
+	q = `SELECT e.id, e.pubkey, e.created_at, e.kind, e.tags, e.content, e.sig FROM events e WHERE ` +
+		cond + ` ORDER BY e.created_at DESC, e.id ASC`
+	if f.Limit > 0 {
+		q += ` LIMIT ?`
+		args = append(args, f.Limit)
+	}
+	return q, args, true
+}
+
 // Query streams the events matching f from a read connection, newest first
 // with ties by lowest id.
 func (s *Store) Query(ctx context.Context, f nostr.Filter) iter.Seq2[*nostr.Event, error] {
@@ -102,15 +139,13 @@ func (s *Store) Query(ctx context.Context, f nostr.Filter) iter.Seq2[*nostr.Even
 		if f.LimitZero && f.Limit <= 0 {
 			return
 		}
-		cond, args, ok := where(f, time.Now())
-		if !ok {
+		if err := storage.Indexable(f); err != nil {
+			yield(nil, fmt.Errorf("sqlite: query: %w", err))
 			return
 		}
-		q := `SELECT e.id, e.pubkey, e.created_at, e.kind, e.tags, e.content, e.sig FROM events e WHERE ` +
-			cond + ` ORDER BY e.created_at DESC, e.id ASC`
-		if f.Limit > 0 {
-			q += ` LIMIT ?`
-			args = append(args, f.Limit)
+		q, args, ok := selectSQL(f, time.Now(), false)
+		if !ok {
+			return
 		}
 		rows, err := s.readDB.QueryContext(ctx, q, args...)
 		if err != nil {
@@ -146,12 +181,15 @@ func (s *Store) Count(ctx context.Context, f nostr.Filter) (int64, error) {
 	if s.isClosed.Load() {
 		return 0, storage.ErrClosed
 	}
-	cond, args, ok := where(f, time.Now())
+	if err := storage.Indexable(f); err != nil {
+		return 0, fmt.Errorf("sqlite: count: %w", err)
+	}
+	q, args, ok := selectSQL(f, time.Now(), true)
 	if !ok {
 		return 0, nil
 	}
 	var n int64
-	if err := s.readDB.QueryRowContext(ctx, `SELECT COUNT(*) FROM events e WHERE `+cond, args...).Scan(&n); err != nil {
+	if err := s.readDB.QueryRowContext(ctx, q, args...).Scan(&n); err != nil {
 		return 0, s.readErr("count", err)
 	}
 	return n, nil

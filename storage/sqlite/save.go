@@ -95,7 +95,19 @@ func (s *Store) Save(ctx context.Context, ev *nostr.Event) (storage.Result, erro
 	if s.noSeq {
 		r.group = ""
 	}
-	return s.saveRow(ctx, r)
+	if ev.Kind != 62 {
+		return s.saveRow(ctx, r)
+	}
+	// A request to vanish removes the author's events in chunks first,
+	// then is stored (removing what arrived meanwhile) whatever ctx does
+	// from there: a removal begun is finished.
+	pre, err := s.vanishBefore(ctx, ev)
+	if err != nil {
+		return storage.Result{Deleted: pre}, err
+	}
+	res, err := s.saveRow(context.WithoutCancel(ctx), r)
+	res.Deleted = append(pre, res.Deleted...)
+	return res, err
 }
 
 // saveRow queues the save of a prepared row and waits for its commit.
@@ -122,12 +134,13 @@ type stored struct {
 	kind      int
 	pubkey    string
 	createdAt int64
-	tags      string // JSON, to find its tag rows
+	tags      string         // JSON, to find its tag rows
+	kpRef     sql.NullString // KeyPackageRef of a KeyPackage saved with its rules
 }
 
 func scanStored(sc interface{ Scan(...any) error }) (stored, error) {
 	var e stored
-	err := sc.Scan(&e.n, &e.id, &e.kind, &e.pubkey, &e.createdAt, &e.tags)
+	err := sc.Scan(&e.n, &e.id, &e.kind, &e.pubkey, &e.createdAt, &e.tags, &e.kpRef)
 	return e, err
 }
 
@@ -182,6 +195,25 @@ func (tx *txn) save(r row, res *storage.Result) error {
 	case vanished:
 		return fmt.Errorf("sqlite: %s predates its author's request to vanish: %w", ev.ID, storage.ErrDeleted)
 	}
+	if r.kpRef.Valid {
+		var (
+			dead     bool
+			twinsEnd sql.NullInt64
+		)
+		if err := tx.st.refDeleted.QueryRowContext(tx.ctx, r.kpRef.String, ev.PubKey).Scan(&dead, &twinsEnd); err != nil {
+			return fmt.Errorf("sqlite: check KeyPackageRef of %s: %w", ev.ID, err)
+		}
+		if dead {
+			return fmt.Errorf("sqlite: %s carries a deleted KeyPackage: %w", ev.ID, storage.ErrDeleted)
+		}
+		// Twins expire together, at the earliest expiry among them.
+		if twinsEnd.Valid && (!r.expiresAt.Valid || twinsEnd.Int64 < r.expiresAt.Int64) {
+			if twinsEnd.Int64 <= time.Now().Unix() {
+				return fmt.Errorf("sqlite: %s carries a KeyPackage whose twin expired at %d: %w", ev.ID, twinsEnd.Int64, storage.ErrExpired)
+			}
+			r.expiresAt = twinsEnd
+		}
+	}
 
 	// Every refusal decided by reads comes before the first write, so a
 	// refused op leaves nothing to undo (see writer.go).
@@ -199,7 +231,7 @@ func (tx *txn) save(r row, res *storage.Result) error {
 		}
 	}
 	var evict []stored
-	if r.kp != nil && r.kp.SlotCap > 0 && ev.Kind == 30443 && replaced == nil {
+	if r.kp != nil && r.kp.SlotCap > 0 && replaced == nil {
 		var err error
 		if evict, err = tx.evictions(r, time.Now()); err != nil {
 			return err
@@ -216,17 +248,6 @@ func (tx *txn) save(r row, res *storage.Result) error {
 			return err
 		}
 	}
-	if r.kpRef.Valid {
-		twins, err := tx.collect(tx.st.twins, ev.PubKey, r.kpRef.String)
-		if err != nil {
-			return fmt.Errorf("sqlite: find twins: %w", err)
-		}
-		for _, e := range twins {
-			if err := tx.remove(e, storage.ReasonTwin, &res.Deleted); err != nil {
-				return err
-			}
-		}
-	}
 
 	switch ev.Kind {
 	case 5:
@@ -239,6 +260,12 @@ func (tx *txn) save(r row, res *storage.Result) error {
 		}
 	}
 
+	// The KeyPackages this save removed die with their twins, except the
+	// one it carries itself.
+	if err := tx.buryTwins(r.kpRef, &res.Deleted); err != nil {
+		return err
+	}
+
 	if r.group != "" {
 		if err := tx.queryRowWrite(tx.st.nextSeq, r.group).Scan(&res.Seq); err != nil {
 			return fmt.Errorf("sqlite: next seq: %w", err)
@@ -249,6 +276,11 @@ func (tx *txn) save(r row, res *storage.Result) error {
 	if err != nil {
 		return fmt.Errorf("sqlite: insert %s: %w", ev.ID, err)
 	}
+	if r.kpRef.Valid && r.expiresAt.Valid {
+		if _, err := tx.exec(tx.st.twinsExpire, r.expiresAt, ev.PubKey, r.kpRef.String); err != nil {
+			return fmt.Errorf("sqlite: expire twins of %s: %w", ev.ID, err)
+		}
+	}
 	n, err := result.LastInsertId()
 	if err != nil {
 		return fmt.Errorf("sqlite: insert %s: %w", ev.ID, err)
@@ -256,7 +288,9 @@ func (tx *txn) save(r row, res *storage.Result) error {
 	return tx.insertTags(n, ev.Tags)
 }
 
-// insertTags adds the (name, value) rows of tags for event row n.
+// insertTags adds the (name, value) rows of tags for event row n: only
+// tags whose name is a single letter, the only ones a filter can address
+// (storage.Indexable), so an event's other tags cost no index rows.
 func (tx *txn) insertTags(n int64, tags nostr.Tags) error {
 	args := make([]any, 0, 3*min(len(tags), tagRowsPerInsert))
 	flush := func() error {
@@ -271,7 +305,7 @@ func (tx *txn) insertTags(n int64, tags nostr.Tags) error {
 		return nil
 	}
 	for _, t := range tags {
-		if len(t) < 2 {
+		if len(t) < 2 || !storage.IndexedTagName(t[0]) {
 			continue
 		}
 		args = append(args, t[0], t[1], n)
@@ -377,7 +411,7 @@ func (tx *txn) remove(e stored, reason storage.Reason, deleted *[]storage.Deleti
 		return fmt.Errorf("sqlite: decode tags of %s: %w", e.id, err)
 	}
 	for _, t := range tags {
-		if len(t) < 2 {
+		if len(t) < 2 || !storage.IndexedTagName(t[0]) {
 			continue
 		}
 		if _, err := tx.exec(tx.st.deleteTag, t[0], t[1], e.n); err != nil {
@@ -393,7 +427,45 @@ func (tx *txn) remove(e stored, reason storage.Reason, deleted *[]storage.Deleti
 	if scrubsOnDelete(e.kind) {
 		tx.scrub = true
 	}
+	if e.kpRef.Valid {
+		tx.killed = append(tx.killed, killedRef{pubkey: e.pubkey, ref: e.kpRef.String})
+	}
 	*deleted = append(*deleted, storage.Deletion{ID: e.id, Kind: e.kind, PubKey: e.pubkey, Reason: reason})
+	return nil
+}
+
+// killedRef is a KeyPackage one of whose events the current op removed.
+type killedRef struct{ pubkey, ref string }
+
+// buryTwins finishes the deaths of the KeyPackages the current op removed
+// events of (storage.KeyPackage's twin rule): their other events are
+// removed (ReasonTwin) and their refs tombstoned, except keep, the
+// KeyPackage a save carries on. Every op that removes events calls it last.
+func (tx *txn) buryTwins(keep sql.NullString, deleted *[]storage.Deletion) error {
+	done := make(map[string]bool, len(tx.killed))
+	// remove appends to tx.killed; the twins it adds share a ref already
+	// being buried, so one pass over the refs known at the start suffices.
+	killed := tx.killed
+	tx.killed = nil
+	for _, k := range killed {
+		if done[k.ref] || (keep.Valid && k.ref == keep.String) {
+			continue
+		}
+		done[k.ref] = true
+		twins, err := tx.collect(tx.st.twins, k.pubkey, k.ref)
+		if err != nil {
+			return fmt.Errorf("sqlite: find twins: %w", err)
+		}
+		for _, e := range twins {
+			if err := tx.remove(e, storage.ReasonTwin, deleted); err != nil {
+				return err
+			}
+		}
+		if _, err := tx.exec(tx.st.buryRef, k.ref, time.Now().Unix()); err != nil {
+			return fmt.Errorf("sqlite: tombstone KeyPackageRef: %w", err)
+		}
+	}
+	tx.killed = nil
 	return nil
 }
 
@@ -432,7 +504,7 @@ func (s *Store) Delete(ctx context.Context, ids []string, reason storage.Reason)
 				}
 			}
 		}
-		return nil
+		return tx.buryTwins(sql.NullString{}, &deleted)
 	})
 	if err != nil {
 		return nil, err
@@ -471,7 +543,7 @@ func (s *Store) deleteInChunks(ctx context.Context, find func(*statements) *sql.
 					return err
 				}
 			}
-			return nil
+			return tx.buryTwins(sql.NullString{}, &chunk)
 		})
 		if err != nil {
 			return all, err

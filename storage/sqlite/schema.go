@@ -8,7 +8,9 @@ import (
 )
 
 // migration is one versioned schema change. Versions only grow; a released
-// migration is never edited, a new one is appended instead.
+// migration is never edited, a new one is appended instead. Tests rebuild
+// older schemas by undoing migrations (undoSQL in downgrade_test.go): a new
+// migration adds its undo there.
 type migration struct {
 	version int
 	name    string
@@ -127,6 +129,48 @@ CREATE TABLE released_commits (
 	released_at INTEGER NOT NULL
 ) WITHOUT ROWID;
 CREATE INDEX released_commits_released ON released_commits (released_at);
+`},
+		// KeyPackage twins coexist and die together (storage.KeyPackage):
+		// the refs of dead KeyPackages are tombstoned so that no other
+		// event can bring one back, and the slot cap counts an author's
+		// KeyPackages of both kinds.
+		{5, "KeyPackage ref tombstones, slot cap over both kinds, hand-out claims, one slot per Commit", `
+CREATE TABLE keypackage_refs_deleted (
+	ref        TEXT    PRIMARY KEY,
+	deleted_at INTEGER NOT NULL
+) WITHOUT ROWID;
+DROP INDEX events_kp_slots;
+CREATE INDEX events_kp_author ON events (pubkey, created_at) WHERE kind IN (443, 30443);
+
+-- The opt-in hand-out's claims (storage.HandoutClaims): who holds which
+-- KeyPackage until when (Unix milliseconds).
+CREATE TABLE keypackage_claims (
+	ref       TEXT    PRIMARY KEY,
+	event_id  TEXT    NOT NULL,
+	requester TEXT    NOT NULL,
+	until     INTEGER NOT NULL
+) WITHOUT ROWID;
+CREATE INDEX keypackage_claims_until ON keypackage_claims (until);
+
+-- Commit slots: a Commit holds at most one slot (found by holder), and a
+-- release answers with the released Commit's seq.
+CREATE INDEX commit_slots_holder ON commit_slots (h, holder);
+ALTER TABLE released_commits ADD COLUMN seq INTEGER;
+ALTER TABLE released_commits ADD COLUMN released_by TEXT;
+CREATE INDEX released_commits_by ON released_commits (released_by) WHERE released_by IS NOT NULL;
+`},
+		// NIP-01 filters address single-letter tag names only, and Query
+		// refuses any other (storage.Indexable), so rows for other names
+		// were never read: an event with 2,000 such tags paid for 2,000
+		// index rows on save and 2,000 deletions on removal.
+		// Secrets: storage.Secrets, the relay's own random keys (the Redis
+		// bus's), shared by every process on the file.
+		{6, "index single-letter tag names only; relay secrets", `
+CREATE TABLE secrets (
+	name  TEXT PRIMARY KEY,
+	value BLOB NOT NULL
+) WITHOUT ROWID;
+DELETE FROM tags WHERE NOT (length(name) = 1 AND name GLOB '[A-Za-z]');
 `},
 	}
 }

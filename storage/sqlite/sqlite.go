@@ -128,6 +128,10 @@ type Store struct {
 	done     chan struct{} // closed when the writer goroutine has exited
 
 	batches, batchedOps atomic.Int64 // group-commit statistics
+	// batchHook, set by this package's tests before any write, is told how
+	// long each committed batch worked before its commit, and how long it
+	// held the writer in all (its commit included).
+	batchHook func(work, hold time.Duration)
 
 	// The scrubber checkpoints the WAL after KeyPackage deletions (scrub.go).
 	onCheckpoint    func(attempts int, err error)

@@ -9,6 +9,9 @@ import (
 	"strings"
 	"time"
 
+	"modernc.org/sqlite"
+	sqlite3 "modernc.org/sqlite/lib"
+
 	"github.com/burrow-relay/burrow/storage"
 )
 
@@ -40,6 +43,11 @@ type writeOp struct {
 }
 
 // write queues apply and waits until its batch has committed (or failed).
+// A ctx that ends while the op waits in the queue makes the writer skip it
+// (it then fails with ctx's error and changed nothing); once queued, the
+// caller always waits for the writer's answer, so the outcome it reports
+// is the one that happened. The writer never waits on anything but the
+// database file, so that wait is bounded.
 func (s *Store) write(ctx context.Context, apply func(tx *txn) error) error {
 	op := &writeOp{ctx: ctx, apply: apply, reply: make(chan error, 1)}
 	s.mu.RLock()
@@ -54,13 +62,7 @@ func (s *Store) write(ctx context.Context, apply func(tx *txn) error) error {
 		return ctx.Err()
 	}
 	s.mu.RUnlock()
-	select {
-	case err := <-op.reply:
-		return err
-	case <-ctx.Done():
-		// The op may still commit; the caller only stops waiting.
-		return ctx.Err()
-	}
+	return <-op.reply
 }
 
 // writer is the goroutine that owns the write connection. It exits when Close
@@ -152,8 +154,19 @@ func (s *Store) commit(batch []*writeOp) {
 		s.scheduleScrub()
 	}
 	for i, op := range batch {
-		op.reply <- errs[i]
+		op.reply <- diskFull(errs[i])
 	}
+}
+
+// diskFull marks an error SQLite reported as a full disk (SQLITE_FULL)
+// with storage.ErrFull. The op's transaction, or savepoint, was rolled
+// back, so nothing of it was written.
+func diskFull(err error) error {
+	var e *sqlite.Error
+	if errors.As(err, &e) && e.Code()&0xff == sqlite3.SQLITE_FULL {
+		return fmt.Errorf("%w: %w", storage.ErrFull, err)
+	}
+	return err
 }
 
 // commitOnce runs batch in one transaction, filling errs. Without savepoints
@@ -173,12 +186,13 @@ func (s *Store) commitOnce(batch []*writeOp, errs []error, savepoints bool) (don
 		}
 		return true, false
 	}
-	tx := &txn{ctx: ctx, tx: sqlTx, st: s.stmts.in(ctx, sqlTx)}
+	tx := &txn{ctx: ctx, tx: sqlTx, st: s.stmts.in(ctx, sqlTx), started: time.Now()}
 	for i, op := range batch {
 		if err := op.ctx.Err(); err != nil {
 			errs[i] = err
 			continue
 		}
+		tx.killed = nil
 		if savepoints {
 			errs[i] = tx.runInSavepoint(op.apply)
 			continue
@@ -192,6 +206,7 @@ func (s *Store) commitOnce(batch []*writeOp, errs []error, savepoints bool) (don
 			return false, false
 		}
 	}
+	work := time.Since(tx.started)
 	if err := sqlTx.Commit(); err != nil {
 		s.log.Error("sqlite commit failed", "ops", len(batch), "err", err)
 		for i := range errs {
@@ -200,6 +215,9 @@ func (s *Store) commitOnce(batch []*writeOp, errs []error, savepoints bool) (don
 			}
 		}
 		return true, false
+	}
+	if s.batchHook != nil {
+		s.batchHook(work, time.Since(tx.started))
 	}
 	return true, tx.scrub
 }
@@ -227,6 +245,13 @@ type txn struct {
 	// scrub is set when the transaction deletes an event whose bytes must
 	// leave the files once it commits.
 	scrub bool
+	// killed lists the KeyPackages the current op removed events of, for
+	// its buryTwins; reset before each op.
+	killed []killedRef
+	// started is when the transaction began: ops that remove an unbounded
+	// number of events stop once the batch has worked chunkWork
+	// (removeChunk).
+	started time.Time
 }
 
 // exec runs a statement that changes the database.
@@ -275,8 +300,11 @@ type statements struct {
 	deleteEvent *sql.Stmt
 	tombstone   *sql.Stmt
 	expired     *sql.Stmt
-	slots       *sql.Stmt
+	authorKPs   *sql.Stmt
 	twins       *sql.Stmt
+	refDeleted  *sql.Stmt
+	twinsExpire *sql.Stmt
+	buryRef     *sql.Stmt
 	vanishOwn   *sql.Stmt
 	vanishWraps *sql.Stmt
 	byAuthor    *sql.Stmt
@@ -289,7 +317,7 @@ type statements struct {
 func (st *statements) pointers() []**sql.Stmt {
 	p := []**sql.Stmt{&st.check, &st.bySlot, &st.byID, &st.insertEvent, &st.nextSeq,
 		&st.deleteTag, &st.deleteEvent, &st.tombstone, &st.expired,
-		&st.slots, &st.twins, &st.vanishOwn, &st.vanishWraps, &st.byAuthor, &st.ban, &st.loserHolder, &st.oldGroup}
+		&st.authorKPs, &st.twins, &st.refDeleted, &st.twinsExpire, &st.buryRef, &st.vanishOwn, &st.vanishWraps, &st.byAuthor, &st.ban, &st.loserHolder, &st.oldGroup}
 	for k := range st.insertTags {
 		p = append(p, &st.insertTags[k])
 	}
@@ -315,8 +343,8 @@ func statementSQL() []string {
 	),
 	EXISTS (SELECT 1 FROM bans WHERE pubkey = ?2),
 	EXISTS (SELECT 1 FROM events v WHERE v.kind = 62 AND v.pubkey = ?2 AND v.created_at >= ?4)`,
-		`SELECT n, id, kind, pubkey, created_at, tags FROM events WHERE replace_key = ?`,
-		`SELECT n, id, kind, pubkey, created_at, tags FROM events WHERE id = ?`,
+		`SELECT n, id, kind, pubkey, created_at, tags, kp_ref FROM events WHERE replace_key = ?`,
+		`SELECT n, id, kind, pubkey, created_at, tags, kp_ref FROM events WHERE id = ?`,
 		`INSERT INTO events (id, pubkey, created_at, kind, tags, content, sig, replace_key, expires_at, seq, kp_ref)
 	VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
 		`INSERT INTO group_seq (h, last_seq) VALUES (?, 1)
@@ -324,29 +352,38 @@ func statementSQL() []string {
 		`DELETE FROM tags WHERE name = ? AND value = ? AND event = ?`,
 		`DELETE FROM events WHERE n = ?`,
 		`INSERT INTO tombstones (id, reason, deleted_at) VALUES (?, ?, ?) ON CONFLICT (id) DO NOTHING`,
-		`SELECT n, id, kind, pubkey, created_at, tags FROM events
+		`SELECT n, id, kind, pubkey, created_at, tags, kp_ref FROM events
 	WHERE expires_at IS NOT NULL AND expires_at <= ? ORDER BY expires_at LIMIT ?`,
-		// slots: ?1 pubkey, ?2 now. The author's live 30443 slots, least
-		// recently refreshed first. Without statistics the planner prefers
-		// events_kind and walks every 30443 of every author.
-		`SELECT n, id, kind, pubkey, created_at, tags, kp_ref FROM events INDEXED BY events_kp_slots
-	WHERE kind = 30443 AND pubkey = ?1 AND (expires_at IS NULL OR expires_at > ?2) ORDER BY created_at, id`,
+		// authorKPs: ?1 pubkey, ?2 now. The author's live KeyPackage events
+		// of both kinds, for the slot cap.
+		`SELECT n, id, kind, pubkey, created_at, tags, kp_ref FROM events INDEXED BY events_kp_author
+	WHERE kind IN (443, 30443) AND pubkey = ?1 AND (expires_at IS NULL OR expires_at > ?2)`,
 		// twins: ?1 pubkey, ?2 KeyPackageRef.
-		`SELECT n, id, kind, pubkey, created_at, tags FROM events
+		`SELECT n, id, kind, pubkey, created_at, tags, kp_ref FROM events
 	WHERE pubkey = ?1 AND kp_ref = ?2 AND kind IN (443, 30443)`,
-		// vanishOwn: ?1 pubkey, ?2 the request's created_at.
-		`SELECT n, id, kind, pubkey, created_at, tags FROM events WHERE pubkey = ?1 AND created_at <= ?2`,
-		// vanishWraps: ?1 pubkey, ?2 the request's created_at. Gift wraps
-		// whose p tag names the author.
-		`SELECT e.n, e.id, e.kind, e.pubkey, e.created_at, e.tags FROM tags t JOIN events e ON e.n = t.event
-	WHERE t.name = 'p' AND t.value = ?1 AND e.kind = 1059 AND e.created_at <= ?2`,
-		`SELECT n, id, kind, pubkey, created_at, tags FROM events WHERE pubkey = ?`,
+		// refDeleted: ?1 KeyPackageRef, ?2 pubkey. Whether a KeyPackage with
+		// it died, and the earliest expiry among its stored events.
+		`SELECT EXISTS (SELECT 1 FROM keypackage_refs_deleted WHERE ref = ?1),
+	(SELECT MIN(expires_at) FROM events WHERE pubkey = ?2 AND kp_ref = ?1)`,
+		// twinsExpire: ?1 expiry, ?2 pubkey, ?3 KeyPackageRef.
+		`UPDATE events SET expires_at = ?1 WHERE pubkey = ?2 AND kp_ref = ?3 AND (expires_at IS NULL OR expires_at > ?1)`,
+		// buryRef: ?1 KeyPackageRef, ?2 now.
+		`INSERT INTO keypackage_refs_deleted (ref, deleted_at) VALUES (?1, ?2) ON CONFLICT (ref) DO NOTHING`,
+		// vanishOwn: ?1 pubkey, ?2 the request's created_at, ?3 the most
+		// rows (-1: all).
+		`SELECT n, id, kind, pubkey, created_at, tags, kp_ref FROM events WHERE pubkey = ?1 AND created_at <= ?2 LIMIT ?3`,
+		// vanishWraps: ?1 pubkey, ?2 the request's created_at, ?3 the most
+		// rows (-1: all). Gift wraps whose p tag names the author.
+		`SELECT e.n, e.id, e.kind, e.pubkey, e.created_at, e.tags, e.kp_ref FROM tags t JOIN events e ON e.n = t.event
+	WHERE t.name = 'p' AND t.value = ?1 AND e.kind = 1059 AND e.created_at <= ?2 LIMIT ?3`,
+		// byAuthor: ?1 pubkey, ?2 the most rows.
+		`SELECT n, id, kind, pubkey, created_at, tags, kp_ref FROM events WHERE pubkey = ?1 LIMIT ?2`,
 		`INSERT INTO bans (pubkey, banned_at) VALUES (?, ?) ON CONFLICT (pubkey) DO NOTHING`,
 		// loserHolder: ?1 the id of a Commit that lost a slot. The slot's
 		// current holder.
 		`SELECT s.holder FROM commit_slot_losers l JOIN commit_slots s ON s.h = l.h AND s.slot = l.slot WHERE l.id = ?1`,
 		// oldGroup: ?1 the retention cutoff, ?2 the chunk size.
-		`SELECT n, id, kind, pubkey, created_at, tags FROM events WHERE kind = 445 AND created_at < ?1 LIMIT ?2`,
+		`SELECT n, id, kind, pubkey, created_at, tags, kp_ref FROM events WHERE kind = 445 AND created_at < ?1 LIMIT ?2`,
 	}
 	// One statement per row count, so an event's tags go in with one or two
 	// executions instead of one per tag. OR IGNORE (the arguments are never

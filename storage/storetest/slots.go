@@ -51,6 +51,37 @@ func claimTaken(t *testing.T, s storage.Store, c storage.SlotClaim, holder strin
 	}
 }
 
+// claimLost asserts that c is refused with a *storage.CommitLostError
+// naming slot and holder, and changes nothing.
+func claimLost(t *testing.T, s storage.Store, c storage.SlotClaim, slot, holder string) {
+	t.Helper()
+	res, err := s.ClaimSlot(testContext(t), c)
+	var lost *storage.CommitLostError
+	if !errors.As(err, &lost) || !errors.Is(err, storage.ErrCommitLost) || errors.Is(err, storage.ErrSlotTaken) {
+		t.Fatalf("ClaimSlot(%s) = %v, want a *CommitLostError", c.Commit.ID, err)
+	}
+	if lost.Slot != slot || lost.Holder != holder {
+		t.Fatalf("ClaimSlot(%s): lost slot %s to %s, want slot %s to %s", c.Commit.ID, lost.Slot, lost.Holder, slot, holder)
+	}
+	if res.Seq != 0 || res.Stored || res.Released != "" {
+		t.Fatalf("a refused claim answered %+v", res)
+	}
+}
+
+// claimHolds asserts that c is refused with a *storage.CommitHoldsError
+// naming slot.
+func claimHolds(t *testing.T, s storage.Store, c storage.SlotClaim, slot string) {
+	t.Helper()
+	res, err := s.ClaimSlot(testContext(t), c)
+	var holds *storage.CommitHoldsError
+	if !errors.As(err, &holds) || !errors.Is(err, storage.ErrCommitHolds) || holds.Slot != slot {
+		t.Fatalf("ClaimSlot(%s) = %v, want a *CommitHoldsError naming %s", c.Commit.ID, err, slot)
+	}
+	if res.Seq != 0 || res.Stored || res.Released != "" {
+		t.Fatalf("a refused claim answered %+v", res)
+	}
+}
+
 func saveTaken(t *testing.T, s storage.Store, ev *nostr.Event, holder string) {
 	t.Helper()
 	_, err := s.Save(testContext(t), ev)
@@ -191,15 +222,32 @@ func commitSlotCases() []testCase {
 			bad, fix, late := group(t, a, "g", past()), group(t, a, "g", past()), group(t, a, "g", past())
 			mustClaim(t, s, storage.SlotClaim{H: "g", Slot: slot, Commit: bad})
 			release := storage.SlotClaim{H: "g", Slot: slot, Commit: fix, Release: bad.ID}
-			wantSlotResult(t, "release", mustClaim(t, s, release), 2, true, bad.ID)
+			res := mustClaim(t, s, release)
+			wantSlotResult(t, "release", res, 2, true, bad.ID)
+			if res.ReleasedSeq != 1 {
+				t.Fatalf("ReleasedSeq = %d, want 1", res.ReleasedSeq)
+			}
 			if got := released(t, s, "g"); len(got) != 2 || !got[1] || got[2] {
 				t.Fatalf("log flags = %v, want seq 1 released and seq 2 not", got)
+			}
+			for _, sq := range groupLog(t, open(t), "g", 0, 0) {
+				want := (*storage.Release)(nil)
+				if sq.Seq == 2 {
+					want = &storage.Release{ID: bad.ID, Seq: 1}
+				}
+				if (sq.Releases == nil) != (want == nil) || (want != nil && *sq.Releases != *want) {
+					t.Fatalf("seq %d releases %+v, want %+v", sq.Seq, sq.Releases, want)
+				}
 			}
 			if !stored(t, s, bad.ID) {
 				t.Fatal("the released holder is no longer served")
 			}
 			// The retry of the release reports it again; a plain retry does not.
-			wantSlotResult(t, "release retry", mustClaim(t, open(t), release), 2, false, bad.ID)
+			res = mustClaim(t, open(t), release)
+			wantSlotResult(t, "release retry", res, 2, false, bad.ID)
+			if res.ReleasedSeq != 1 {
+				t.Fatalf("ReleasedSeq of the retry = %d, want 1", res.ReleasedSeq)
+			}
 			wantSlotResult(t, "plain retry", mustClaim(t, s, storage.SlotClaim{H: "g", Slot: slot, Commit: fix}), 2, false, "")
 			claimTaken(t, s, storage.SlotClaim{H: "g", Slot: slot, Commit: late}, fix.ID)
 			// The released holder itself cannot take the slot back.
@@ -240,6 +288,106 @@ func commitSlotCases() []testCase {
 			wantSlotResult(t, "release on a free slot", res, 1, true, "")
 			if got := released(t, s, "g"); len(got) != 1 || got[1] {
 				t.Fatalf("log flags = %v, want seq 1 not released", got)
+			}
+		}},
+		{"a Commit that lost a slot never holds one, also when it is stored as a bare event", func(t *testing.T, open Opener) {
+			s, other := open(t), open(t)
+			a := NewAuthor(t)
+			slot, free := NewSlot(), NewSlot()
+			winner := group(t, a, "g", past())
+			mustClaim(t, s, storage.SlotClaim{H: "g", Slot: slot, Commit: winner})
+			bare, unstored := group(t, a, "g", past()), group(t, a, "g", past())
+			if res := mustSave(t, s, bare); res.Seq != 2 {
+				t.Fatalf("bare Save seq = %d, want 2", res.Seq)
+			}
+			claimTaken(t, s, storage.SlotClaim{H: "g", Slot: slot, Commit: bare}, winner.ID)
+			claimTaken(t, s, storage.SlotClaim{H: "g", Slot: slot, Commit: unstored}, winner.ID)
+			for _, h := range []storage.Store{s, other} {
+				for _, loser := range []*nostr.Event{bare, unstored} {
+					// Not through a release of the holder of its own slot...
+					claimTaken(t, h, storage.SlotClaim{H: "g", Slot: slot, Commit: loser, Release: winner.ID}, winner.ID)
+					// ...nor on a free slot, plain or release.
+					claimLost(t, h, storage.SlotClaim{H: "g", Slot: free, Commit: loser}, slot, winner.ID)
+					claimLost(t, h, storage.SlotClaim{H: "g", Slot: free, Commit: loser, Release: winner.ID}, slot, winner.ID)
+				}
+			}
+			// The holder was not released, the free slot stays free, and the
+			// bare loser is a plain event of the log.
+			if got := released(t, s, "g"); len(got) != 2 || got[1] || got[2] {
+				t.Fatalf("log flags = %v, want seqs 1 and 2, none released", got)
+			}
+			wantSlotResult(t, "the free slot", mustClaim(t, s, storage.SlotClaim{H: "g", Slot: free, Commit: group(t, a, "g", past())}), 3, true, "")
+			if res := saveFails(t, s, bare, storage.ErrDuplicate); res.Seq != 2 {
+				t.Fatalf("bare re-send seq = %d, want 2", res.Seq)
+			}
+			saveTaken(t, other, unstored, winner.ID)
+		}},
+		{"a released holder and a refused release's replacement count as losers of the slot", func(t *testing.T, open Opener) {
+			s := open(t)
+			a := NewAuthor(t)
+			slot := NewSlot()
+			bad, fix, wrongFix := group(t, a, "g", past()), group(t, a, "g", past()), group(t, a, "g", past())
+			mustClaim(t, s, storage.SlotClaim{H: "g", Slot: slot, Commit: bad})
+			mustClaim(t, s, storage.SlotClaim{H: "g", Slot: slot, Commit: fix, Release: bad.ID})
+			// A second release naming bad is refused; its replacement lost.
+			claimTaken(t, s, storage.SlotClaim{H: "g", Slot: slot, Commit: wrongFix, Release: bad.ID}, fix.ID)
+			for _, lost := range []*nostr.Event{bad, wrongFix} {
+				claimLost(t, s, storage.SlotClaim{H: "g", Slot: NewSlot(), Commit: lost}, slot, fix.ID)
+			}
+		}},
+		{"a Commit holds at most one slot, also one it took through a release", func(t *testing.T, open Opener) {
+			s, other := open(t), open(t)
+			a := NewAuthor(t)
+			first, second, third := NewSlot(), NewSlot(), NewSlot()
+			c := group(t, a, "g", past())
+			mustClaim(t, s, storage.SlotClaim{H: "g", Slot: first, Commit: c})
+			claimHolds(t, other, storage.SlotClaim{H: "g", Slot: second, Commit: c}, first)
+			// Took a slot through a release: holds that one.
+			bad, fix := group(t, a, "g", past()), group(t, a, "g", past())
+			mustClaim(t, s, storage.SlotClaim{H: "g", Slot: second, Commit: bad})
+			mustClaim(t, s, storage.SlotClaim{H: "g", Slot: second, Commit: fix, Release: bad.ID})
+			claimHolds(t, s, storage.SlotClaim{H: "g", Slot: third, Commit: fix}, second)
+			claimHolds(t, other, storage.SlotClaim{H: "g", Slot: first, Commit: fix, Release: c.ID}, second)
+			// Nothing changed: c still holds first, and third is free.
+			wantSlotResult(t, "retry of c", mustClaim(t, s, storage.SlotClaim{H: "g", Slot: first, Commit: c}), 1, false, "")
+			wantSlotResult(t, "third", mustClaim(t, s, storage.SlotClaim{H: "g", Slot: third, Commit: group(t, a, "g", past())}), 4, true, "")
+			// In another group, the same Commit id cannot exist (h is part
+			// of its id), so the rule is per group.
+		}},
+		{"one Commit claimed on two free slots at once from two handles holds exactly one", func(t *testing.T, open Opener) {
+			handles := []storage.Store{open(t), open(t)}
+			a := NewAuthor(t)
+			for round := range 10 {
+				c := group(t, a, "g", past())
+				slots := []string{NewSlot(), NewSlot()}
+				errs := make([]error, 2)
+				var wg sync.WaitGroup
+				start := make(chan struct{})
+				for i := range 2 {
+					wg.Go(func() {
+						<-start
+						_, errs[i] = handles[i].ClaimSlot(testContext(t), storage.SlotClaim{H: "g", Slot: slots[i], Commit: c})
+					})
+				}
+				close(start)
+				wg.Wait()
+				won := 0
+				for i, err := range errs {
+					switch {
+					case err == nil:
+						won++
+					case errors.Is(err, storage.ErrCommitHolds):
+						var holds *storage.CommitHoldsError
+						if !errors.As(err, &holds) || holds.Slot != slots[1-i] {
+							t.Fatalf("round %d: %v does not name the other slot", round, err)
+						}
+					default:
+						t.Fatalf("round %d: claim %d = %v", round, i, err)
+					}
+				}
+				if won != 1 {
+					t.Fatalf("round %d: the Commit holds %d slots, want 1", round, won)
+				}
 			}
 		}},
 		{"claims racing on one slot from two handles leave exactly one holder", func(t *testing.T, open Opener) {

@@ -34,6 +34,7 @@ func Run(t *testing.T, newDB func(t *testing.T) Opener) {
 	}{
 		{"saving", savingCases()},
 		{"filters", filterCases()},
+		{"filters run on indexes", indexCases()},
 		{"replaceable and addressable", replaceableCases()},
 		{"deletion requests", deletionRequestCases()},
 		{"Delete", deleteCases()},
@@ -42,9 +43,12 @@ func Run(t *testing.T, newDB func(t *testing.T) Opener) {
 		{"commit slots", commitSlotCases()},
 		{"streaming and closing", streamingCases()},
 		{"KeyPackages", keyPackageCases()},
+		{"KeyPackage twins", twinCases()},
+		{"hand-out claims", storeClaimCases()},
 		{"gift wrap deletion", giftWrapDeletionCases()},
 		{"requests to vanish", vanishCases()},
 		{"bans", banCases()},
+		{"secrets", secretCases()},
 	}
 	for _, g := range groups {
 		t.Run(g.name, func(t *testing.T) {

@@ -1,0 +1,119 @@
+package postgres
+
+// migrationKeyPackageIndexes (migration 7) adds relay_secrets
+// (storage.Secrets) and gives the KeyPackage table an
+// index for every filter shape the relay accepts (storage.Indexable), as
+// the events table has: filters by kind or time alone read keypackages by
+// created_at and kind, and "#x" tag filters read keypackage_tags, the
+// KeyPackage twin of event_tags (single-letter names only, values
+// shortened as indexValue does). Before it, a tag filter or a kinds filter
+// that reached KeyPackages read the whole table and matched in Go.
+//
+// keypackage_tags is kept by triggers on keypackages, so burrow_save and
+// the deletion functions stay as migration 5 defined them. It holds tag
+// values (KeyPackageRefs, relay URLs, "d" values), never content: the
+// bytes that must leave the files after a deletion (docs/keypackage-scrub.md)
+// are the content's, which stay in keypackage_content.
+const migrationKeyPackageIndexes = `
+CREATE INDEX keypackages_created ON keypackages (created_at DESC, id);
+CREATE INDEX keypackages_kind ON keypackages (kind, created_at DESC);
+
+CREATE TABLE keypackage_tags (
+	id         bytea  NOT NULL,  -- keypackages.id
+	name       text   NOT NULL,
+	value      bytea  NOT NULL,
+	created_at bigint NOT NULL
+);
+CREATE INDEX keypackage_tags_value ON keypackage_tags (name, value, created_at DESC);
+CREATE INDEX keypackage_tags_id ON keypackage_tags (id);
+
+-- burrow_uvarint reads the unsigned varint at byte pos of p (Go's
+-- encoding/binary form) and returns it with the position after it.
+CREATE FUNCTION burrow_uvarint(p bytea, INOUT pos integer, OUT v bigint)
+LANGUAGE plpgsql IMMUTABLE STRICT AS $fn$
+DECLARE
+	b     integer;
+	shift integer := 0;
+BEGIN
+	v := 0;
+	LOOP
+		b := get_byte(p, pos);
+		pos := pos + 1;
+		v := v | ((b & 127)::bigint << shift);
+		EXIT WHEN b < 128;
+		shift := shift + 7;
+	END LOOP;
+END
+$fn$;
+
+-- burrow_index_tags returns the (name, value) index rows of tags encoded
+-- as encodeTags writes them: tags with a value whose name is one letter
+-- a-z or A-Z, each pair once, values over 512 bytes shortened to their
+-- first 480 bytes and their SHA-256 (indexValue in encode.go).
+CREATE FUNCTION burrow_index_tags(p_tags bytea) RETURNS TABLE (name text, value bytea)
+LANGUAGE plpgsql IMMUTABLE STRICT AS $fn$
+#variable_conflict use_column
+DECLARE
+	v_pos   integer := 0;
+	v_count bigint;
+	v_items bigint;
+	v_len   bigint;
+	v_first bytea;
+	v_c     integer;
+BEGIN
+	SELECT u.pos, u.v INTO v_pos, v_count FROM burrow_uvarint(p_tags, v_pos) u;
+	FOR i IN 1 .. v_count LOOP
+		SELECT u.pos, u.v INTO v_pos, v_items FROM burrow_uvarint(p_tags, v_pos) u;
+		v_first := NULL;
+		FOR j IN 1 .. v_items LOOP
+			SELECT u.pos, u.v INTO v_pos, v_len FROM burrow_uvarint(p_tags, v_pos) u;
+			IF j = 1 THEN
+				v_first := substring(p_tags FROM v_pos + 1 FOR v_len::integer);
+			ELSIF j = 2 AND length(v_first) = 1 THEN
+				v_c := get_byte(v_first, 0);
+				IF v_c BETWEEN 65 AND 90 OR v_c BETWEEN 97 AND 122 THEN
+					name := chr(v_c);
+					value := substring(p_tags FROM v_pos + 1 FOR v_len::integer);
+					IF length(value) > 512 THEN
+						value := substring(value FROM 1 FOR 480) || sha256(value);
+					END IF;
+					RETURN NEXT;
+				END IF;
+			END IF;
+			v_pos := v_pos + v_len::integer;
+		END LOOP;
+	END LOOP;
+END
+$fn$;
+
+CREATE FUNCTION burrow_kp_tags_in() RETURNS trigger
+LANGUAGE plpgsql AS $fn$
+BEGIN
+	INSERT INTO keypackage_tags (id, name, value, created_at)
+	SELECT DISTINCT NEW.id, t.name, t.value, NEW.created_at FROM burrow_index_tags(NEW.tags) t;
+	RETURN NULL;
+END
+$fn$;
+CREATE TRIGGER keypackages_tags_in AFTER INSERT ON keypackages
+	FOR EACH ROW EXECUTE FUNCTION burrow_kp_tags_in();
+
+CREATE FUNCTION burrow_kp_tags_out() RETURNS trigger
+LANGUAGE plpgsql AS $fn$
+BEGIN
+	DELETE FROM keypackage_tags t WHERE t.id = OLD.id;
+	RETURN NULL;
+END
+$fn$;
+CREATE TRIGGER keypackages_tags_out AFTER DELETE ON keypackages
+	FOR EACH ROW EXECUTE FUNCTION burrow_kp_tags_out();
+
+INSERT INTO keypackage_tags (id, name, value, created_at)
+SELECT DISTINCT k.id, t.name, t.value, k.created_at FROM keypackages k, burrow_index_tags(k.tags) t;
+
+-- storage.Secrets: the relay's own random keys (the Redis bus's), shared by
+-- every instance on the database.
+CREATE TABLE relay_secrets (
+	name  text  PRIMARY KEY,
+	value bytea NOT NULL
+);
+`
