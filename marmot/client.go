@@ -77,6 +77,9 @@ type OK struct {
 	// Seq is the group sequence number of a stored kind 445 on relays
 	// with since_seq ("seq:<n>"), 0 otherwise.
 	Seq uint64
+	// Released is the holder id a successful release claim released
+	// ("seq:<n> released:<holder id>"), empty otherwise.
+	Released string
 }
 
 // Delivered is one event a subscription delivered.
@@ -111,6 +114,8 @@ type Client struct {
 	closing   chan struct{}
 	closeOnce sync.Once
 	err       error
+	// malformed counts frames that were not NIP-01 messages.
+	malformed atomic.Uint64
 }
 
 // Dial connects to a relay and reads its NIP-11 document.
@@ -194,6 +199,19 @@ func (c *Client) Info() RelayInfo { return c.info }
 // URL is the relay's address.
 func (c *Client) URL() string { return c.url }
 
+// Malformed is how many frames the relay sent that were not NIP-01
+// messages (not a JSON array, an unknown shape, a short OK or EVENT); they
+// are dropped, so a caller waiting for an answer times out, and this count
+// says why.
+func (c *Client) Malformed() uint64 { return c.malformed.Load() }
+
+// Err is why the connection ended, nil while it is open.
+func (c *Client) Err() error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.err
+}
+
 // Close ends the connection.
 func (c *Client) Close() error {
 	c.closeOnce.Do(func() { close(c.closing) })
@@ -229,6 +247,7 @@ func (c *Client) readLoop() {
 			return
 		}
 		if err := c.dispatch(msg); err != nil {
+			c.malformed.Add(1)
 			c.log.Debug("relay sent a malformed frame", "relay", c.url, "err", err)
 		}
 	}
@@ -276,8 +295,9 @@ func (c *Client) dispatch(msg []byte) error {
 		}
 		ok.Message = str(3)
 		if rest, found := strings.CutPrefix(ok.Message, "seq:"); found && ok.Accepted {
-			n, _, _ := strings.Cut(rest, " ")
+			n, more, _ := strings.Cut(rest, " ")
 			ok.Seq, _ = strconv.ParseUint(n, 10, 64)
+			ok.Released, _ = strings.CutPrefix(more, "released:")
 		}
 		c.mu.Lock()
 		ch := c.oks[str(1)]
@@ -469,16 +489,30 @@ type Subscription struct {
 	more     bool
 	eoseOnce sync.Once
 	doneOnce sync.Once
+	// dropping is set once deliver dropped an event (see deliver).
+	dropping atomic.Bool
 }
 
 // deliver hands an event to the subscriber; the connection's reader
 // waits while the subscriber's buffer is full (backpressure on the relay),
-// until the subscription or the client is closed.
+// until the subscription or the client is closed. Once one event is
+// dropped that way, every later one is too: a reader tracking a cursor
+// must never see an event after a gap it was not told of.
 func (s *Subscription) deliver(d Delivered) {
+	if s.dropping.Load() {
+		return
+	}
+	select {
+	case s.Events <- d:
+		return
+	default:
+	}
 	select {
 	case s.Events <- d:
 	case <-s.Done:
+		s.dropping.Store(true)
 	case <-s.c.closing:
+		s.dropping.Store(true)
 	}
 }
 
@@ -656,11 +690,18 @@ func (c *Client) PublishCommit(ctx context.Context, commit *nostr.Event, slotKey
 	if !c.info.Supports(ExtCommitSlots) || slotKey == nil {
 		return c.Publish(ctx, commit)
 	}
+	return c.publishClaim(ctx, commit, slotKey, nil)
+}
+
+// publishClaim wraps commit in a kind 20445 claim signed by slotKey, with
+// the extra tags given (a release tag), and publishes it.
+func (c *Client) publishClaim(ctx context.Context, commit *nostr.Event, slotKey []byte, extra nostr.Tags) (OK, error) {
 	h, _, err := CheckGroupEvent(commit)
 	if err != nil {
 		return OK{}, err
 	}
-	claim := &nostr.Event{Kind: KindCommitClaim, CreatedAt: nostr.Now(), Tags: nostr.Tags{{"h", hex.EncodeToString(h[:])}}, Content: commit.String()}
+	tags := append(nostr.Tags{{"h", hex.EncodeToString(h[:])}}, extra...)
+	claim := &nostr.Event{Kind: KindCommitClaim, CreatedAt: nostr.Now(), Tags: tags, Content: commit.String()}
 	if err := claim.Sign(hex.EncodeToString(slotKey)); err != nil {
 		return OK{}, err
 	}

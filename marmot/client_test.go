@@ -214,3 +214,24 @@ func TestSlotKey(t *testing.T) {
 		}
 	}
 }
+
+// TestDeliverNeverSkipsSilently: once a closing subscription drops an event,
+// it drops every later one too, also when its buffer has room again, so a
+// reader tracking a cursor never receives an event after a gap.
+func TestDeliverNeverSkipsSilently(t *testing.T) {
+	c := &Client{closing: make(chan struct{})}
+	s := &Subscription{Events: make(chan Delivered, 1), Done: make(chan struct{}), c: c}
+	first, second, third := Delivered{Seq: 1}, Delivered{Seq: 2}, Delivered{Seq: 3}
+	s.deliver(first) // buffered
+	close(c.closing)
+	s.deliver(second) // buffer full, client closing: dropped
+	if got := <-s.Events; got.Seq != 1 {
+		t.Fatalf("got seq %d, want 1", got.Seq)
+	}
+	s.deliver(third) // room again, but after a drop
+	select {
+	case got := <-s.Events:
+		t.Fatalf("seq %d delivered after seq 2 was dropped", got.Seq)
+	default:
+	}
+}

@@ -772,3 +772,27 @@ func (b *KeyPackageBundle) Event(account Signer, slot string, createdAt time.Tim
 	}
 	return ev, nil
 }
+
+// LegacyEvent returns the bundle's KeyPackage as a signed kind 443 event,
+// the legacy form clients in the 443 → 30443 transition publish beside the
+// 30443 with identical content (base64 of the framed KeyPackage, with an
+// encoding tag saying so, and the KeyPackageRef in i). A relay matches the
+// two as twins by that KeyPackageRef; when the KeyPackage is used, both must
+// go.
+func (b *KeyPackageBundle) LegacyEvent(account Signer, createdAt time.Time) (*nostr.Event, error) {
+	ev := &nostr.Event{
+		CreatedAt: nostr.Timestamp(createdAt.Unix()),
+		Kind:      KindLegacyKeyPackage,
+		Tags: nostr.Tags{
+			{"mls_protocol_version", "1.0"},
+			{"mls_ciphersuite", "0x" + hex4(uint16(b.KeyPackage.CipherSuite))},
+			{"encoding", "base64"},
+			{"i", hex.EncodeToString(b.Ref)},
+		},
+		Content: base64.StdEncoding.EncodeToString(b.Message),
+	}
+	if err := account.SignEvent(ev); err != nil {
+		return nil, fmt.Errorf("marmot: sign the legacy KeyPackage event: %w", err)
+	}
+	return ev, nil
+}

@@ -121,6 +121,9 @@ func TestContentLimitByKind(t *testing.T) {
 		{1, 10, false}, {1, 11, true},
 		{KindGroupEvent, 100, false}, {KindGroupEvent, 101, true},
 		{KindSlotClaim, 100 + ClaimOverhead, false}, {KindSlotClaim, 101 + ClaimOverhead, true},
+		// A gift wrap may carry the largest NIP-44 payload (a Welcome of a
+		// large group), whatever the general limit.
+		{KindGiftWrap, MaxNIP44Payload, false}, {KindGiftWrap, MaxNIP44Payload + 1, true},
 	}
 	for _, tt := range tests {
 		ev := &nostr.Event{Kind: tt.kind, CreatedAt: nostr.Now(), Content: strings.Repeat("a", tt.size)}

@@ -26,7 +26,8 @@ type Limits struct {
 	// MaxEventTags is the largest number of tags an event may carry.
 	MaxEventTags int
 	// MaxContentLength is the largest event content, in bytes, for kinds
-	// other than the group transport's.
+	// other than the group transport's; gift wraps may always carry the
+	// largest NIP-44 payload (MaxNIP44Payload).
 	MaxContentLength int
 	// MaxGroupContentLength is the largest kind 445 content, in bytes; a
 	// commit-slot claim (kind 20445) may carry such an event plus its
@@ -236,12 +237,24 @@ func (l Limits) EventShape(now func() time.Time) Rule {
 // the escaping of its content.
 const ClaimOverhead = 2 << 10
 
+// KindGiftWrap is NIP-59's gift wrap, which carries Marmot Welcomes.
+const KindGiftWrap = 1059
+
+// MaxNIP44Payload is the longest NIP-44 v2 payload, base64: the largest
+// plaintext (65,535 bytes) padded to 65,536, with version, nonce, length
+// and MAC, is 65,603 bytes, 87,472 characters of base64. A gift wrap's
+// content is one such payload, so a limit below it would refuse Welcomes
+// of large groups that NIP-44 itself can carry.
+const MaxNIP44Payload = 87472
+
 func (l Limits) contentLimit(kind int) int {
 	switch kind {
 	case KindGroupEvent:
 		return l.MaxGroupContentLength
 	case KindSlotClaim:
 		return l.MaxGroupContentLength + ClaimOverhead
+	case KindGiftWrap:
+		return max(l.MaxContentLength, MaxNIP44Payload)
 	}
 	return l.MaxContentLength
 }

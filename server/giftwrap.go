@@ -4,6 +4,7 @@ import (
 	"maps"
 	"slices"
 
+	"github.com/burrow-relay/burrow/policy"
 	"github.com/nbd-wtf/go-nostr"
 )
 
@@ -13,7 +14,7 @@ import (
 // needs AUTH first; in other requests, wraps for someone else are left out
 // without a word. Writing a wrap needs no AUTH.
 
-const kindGiftWrap = 1059
+const kindGiftWrap = policy.KindGiftWrap
 
 // mayReadWrap reports whether a client authenticated as authed ("" when
 // not) may receive the gift wrap ev.

@@ -42,11 +42,15 @@ type config struct {
 	HTTPReadTimeout  time.Duration
 	HTTPWriteTimeout time.Duration
 	HTTPIdleTimeout  time.Duration
-	// KeyPackageSlotCap and KeyPackageEvictAge are the per-author kind
-	// 30443 slot cap and the age a slot must reach before a new one evicts
-	// it (keypackages.Policy).
+	// KeyPackageSlotCap and KeyPackageEvictAge are the per-author
+	// KeyPackage cap and the age a KeyPackage must reach before a new one
+	// evicts it (keypackages.Policy).
 	KeyPackageSlotCap  int
 	KeyPackageEvictAge time.Duration
+	// KeyPackageScrubWithin bounds, on PostgreSQL, how long a deleted
+	// KeyPackage's bytes stay in the database files
+	// (postgres.Config.KeyPackageRewriteWithin).
+	KeyPackageScrubWithin time.Duration
 	// KeyPackageHandout turns on the single-use KeyPackage hand-out
 	// (keypackages.Handout): claims last KeyPackageClaimTTL, and each
 	// requester gets KeyPackageHandoutRate hand-outs per minute (0 = no
@@ -124,6 +128,7 @@ func serveFlags(stderr io.Writer, cfg *config, raw *rawServe) *envFlags {
 	// envFlags has no Bool helper; the flag set and twin serve the same.
 	f.fs.BoolVar(&cfg.KeyPackageHandout, "keypackage-handout", false, "hand out KeyPackages once, as RFC 9750's Delivery Service does: an authenticated REQ for authors' kinds 443/30443 gets one unclaimed non-last-resort KeyPackage per author plus the last-resort ones, and the handed-out one is deleted after --keypackage-claim-ttl (off by default: Marmot clients choose KeyPackages themselves)")
 	f.twin("keypackage-handout")
+	f.Duration(&cfg.KeyPackageScrubWithin, "keypackage-scrub-within", 10*time.Second, "on PostgreSQL, how soon after a KeyPackage deletion the content partition that held it is rewritten, so the deleted bytes leave the files (a relay with many deletions a second may raise it to spend less of the database on rewrites)")
 	f.Duration(&cfg.KeyPackageClaimTTL, "keypackage-claim-ttl", keypackages.DefaultClaimTTL, "with --keypackage-handout, how long a handed-out KeyPackage stays claimed for its requester before it is deleted")
 	f.Float64(&cfg.KeyPackageHandoutRate, "keypackage-handout-rate", 10, "with --keypackage-handout, KeyPackage hand-outs per minute per authenticated requester, also the burst (0 = no limit)")
 
@@ -256,6 +261,9 @@ func (c config) validate() error {
 	}
 	if c.KeyPackageEvictAge < 0 {
 		return fmt.Errorf("--keypackage-evict-age must not be negative, got %v", c.KeyPackageEvictAge)
+	}
+	if c.KeyPackageScrubWithin <= 0 {
+		return fmt.Errorf("--keypackage-scrub-within must be positive, got %v", c.KeyPackageScrubWithin)
 	}
 	if c.KeyPackageClaimTTL <= 0 {
 		return fmt.Errorf("--keypackage-claim-ttl must be positive, got %v", c.KeyPackageClaimTTL)

@@ -142,6 +142,13 @@ func TestParseServeConfig(t *testing.T) {
 				}
 			}},
 		{name: "zero claim ttl", args: []string{"--keypackage-claim-ttl", "0s"}, err: "--keypackage-claim-ttl"},
+		{name: "zero scrub bound", args: []string{"--keypackage-scrub-within", "0s"}, err: "--keypackage-scrub-within"},
+		{name: "KeyPackage scrub bound", env: map[string]string{"RELAY_KEYPACKAGE_SCRUB_WITHIN": "1m"},
+			check: func(t *testing.T, c config) {
+				if c.KeyPackageScrubWithin != time.Minute {
+					t.Fatalf("scrub within %v, want 1m", c.KeyPackageScrubWithin)
+				}
+			}},
 		{name: "negative hand-out rate", args: []string{"--keypackage-handout-rate", "-1"}, err: "--keypackage-handout-rate"},
 		{name: "bad hand-out variable names it", env: map[string]string{"RELAY_KEYPACKAGE_HANDOUT": "maybe"}, err: "RELAY_KEYPACKAGE_HANDOUT"},
 		{name: "negative evict age", args: []string{"--keypackage-evict-age", "-1h"}, err: "--keypackage-evict-age"},

@@ -44,11 +44,15 @@ func run(ctx context.Context, args []string, lookup func(string) (string, bool),
 		err = conformanceCommand(ctx, args, stdout, stderr)
 	case "bench":
 		err = benchCommand(ctx, args, lookup, stdout, stderr)
+	case "selftest":
+		err = selftestCommand(ctx, args, lookup, stdout, stderr)
+	case "harness":
+		err = harnessCommand(ctx, args, lookup, stdout, stderr)
 	case "help":
 		printServeUsage(stdout)
 		return 0
 	default:
-		err = usageError{fmt.Errorf("unknown command %q (want serve, conformance, bench or help)", cmd)}
+		err = usageError{fmt.Errorf("unknown command %q (want serve, conformance, bench, selftest, harness or help)", cmd)}
 	}
 	switch {
 	case err == nil:

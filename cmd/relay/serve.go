@@ -199,7 +199,8 @@ func (r *runningRelay) Close(ctx context.Context) error {
 // onCheckpoint.
 func openStore(ctx context.Context, cfg config, logger *slog.Logger, onCheckpoint func(int, error)) (storage.Store, string, error) {
 	if cfg.DatabaseURL != "" {
-		s, err := postgres.Open(ctx, postgres.Config{URL: cfg.DatabaseURL, Logger: logger, DisableSequencing: cfg.disableSequencing})
+		s, err := postgres.Open(ctx, postgres.Config{URL: cfg.DatabaseURL, Logger: logger, DisableSequencing: cfg.disableSequencing,
+			KeyPackageRewriteWithin: cfg.KeyPackageScrubWithin})
 		if err != nil {
 			return nil, "", err
 		}
