@@ -195,6 +195,15 @@ func (s *Store) commitOnce(batch []*writeOp, errs []error, savepoints bool) (don
 		tx.killed = nil
 		if savepoints {
 			errs[i] = tx.runInSavepoint(op.apply)
+			if errs[i] != nil && !isRefusal(errs[i]) {
+				// A backend failure (a full disk, an I/O error) may have
+				// made SQLite roll the whole transaction back by itself;
+				// the statements after it would then run, and commit, one
+				// by one outside any transaction, while their callers are
+				// told the batch failed. Nothing of the batch is kept.
+				s.abort(sqlTx, batch, errs, i)
+				return true, false
+			}
 			continue
 		}
 		tx.dirty = false
@@ -222,11 +231,27 @@ func (s *Store) commitOnce(batch []*writeOp, errs []error, savepoints bool) (don
 	return true, tx.scrub
 }
 
+// abort rolls back the batch's transaction after op failed with a backend
+// error: every op of the batch fails (those before it were not committed
+// either), the failing one with its own error.
+func (s *Store) abort(sqlTx *sql.Tx, batch []*writeOp, errs []error, failed int) {
+	if err := sqlTx.Rollback(); err != nil && !errors.Is(err, sql.ErrTxDone) {
+		s.log.Warn("sqlite rollback of a failed batch", "err", err)
+	}
+	cause := errs[failed]
+	for i := range batch {
+		if i != failed {
+			errs[i] = fmt.Errorf("sqlite: the batch failed: %w", cause)
+		}
+	}
+}
+
 // isRefusal reports whether err is one of the contract's answers about the
 // event (as opposed to a backend failure).
 func isRefusal(err error) bool {
 	for _, e := range []error{storage.ErrDuplicate, storage.ErrDeleted, storage.ErrReplaced, storage.ErrExpired,
-		storage.ErrNotAuthor, storage.ErrBanned, storage.ErrSlotCap, storage.ErrSlotTaken} {
+		storage.ErrNotAuthor, storage.ErrBanned, storage.ErrSlotCap, storage.ErrSlotTaken,
+		storage.ErrCommitLost, storage.ErrCommitHolds} {
 		if errors.Is(err, e) {
 			return true
 		}
