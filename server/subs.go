@@ -321,7 +321,16 @@ func (c *conn) handleReq(args []json.RawMessage) {
 		closed(fmt.Sprintf("rate-limited: too many stored queries in flight from your address (max %d)", s.queries.Max()))
 		return
 	}
-	defer s.queries.Give(c.group, 1)
+	// The query is in flight until its EOSE: the slot is given back before
+	// the EOSE is sent, so a client that saw EOSE may query again at once.
+	queryDone := false
+	endQuery := func() {
+		if !queryDone {
+			queryDone = true
+			s.queries.Give(c.group, 1)
+		}
+	}
+	defer endQuery()
 	sub := &subscription{
 		id:      subID,
 		conn:    c,
@@ -353,6 +362,7 @@ func (c *conn) handleReq(args []json.RawMessage) {
 	s.metrics.observeQuery("req", start, queryFailure(err))
 	if err != nil {
 		c.dropSub(sub)
+		endQuery()
 		select {
 		case <-c.dead:
 			return
@@ -370,10 +380,12 @@ func (c *conn) handleReq(args []json.RawMessage) {
 		// The page was cut short: the client continues from the cursor
 		// instead of going live.
 		c.dropSub(sub)
+		endQuery()
 		c.send(s.hardCtx, encodeEOSEHint(subID, eoseMore))
 		closed("more: after seq " + strconv.FormatInt(ordered.lastSent, 10))
 		return
 	}
+	endQuery()
 	sub.goLive(s.tracker.lastIssued())
 }
 
@@ -507,7 +519,6 @@ func (c *conn) handleCount(args []json.RawMessage) {
 		closed(fmt.Sprintf("rate-limited: too many stored queries in flight from your address (max %d)", s.queries.Max()))
 		return
 	}
-	defer s.queries.Give(c.group, 1)
 	// The bound is a deadline on the context the store sees; the stores
 	// stop the statement inside the database when it passes (SQLite
 	// interrupts it; PostgreSQL needs statement_timeout, see storage).
@@ -525,6 +536,8 @@ func (c *conn) handleCount(args []json.RawMessage) {
 		}
 		total += n
 	}
+	// Given back before the answer goes out, like a REQ's before its EOSE.
+	s.queries.Give(c.group, 1)
 	s.metrics.observeQuery("count", start, err)
 	switch {
 	case err != nil && ctx.Err() == context.DeadlineExceeded:

@@ -592,6 +592,47 @@ func TestBatchIsolatesAFailedOp(t *testing.T) {
 	}
 }
 
+// TestBatchFailsWholeWhenSQLiteRolledBack: when an op's backend failure made
+// SQLite roll the whole transaction back (as it may on a full disk), no op of
+// the batch is kept, and every op is told so: the ops after it must not run,
+// and commit, outside a transaction.
+func TestBatchFailsWholeWhenSQLiteRolledBack(t *testing.T) {
+	s := openT(t, Config{Path: filepath.Join(t.TempDir(), "burrow.db")})
+	ctx := context.Background()
+	a := storetest.NewAuthor(t)
+	now := nostr.Now()
+	before := a.Event(t, 1, now-20, nostr.Tags{{"t", "batch"}}, "before")
+	after := a.Event(t, 1, now-10, nostr.Tags{{"t", "batch"}}, "after")
+	errBackend := errors.New("disk gone")
+	saveOp := func(ev *nostr.Event) *writeOp {
+		r, err := prepareRow(ev, time.Now())
+		if err != nil {
+			t.Fatal(err)
+		}
+		return &writeOp{ctx: ctx, reply: make(chan error, 1), apply: func(tx *txn) error {
+			return tx.save(r, &storage.Result{})
+		}}
+	}
+	rolledBack := &writeOp{ctx: ctx, reply: make(chan error, 1), apply: func(tx *txn) error {
+		tx.dirty = true
+		// What SQLite does by itself on some I/O errors.
+		if _, err := tx.tx.ExecContext(tx.ctx, `ROLLBACK`); err != nil {
+			t.Fatalf("ROLLBACK: %v", err)
+		}
+		return errBackend
+	}}
+	batch := []*writeOp{saveOp(before), rolledBack, saveOp(after)}
+	s.commit(batch)
+	for i, op := range batch {
+		if err := <-op.reply; !errors.Is(err, errBackend) {
+			t.Errorf("op %d: %v, want the batch's failure (%v)", i, err, errBackend)
+		}
+	}
+	if n, err := s.Count(ctx, nostr.Filter{Tags: nostr.TagMap{"t": {"batch"}}}); err != nil || n != 0 {
+		t.Errorf("Count = %d, %v; want 0: a failed batch keeps nothing", n, err)
+	}
+}
+
 // TestCreatedAtIndexMigration opens a database as migration 1 left it (the
 // created_at index keyed by id too) and checks that reopening swaps the index
 // and keeps the NIP-01 order: newest first, ties by lowest id.

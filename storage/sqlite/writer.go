@@ -195,12 +195,11 @@ func (s *Store) commitOnce(batch []*writeOp, errs []error, savepoints bool) (don
 		tx.killed = nil
 		if savepoints {
 			errs[i] = tx.runInSavepoint(op.apply)
-			if errs[i] != nil && !isRefusal(errs[i]) {
-				// A backend failure (a full disk, an I/O error) may have
-				// made SQLite roll the whole transaction back by itself;
-				// the statements after it would then run, and commit, one
-				// by one outside any transaction, while their callers are
-				// told the batch failed. Nothing of the batch is kept.
+			if errors.Is(errs[i], errTxLost) {
+				// A backend failure (a full disk, an I/O error) made
+				// SQLite roll the whole transaction back by itself; the
+				// statements after it would run, and commit, one by one
+				// outside any transaction. Nothing of the batch is kept.
 				s.abort(sqlTx, batch, errs, i)
 				return true, false
 			}
@@ -292,6 +291,11 @@ func (tx *txn) queryRowWrite(stmt *sql.Stmt, args ...any) *sql.Row {
 	return stmt.QueryRowContext(tx.ctx, args...)
 }
 
+// errTxLost marks an op's failure after which its savepoint no longer
+// exists: SQLite rolled the whole transaction back (it may, on SQLITE_FULL,
+// SQLITE_IOERR or SQLITE_NOMEM), so the rest of the batch cannot go on in it.
+var errTxLost = errors.New("sqlite: the transaction was rolled back")
+
 // runInSavepoint applies one op inside a savepoint, so its failure undoes
 // only its own changes.
 func (tx *txn) runInSavepoint(apply func(*txn) error) error {
@@ -303,7 +307,7 @@ func (tx *txn) runInSavepoint(apply func(*txn) error) error {
 	if err != nil {
 		tx.scrub = scrub // its deletions are undone too
 		if _, rbErr := tx.tx.ExecContext(tx.ctx, `ROLLBACK TO op`); rbErr != nil {
-			err = errors.Join(err, fmt.Errorf("sqlite: rollback to savepoint: %w", rbErr))
+			err = errors.Join(err, fmt.Errorf("%w: rollback to savepoint: %w", errTxLost, rbErr))
 		}
 	}
 	if _, relErr := tx.tx.ExecContext(tx.ctx, `RELEASE op`); relErr != nil && err == nil {
