@@ -22,7 +22,13 @@ import (
 func BenchmarkCrossInstanceAbsence(b *testing.B) {
 	db := testsvc.Postgres(b).URL
 	start := func() liveRelay {
-		c, err := parseServeConfig([]string{"--listen", "127.0.0.1:0", "--database-url", db, "--keypackage-slot-cap", "0"}, env(nil), io.Discard)
+		c, err := parseServeConfig([]string{"--listen", "127.0.0.1:0", "--database-url", db, "--keypackage-slot-cap", "0",
+			// The benchmark polls as fast as it can from one address, which
+			// the default limits rightly refuse.
+			"--request-rate", "1000000", "--request-burst", "1000000",
+			"--conn-request-rate", "1000000", "--conn-request-burst", "1000000",
+			"--event-rate", "1000000", "--event-burst", "1000000",
+			"--conn-event-rate", "1000000", "--conn-event-burst", "1000000"}, env(nil), io.Discard)
 		if err != nil {
 			b.Fatal(err)
 		}
