@@ -39,6 +39,32 @@ func (s *Server) groupEventsInfo() map[string]any {
 	}
 }
 
+// limitsInfo is the NIP-11 "burrow_limits" object: every limit that
+// NIP-11's limitation object has no field for (docs: README "Limits and
+// abuse"). Rates are per second; sizes in bytes; times in seconds.
+func (s *Server) limitsInfo() map[string]any {
+	l := s.limits
+	return map[string]any{
+		"connections_per_address":      l.ConnectionsPerIP,
+		"event_rate_per_address":       l.EventRate,
+		"event_burst_per_address":      l.EventBurst,
+		"event_rate_per_connection":    l.ConnEventRate,
+		"event_burst_per_connection":   l.ConnEventBurst,
+		"request_rate_per_address":     l.RequestRate,
+		"request_burst_per_address":    l.RequestBurst,
+		"request_rate_per_connection":  l.ConnRequestRate,
+		"request_burst_per_connection": l.ConnRequestBurst,
+		"filter_values_per_connection": l.MaxFilterValues,
+		"filter_values_per_address":    l.MaxFilterValuesPerIP,
+		"stored_queries_per_address":   l.MaxQueriesPerIP,
+		"count_timeout_seconds":        l.CountTimeout.Seconds(),
+		"outbound_queue_messages":      l.OutboundQueue,
+		"outbound_queue_bytes":         l.OutboundBytes,
+		"write_timeout_seconds":        l.WriteTimeout.Seconds(),
+		"ipv6_prefix_bits":             l.IPv6PrefixBits,
+	}
+}
+
 // relayInfo holds the NIP-11 fields admins can change at run time. khatru's
 // Info document itself is never mutated after New, so NIP-11 requests
 // reading it cannot race with NIP-86 changes.
@@ -128,6 +154,7 @@ func (s *Server) serveNIP11(w http.ResponseWriter, r *http.Request) {
 	doc["supported_extensions"] = exts
 	doc["burrow_extensions"] = exts
 	doc["group_events"] = s.groupEventsInfo()
+	doc["burrow_limits"] = s.limitsInfo()
 	doc["gift_wraps"] = map[string]any{
 		"kind":                kindGiftWrap,
 		"read_auth_required":  true, // served only to the NIP-42 pubkey in the wrap's p tag

@@ -69,6 +69,25 @@ func TestNIP11(t *testing.T) {
 		t.Errorf("group_events = %v", ge)
 	}
 
+	bl, _ := doc["burrow_limits"].(map[string]any)
+	for k, v := range map[string]any{
+		"connections_per_address":      float64(limits.ConnectionsPerIP),
+		"event_rate_per_address":       limits.EventRate,
+		"event_burst_per_address":      float64(limits.EventBurst),
+		"request_burst_per_connection": float64(limits.ConnRequestBurst),
+		"filter_values_per_address":    float64(limits.MaxFilterValuesPerIP),
+		"stored_queries_per_address":   float64(limits.MaxQueriesPerIP),
+		"count_timeout_seconds":        limits.CountTimeout.Seconds(),
+		"outbound_queue_messages":      float64(limits.OutboundQueue),
+		"outbound_queue_bytes":         float64(limits.OutboundBytes),
+		"write_timeout_seconds":        limits.WriteTimeout.Seconds(),
+		"ipv6_prefix_bits":             float64(limits.IPv6PrefixBits),
+	} {
+		if bl[k] != v {
+			t.Errorf("burrow_limits.%s = %v, want %v", k, bl[k], v)
+		}
+	}
+
 	open := startRelay(t, Config{}, newTestStore(t))
 	lim = fetchNIP11(t, open)["limitation"].(map[string]any)
 	if lim["restricted_writes"] != false || lim["max_limit"] != float64(500) {

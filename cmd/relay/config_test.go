@@ -3,9 +3,15 @@ package main
 import (
 	"bytes"
 	"context"
+	"errors"
+	"fmt"
 	"io"
+	"io/fs"
 	"net"
 	"net/netip"
+	"os"
+	"path/filepath"
+	"runtime"
 	"slices"
 	"strings"
 	"sync"
@@ -14,6 +20,7 @@ import (
 
 	"github.com/burrow-relay/burrow/internal/testsvc"
 	"github.com/burrow-relay/burrow/policy"
+	"github.com/burrow-relay/burrow/storage/sqlite"
 	"github.com/fasthttp/websocket"
 	"github.com/nbd-wtf/go-nostr"
 )
@@ -218,6 +225,11 @@ func TestBadConfigurationExitsWithOneClearLine(t *testing.T) {
 	}{
 		{"unknown command", []string{"frobnicate"}, 2, []string{"unknown command"}, ""},
 		{"bad flag value", []string{"--kinds", "nope"}, 2, []string{"--kinds"}, ""},
+		{"duration the parser refuses", []string{"--group-retention", "90x"}, 2, []string{`--group-retention "90x": want a duration such as 90d`}, ""},
+		{"number the parser refuses", []string{"--max-limit", "lots"}, 2, []string{`--max-limit "lots": want a whole number`}, ""},
+		{"bool the parser refuses", []string{"--keypackage-handout=maybe"}, 2, []string{`--keypackage-handout "maybe": want true or false`}, ""},
+		{"variable the parser refuses", []string{"ENV:RELAY_EVENT_RATE=fast"}, 2, []string{`RELAY_EVENT_RATE="fast" (for --event-rate): want a number`}, ""},
+		{"unknown flag", []string{"--no-such-flag"}, 2, []string{"no-such-flag"}, ""},
 		{"negative group retention", []string{"--group-retention", "-1h"}, 2, []string{"--group-retention"}, ""},
 		{"group events larger than a message", []string{"--max-group-content-length", "600000"}, 2, []string{"max group content length"}, ""},
 		{"unreachable database names the URL without its password", []string{
@@ -231,6 +243,12 @@ func TestBadConfigurationExitsWithOneClearLine(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			args := slices.Clone(tt.args)
+			vars := map[string]string{}
+			if len(args) > 0 && strings.HasPrefix(args[0], "ENV:") {
+				k, v, _ := strings.Cut(strings.TrimPrefix(args[0], "ENV:"), "=")
+				vars[k] = v
+				args = args[1:]
+			}
 			for i, a := range args {
 				switch a {
 				case "TMP":
@@ -247,12 +265,15 @@ func TestBadConfigurationExitsWithOneClearLine(t *testing.T) {
 			var out, errOut bytes.Buffer
 			ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 			defer cancel()
-			code := run(ctx, args, env(nil), &out, &errOut)
+			code := run(ctx, args, env(vars), &out, &errOut)
 			if code != tt.code {
 				t.Fatalf("exit %d, want %d; stderr %q", code, tt.code, errOut.String())
 			}
 			msg := errOut.String()
 			lines := strings.Split(strings.TrimRight(msg, "\n"), "\n")
+			if code == 2 && len(lines) != 1 {
+				t.Errorf("bad usage printed %d lines, want one: %q", len(lines), msg)
+			}
 			last := lines[len(lines)-1]
 			if !strings.HasPrefix(last, "relay: ") {
 				t.Fatalf("last line %q does not start with \"relay: \"", last)
@@ -266,6 +287,36 @@ func TestBadConfigurationExitsWithOneClearLine(t *testing.T) {
 				t.Errorf("stderr leaks %q: %q", tt.deny, msg)
 			}
 		})
+	}
+}
+
+// Durations take days too, as operators write retention, and print whole
+// days as days.
+func TestDurations(t *testing.T) {
+	const day = 24 * time.Hour
+	for _, tt := range []struct {
+		in   string
+		want time.Duration
+		ok   bool
+	}{
+		{"90d", 90 * day, true}, {"1d12h", day + 12*time.Hour, true}, {"0d", 0, true},
+		{"2160h", 90 * day, true}, {"30m", 30 * time.Minute, true}, {"0", 0, true},
+		{"90x", 0, false}, {"d", 0, false}, {"1.5d", 0, false}, {"-1d", 0, false}, {"1d-2h", 0, false}, {"1dx", 0, false},
+	} {
+		got, err := parseDuration(tt.in)
+		if (err == nil) != tt.ok || got != tt.want {
+			t.Errorf("parseDuration(%q) = %v, %v; want %v (ok %v)", tt.in, got, err, tt.want, tt.ok)
+		}
+	}
+	for d, want := range map[time.Duration]string{90 * day: "90d", 36 * time.Hour: "36h", 15 * time.Minute: "15m",
+		90 * time.Second: "1m30s", time.Hour + time.Second: "1h0m1s", 10 * time.Second: "10s", 0: "0s", 1500 * time.Millisecond: "1.5s"} {
+		if got := formatDuration(d); got != want {
+			t.Errorf("formatDuration(%v) = %q, want %q", d, got, want)
+		}
+	}
+	c, err := parseServeConfig([]string{"--group-retention", "30d"}, env(nil), io.Discard)
+	if err != nil || c.GroupRetention != 30*day {
+		t.Fatalf("--group-retention 30d: %v, %v", c.GroupRetention, err)
 	}
 }
 
@@ -459,5 +510,46 @@ func TestKeyPackageHandoutAcrossInstances(t *testing.T) {
 	}
 	if kps := handOut(authedClient(t, instances[0], newAuthor(t))); len(kps) != 0 {
 		t.Fatalf("the seventh requester got %d KeyPackages, want none", len(kps))
+	}
+}
+
+// TestVersion: --version and relay version print the version, the commit,
+// the Go version, the verifier and the store's schema version, and change
+// nothing; a store the relay has created reports the newest schema.
+func TestVersion(t *testing.T) {
+	dir := t.TempDir()
+	for _, args := range [][]string{{"--version", "--data-dir", dir}, {"version", "--data-dir", dir}} {
+		var out, errOut bytes.Buffer
+		if code := run(context.Background(), args, env(nil), &out, &errOut); code != 0 {
+			t.Fatalf("%v: exit %d, stderr %q", args, code, errOut.String())
+		}
+		for _, want := range []string{"relay " + version, "commit:", "go:       " + runtime.Version(), "verifier: " + signatureVerifier, "schema 0 (this binary: "} {
+			if !strings.Contains(out.String(), want) {
+				t.Errorf("%v: output lacks %q:\n%s", args, want, out.String())
+			}
+		}
+		if _, err := os.Stat(filepath.Join(dir, "relay.db")); !errors.Is(err, fs.ErrNotExist) {
+			t.Fatalf("%v created the database (%v)", args, err)
+		}
+	}
+	s, err := sqlite.Open(context.Background(), sqlite.Config{Path: filepath.Join(dir, "relay.db")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.Close()
+	_, latest, err := sqlite.SchemaVersion(context.Background(), filepath.Join(dir, "relay.db"))
+	if err != nil || latest == 0 {
+		t.Fatalf("SchemaVersion: %d, %v", latest, err)
+	}
+	var out bytes.Buffer
+	if code := run(context.Background(), []string{"version", "--data-dir", dir}, env(nil), &out, io.Discard); code != 0 {
+		t.Fatalf("exit %d", code)
+	}
+	if want := fmt.Sprintf("schema %d (this binary: %d; up to date)", latest, latest); !strings.Contains(out.String(), want) {
+		t.Errorf("output lacks %q:\n%s", want, out.String())
+	}
+	var errOut bytes.Buffer
+	if code := run(context.Background(), []string{"version", "--database-url", "postgres://u:secretpw@127.0.0.1:1/x?connect_timeout=2"}, env(nil), &out, &errOut); code != 1 || strings.Contains(out.String()+errOut.String(), "secretpw") {
+		t.Errorf("unreachable database: exit %d (want 1), output %q %q", code, out.String(), errOut.String())
 	}
 }

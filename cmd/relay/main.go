@@ -11,6 +11,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"slices"
 	"syscall"
 )
 
@@ -32,6 +33,10 @@ func run(ctx context.Context, args []string, lookup func(string) (string, bool),
 	if len(args) > 0 && len(args[0]) > 0 && args[0][0] != '-' {
 		cmd, args = args[0], args[1:]
 	}
+	if cmd == "serve" && slices.ContainsFunc(args, func(a string) bool { return a == "--version" || a == "-version" }) {
+		cmd = "version"
+		args = slices.DeleteFunc(slices.Clone(args), func(a string) bool { return a == "--version" || a == "-version" })
+	}
 	var err error
 	switch cmd {
 	case "serve":
@@ -48,11 +53,13 @@ func run(ctx context.Context, args []string, lookup func(string) (string, bool),
 		err = selftestCommand(ctx, args, lookup, stdout, stderr)
 	case "harness":
 		err = harnessCommand(ctx, args, lookup, stdout, stderr)
+	case "version":
+		err = versionCommand(ctx, args, lookup, stdout, stderr)
 	case "help":
 		printServeUsage(stdout)
 		return 0
 	default:
-		err = usageError{fmt.Errorf("unknown command %q (want serve, conformance, bench, selftest, harness or help)", cmd)}
+		err = usageError{fmt.Errorf("unknown command %q (want serve, version, conformance, bench, selftest, harness or help)", cmd)}
 	}
 	switch {
 	case err == nil:

@@ -79,6 +79,7 @@ func startRelay(ctx context.Context, cfg config, logger *slog.Logger) (*runningR
 	}
 	seq := &sequencing{}
 	if cfg.RedisURL != "" {
+		useRedisLogger(logger)
 		if seq.client, err = openRedis(ctx, cfg.RedisURL); err != nil {
 			store.Close()
 			return nil, err

@@ -227,3 +227,24 @@ func TestRedactURL(t *testing.T) {
 		}
 	}
 }
+
+// SchemaVersion reads where a database stands without migrating it.
+func TestSchemaVersion(t *testing.T) {
+	ctx := context.Background()
+	url := testsvc.Postgres(t).URL
+	current, latest, err := postgres.SchemaVersion(ctx, url)
+	if err != nil || current != 0 || latest == 0 {
+		t.Fatalf("empty database: %d, %d, %v; want 0, > 0, nil", current, latest, err)
+	}
+	if again, _, _ := postgres.SchemaVersion(ctx, url); again != 0 {
+		t.Fatalf("SchemaVersion migrated the database to %d", again)
+	}
+	s, err := postgres.Open(ctx, postgres.Config{URL: url})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.Close()
+	if current, _, err = postgres.SchemaVersion(ctx, url); err != nil || current != latest {
+		t.Fatalf("after Open: %d, %v; want %d", current, err, latest)
+	}
+}

@@ -279,3 +279,27 @@ func applyMigrations(ctx context.Context, pool *pgxpool.Pool, migrations []migra
 	}
 	return nil
 }
+
+// SchemaVersion reports the schema version of the database at connString
+// (0 when it holds no Burrow schema yet) and the newest version this binary
+// knows. It changes nothing: it reads schema_migrations and runs no
+// migration. Its errors name the server without the password.
+func SchemaVersion(ctx context.Context, connString string) (current, latest int, err error) {
+	latest = migrations[len(migrations)-1].version
+	conn, err := pgx.Connect(ctx, connString)
+	if err != nil {
+		return 0, latest, fmt.Errorf("postgres: connect to %s: %s", RedactURL(connString), scrub(err.Error(), connString))
+	}
+	defer conn.Close(context.WithoutCancel(ctx))
+	var exists bool
+	if err := conn.QueryRow(ctx, `SELECT to_regclass('schema_migrations') IS NOT NULL`).Scan(&exists); err != nil {
+		return 0, latest, fmt.Errorf("postgres: read schema version: %w", err)
+	}
+	if !exists {
+		return 0, latest, nil
+	}
+	if err := conn.QueryRow(ctx, `SELECT COALESCE(MAX(version), 0) FROM schema_migrations`).Scan(&current); err != nil {
+		return 0, latest, fmt.Errorf("postgres: read schema version: %w", err)
+	}
+	return current, latest, nil
+}

@@ -3,7 +3,11 @@ package sqlite
 import (
 	"context"
 	"database/sql"
+	"errors"
 	"fmt"
+	"io/fs"
+	"net/url"
+	"os"
 	"time"
 )
 
@@ -233,4 +237,32 @@ func applyMigration(ctx context.Context, db *sql.DB, m migration) (applied bool,
 		return false, err
 	}
 	return true, tx.Commit()
+}
+
+// SchemaVersion reports the schema version of the database file at path (0
+// when the file or its schema table does not exist yet) and the newest
+// version this binary knows. It changes nothing: the file is read through a
+// query-only connection and no migration runs.
+func SchemaVersion(ctx context.Context, path string) (current, latest int, err error) {
+	all := migrations()
+	latest = all[len(all)-1].version
+	if _, err := os.Stat(path); errors.Is(err, fs.ErrNotExist) {
+		return 0, latest, nil
+	}
+	db, err := sql.Open("sqlite", dsn(path, defaultBusyTimeout, url.Values{"_pragma": {"query_only(1)"}}))
+	if err != nil {
+		return 0, latest, fmt.Errorf("sqlite: open %s: %w", path, err)
+	}
+	defer db.Close()
+	var tables int
+	if err := db.QueryRowContext(ctx, `SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' AND name = 'schema_migrations'`).Scan(&tables); err != nil {
+		return 0, latest, fmt.Errorf("sqlite: read %s: %w", path, err)
+	}
+	if tables == 0 {
+		return 0, latest, nil
+	}
+	if err := db.QueryRowContext(ctx, `SELECT COALESCE(MAX(version), 0) FROM schema_migrations`).Scan(&current); err != nil {
+		return 0, latest, fmt.Errorf("sqlite: read schema version of %s: %w", path, err)
+	}
+	return current, latest, nil
 }
