@@ -1,11 +1,14 @@
 package server
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
+	"log/slog"
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -217,15 +220,40 @@ func TestGroupRetentionSweep(t *testing.T) {
 	if _, err := store.Save(context.Background(), old); err != nil {
 		t.Fatal(err)
 	}
-	r := startRelay(t, Config{GroupRetention: 90 * 24 * time.Hour, SweepInterval: 20 * time.Millisecond}, store)
+	var logged syncBuffer
+	r := startRelay(t, Config{GroupRetention: 90 * 24 * time.Hour, SweepInterval: 20 * time.Millisecond,
+		Logger: slog.New(slog.NewTextHandler(&logged, nil))}, store)
 	eventually(t, "the old group event swept", func() bool {
 		n, err := store.Count(context.Background(), nostr.Filter{IDs: []string{old.ID}})
 		return err == nil && n == 0
 	})
+	// The operator was told before it happened: how many, and from when.
+	if log := logged.String(); !strings.Contains(log, "group retention: deleting kind 445 events created before the cutoff") ||
+		!strings.Contains(log, "count=1 ") || !strings.Contains(log, "retention=2160h0m0s") {
+		t.Errorf("the start-up sweep was not announced with its count and cutoff:\n%s", log)
+	}
 	c := dial(t, r.url, nil)
 	// Re-sending it is refused; a fresh event takes seq 2, never 1 again.
 	if got := c.publish(old); got.ok || !strings.HasPrefix(got.msg, "invalid: group event is older") {
 		t.Fatalf("re-sent old event: %+v", got)
 	}
 	publishGroup(t, c, h, 2, 1)
+}
+
+// syncBuffer is a bytes.Buffer a logger may write while a test reads it.
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
 }

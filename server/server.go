@@ -377,12 +377,15 @@ func (s *Server) sweep(ctx context.Context) {
 	defer close(s.bgDone)
 	t := time.NewTicker(s.cfg.SweepInterval)
 	defer t.Stop()
-	for {
+	for first := true; ; first = false {
 		now := time.Now()
 		s.sweepOnce(ctx, "expired events", func() ([]storage.Deletion, error) {
 			return s.store.DeleteExpired(ctx, now)
 		})
 		if r := s.cfg.GroupRetention; r > 0 {
+			if first {
+				s.announceRetention(ctx, now.Add(-r))
+			}
 			s.sweepOnce(ctx, "group events past retention", func() ([]storage.Deletion, error) {
 				return s.store.DeleteGroupEvents(ctx, now.Add(-r))
 			})
@@ -392,6 +395,25 @@ func (s *Server) sweep(ctx context.Context) {
 			return
 		case <-t.C:
 		}
+	}
+}
+
+// announceRetention says, before the first sweep deletes them, how many
+// group events the retention will delete and from when: an operator who
+// lowered --group-retention sees what it costs in the log before it is
+// done. Counting is bounded like a client's COUNT.
+func (s *Server) announceRetention(ctx context.Context, cutoff time.Time) {
+	cctx, cancel := context.WithTimeout(ctx, s.limits.CountTimeout)
+	defer cancel()
+	until := nostr.Timestamp(cutoff.Unix() - 1) // DeleteGroupEvents removes created_at < cutoff
+	n, err := s.store.Count(cctx, nostr.Filter{Kinds: []int{policy.KindGroupEvent}, Until: &until})
+	switch {
+	case err != nil && ctx.Err() == nil:
+		s.log.Warn("group retention: deleting kind 445 events created before the cutoff; could not count them first",
+			"cutoff", cutoff.UTC().Format(time.RFC3339), "retention", s.cfg.GroupRetention.String(), "err", err)
+	case n > 0:
+		s.log.Warn("group retention: deleting kind 445 events created before the cutoff",
+			"count", n, "cutoff", cutoff.UTC().Format(time.RFC3339), "retention", s.cfg.GroupRetention.String())
 	}
 }
 

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"log/slog"
 	"net"
 	"net/netip"
 	"os"
@@ -552,4 +553,32 @@ func TestVersion(t *testing.T) {
 	if code := run(context.Background(), []string{"version", "--database-url", "postgres://u:secretpw@127.0.0.1:1/x?connect_timeout=2"}, env(nil), &out, &errOut); code != 1 || strings.Contains(out.String()+errOut.String(), "secretpw") {
 		t.Errorf("unreachable database: exit %d (want 1), output %q %q", code, out.String(), errOut.String())
 	}
+}
+
+// TestOneProcessPerDataDir: a second relay on a --data-dir another one
+// holds is refused with a line saying so; once the first stops, it starts.
+func TestOneProcessPerDataDir(t *testing.T) {
+	dir := t.TempDir()
+	start := func() (*runningRelay, error) {
+		c, err := parseServeConfig([]string{"--listen", "127.0.0.1:0", "--data-dir", dir}, env(nil), io.Discard)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return startRelay(context.Background(), c, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	}
+	first, err := start()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := start(); !errors.Is(err, errDataDirInUse) || !strings.Contains(err.Error(), fmt.Sprintf("pid %d", os.Getpid())) {
+		t.Fatalf("second relay on the same --data-dir: %v, want %v naming this process", err, errDataDirInUse)
+	}
+	if err := first.Close(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	second, err := start()
+	if err != nil {
+		t.Fatalf("after the first stopped: %v", err)
+	}
+	second.Close(context.Background())
 }

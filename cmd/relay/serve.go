@@ -55,13 +55,14 @@ func newLogger(w io.Writer, cfg config) *slog.Logger {
 // runningRelay is a started relay: its listener, HTTP server, engine and
 // store, closed in that order.
 type runningRelay struct {
-	Addr   string // the address actually bound (useful with port 0)
-	http   *http.Server
-	srv    *server.Server
-	seq    *sequencing
-	store  storage.Store
-	served chan error
-	log    *slog.Logger
+	Addr string // the address actually bound (useful with port 0)
+	http *http.Server
+	srv  *server.Server
+	seq  *sequencing
+	// closeStore closes the store and gives back the data directory's lock.
+	closeStore func() error
+	served     chan error
+	log        *slog.Logger
 }
 
 // startRelay opens the store, builds the server and starts serving; it
@@ -73,27 +74,33 @@ func startRelay(ctx context.Context, cfg config, logger *slog.Logger) (*runningR
 	if err != nil {
 		return nil, err
 	}
-	store, backend, err := openStore(ctx, cfg, logger, onCheckpoint)
+	store, backend, release, err := openStore(ctx, cfg, logger, onCheckpoint)
 	if err != nil {
 		return nil, err
+	}
+	// The data directory's lock goes once the store is closed.
+	closeStore := func() error {
+		err := store.Close()
+		release()
+		return err
 	}
 	seq := &sequencing{}
 	if cfg.RedisURL != "" {
 		useRedisLogger(logger)
 		if seq.client, err = openRedis(ctx, cfg.RedisURL); err != nil {
-			store.Close()
+			closeStore()
 			return nil, err
 		}
 		if seq.bus, err = openBus(ctx, cfg, store, seq.client, logger, reg); err != nil {
 			seq.close()
-			store.Close()
+			closeStore()
 			return nil, err
 		}
 	}
 	lim, err := limiters(cfg, seq.client, logger)
 	if err != nil {
 		seq.close()
-		store.Close()
+		closeStore()
 		return nil, err
 	}
 	kpPolicy := keypackages.Policy{
@@ -135,7 +142,7 @@ func startRelay(ctx context.Context, cfg config, logger *slog.Logger) (*runningR
 	}
 	if err != nil {
 		seq.close()
-		store.Close()
+		closeStore()
 		return nil, fmt.Errorf("server: %w", err)
 	}
 	seq.start(srv, logger)
@@ -143,7 +150,7 @@ func startRelay(ctx context.Context, cfg config, logger *slog.Logger) (*runningR
 	if err != nil {
 		srv.Shutdown(ctx)
 		seq.close()
-		store.Close()
+		closeStore()
 		return nil, fmt.Errorf("listen on %s: %w", cfg.Listen, err)
 	}
 	r := &runningRelay{
@@ -155,11 +162,11 @@ func startRelay(ctx context.Context, cfg config, logger *slog.Logger) (*runningR
 			WriteTimeout:      cfg.HTTPWriteTimeout,
 			IdleTimeout:       cfg.HTTPIdleTimeout,
 		},
-		srv:    srv,
-		seq:    seq,
-		store:  store,
-		served: make(chan error, 1),
-		log:    logger,
+		srv:        srv,
+		seq:        seq,
+		closeStore: closeStore,
+		served:     make(chan error, 1),
+		log:        logger,
 	}
 	go func() { r.served <- r.http.Serve(ln) }()
 	logger.Info("relay listening", "addr", "ws://"+r.Addr, "storage", backend, "kinds", cfg.Kinds.String(), "version", version)
@@ -187,7 +194,7 @@ func (r *runningRelay) Close(ctx context.Context) error {
 	herr := r.http.Shutdown(ctx)
 	serr := r.srv.Shutdown(ctx)
 	qerr := r.seq.close()
-	cerr := r.store.Close()
+	cerr := r.closeStore()
 	if err := <-r.served; err != nil && !errors.Is(err, http.ErrServerClosed) {
 		r.log.Error("http server", "err", err)
 	}
@@ -198,19 +205,24 @@ func (r *runningRelay) Close(ctx context.Context) error {
 // openStore opens PostgreSQL when a database URL is set, else embedded
 // SQLite under the data directory, reporting its scrub checkpoints to
 // onCheckpoint.
-func openStore(ctx context.Context, cfg config, logger *slog.Logger, onCheckpoint func(int, error)) (storage.Store, string, error) {
+func openStore(ctx context.Context, cfg config, logger *slog.Logger, onCheckpoint func(int, error)) (_ storage.Store, backend string, release func(), _ error) {
 	if cfg.DatabaseURL != "" {
 		s, err := postgres.Open(ctx, postgres.Config{URL: cfg.DatabaseURL, Logger: logger, DisableSequencing: cfg.disableSequencing,
 			KeyPackageRewriteWithin: cfg.KeyPackageScrubWithin})
 		if err != nil {
-			return nil, "", err
+			return nil, "", nil, err
 		}
-		return s, "postgres", nil
+		return s, "postgres", func() {}, nil
+	}
+	release, err := lockDataDir(cfg.DataDir)
+	if err != nil {
+		return nil, "", nil, err
 	}
 	path := filepath.Join(cfg.DataDir, "relay.db")
 	s, err := sqlite.Open(ctx, sqlite.Config{Path: path, Logger: logger, Synchronous: cfg.SQLiteSync, OnCheckpoint: onCheckpoint, DisableSequencing: cfg.disableSequencing})
 	if err != nil {
-		return nil, "", fmt.Errorf("open embedded database %s: %w", path, err)
+		release()
+		return nil, "", nil, fmt.Errorf("open embedded database %s: %w", path, err)
 	}
-	return s, "sqlite " + path + " synchronous=" + cfg.SQLiteSync, nil
+	return s, "sqlite " + path + " synchronous=" + cfg.SQLiteSync, release, nil
 }

@@ -22,7 +22,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"net"
 	"net/url"
@@ -147,6 +146,9 @@ var _ storage.Store = (*Store)(nil)
 // the save writer.
 func Open(ctx context.Context, cfg Config) (*Store, error) {
 	redacted := RedactURL(cfg.URL)
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
 	if cfg.URL == "" {
 		return nil, &OpenError{URL: `""`, Reason: "no database URL given", Kind: ErrBadURL, Err: ErrBadURL}
 	}
@@ -199,6 +201,12 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 		pool.Close()
 		return nil, &OpenError{URL: redacted, Reason: scrub(err.Error(), cfg.URL), Err: err}
 	}
+	if foreign, err := foreignTables(ctx, pool); err != nil {
+		cfg.Logger.Warn("could not list the database's tables", "err", err)
+	} else if len(foreign) > 0 {
+		cfg.Logger.Warn("the database holds tables that are not Burrow's; a database of its own is safer (backups, restores and upgrades treat the whole database as the relay's)",
+			"database", redacted, "tables", strings.Join(foreign, ", "))
+	}
 
 	s := &Store{
 		pool:     pool,
@@ -208,9 +216,6 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 		noSeq:    cfg.DisableSequencing,
 
 		chunkHook: cfg.chunkHook,
-	}
-	if s.log == nil {
-		s.log = slog.New(slog.NewTextHandler(io.Discard, nil))
 	}
 	if s.now == nil {
 		s.now = time.Now

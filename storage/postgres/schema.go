@@ -3,6 +3,7 @@ package postgres
 import (
 	"context"
 	"fmt"
+	"slices"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -302,4 +303,29 @@ func SchemaVersion(ctx context.Context, connString string) (current, latest int,
 		return 0, latest, fmt.Errorf("postgres: read schema version: %w", err)
 	}
 	return current, latest, nil
+}
+
+// burrowTables are the tables the migrations create in the store's schema
+// (partitions aside); TestForeignTables keeps the list equal to what they
+// create.
+var burrowTables = []string{
+	"banned_pubkeys", "commit_slot_losers", "commit_slots", "event_tags", "events", "group_seqs",
+	"keypackage_claims", "keypackage_content", "keypackage_refs", "keypackage_scrub", "keypackage_tags",
+	"keypackages", "relay_secrets", "released_commits", "schema_migrations", "tombstones", "vanished",
+}
+
+// foreignTables lists the tables of the store's schema that are not
+// Burrow's, so an operator who pointed --database-url at a database in use
+// by something else hears of it.
+func foreignTables(ctx context.Context, pool *pgxpool.Pool) ([]string, error) {
+	rows, err := pool.Query(ctx, `SELECT c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+		WHERE n.nspname = current_schema() AND c.relkind IN ('r', 'p') AND NOT c.relispartition ORDER BY 1`)
+	if err != nil {
+		return nil, err
+	}
+	names, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		return nil, err
+	}
+	return slices.DeleteFunc(names, func(n string) bool { return slices.Contains(burrowTables, n) }), nil
 }
