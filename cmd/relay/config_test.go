@@ -582,3 +582,41 @@ func TestOneProcessPerDataDir(t *testing.T) {
 	}
 	second.Close(context.Background())
 }
+
+// TestHealthcheck: relay healthcheck asks /readyz at --listen (or
+// RELAY_LISTEN, as the image sets it; a wildcard host is asked on
+// loopback) and exits 0 when ready, 1 when nothing answers.
+func TestHealthcheck(t *testing.T) {
+	c, err := parseServeConfig([]string{"--listen", "127.0.0.1:0", "--data-dir", t.TempDir()}, env(nil), io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, err := startRelay(context.Background(), c, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close(context.Background())
+	_, port, _ := net.SplitHostPort(r.Addr)
+	for _, tt := range []struct {
+		args []string
+		vars map[string]string
+	}{
+		{[]string{"healthcheck", "--listen", r.Addr}, nil},
+		{[]string{"healthcheck"}, map[string]string{"RELAY_LISTEN": "0.0.0.0:" + port}},
+	} {
+		var out, errOut bytes.Buffer
+		if code := run(context.Background(), tt.args, env(tt.vars), &out, &errOut); code != 0 || !strings.HasPrefix(out.String(), "ready: ") {
+			t.Errorf("%v %v: exit %d, %q %q", tt.args, tt.vars, code, out.String(), errOut.String())
+		}
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	dead := ln.Addr().String()
+	ln.Close()
+	var errOut bytes.Buffer
+	if code := run(context.Background(), []string{"healthcheck", "--listen", dead, "--timeout", "2s"}, env(nil), io.Discard, &errOut); code != 1 || !strings.Contains(errOut.String(), "healthcheck http://"+dead+"/readyz") {
+		t.Errorf("nothing listening: exit %d, %q; want 1 and a line naming the URL", code, errOut.String())
+	}
+}

@@ -19,6 +19,11 @@ import (
 // with -ldflags "-X main.version=…".
 var version = "0.1.0-dev"
 
+// commit is the revision a build without version control information (the
+// Docker image's) was made from, set with -ldflags "-X main.commit=…";
+// otherwise relay version reads the go command's stamp.
+var commit = ""
+
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	code := run(ctx, os.Args[1:], os.LookupEnv, os.Stdout, os.Stderr)
@@ -55,11 +60,13 @@ func run(ctx context.Context, args []string, lookup func(string) (string, bool),
 		err = harnessCommand(ctx, args, lookup, stdout, stderr)
 	case "version":
 		err = versionCommand(ctx, args, lookup, stdout, stderr)
+	case "healthcheck":
+		err = healthcheckCommand(ctx, args, lookup, stdout, stderr)
 	case "help":
 		printServeUsage(stdout)
 		return 0
 	default:
-		err = usageError{fmt.Errorf("unknown command %q (want serve, version, conformance, bench, selftest, harness or help)", cmd)}
+		err = usageError{fmt.Errorf("unknown command %q (want serve, version, healthcheck, conformance, bench, selftest, harness or help)", cmd)}
 	}
 	switch {
 	case err == nil:

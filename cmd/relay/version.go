@@ -57,6 +57,9 @@ func versionCommand(ctx context.Context, args []string, lookup func(string) (str
 // buildCommit is the VCS revision the binary was built from, as the go
 // command stamps it, or says why it is unknown.
 func buildCommit() string {
+	if commit != "" {
+		return commit
+	}
 	info, ok := debug.ReadBuildInfo()
 	if !ok {
 		return "unknown"
