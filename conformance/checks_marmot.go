@@ -26,7 +26,7 @@ func groupEvent(h string, size int) *nostr.Event {
 func checkGroupEventByH(ctx context.Context, e *env) (string, error) {
 	h := randomHex(32)
 	ev := groupEvent(h, 64)
-	c, err := dial(ctx, e.cfg.URL)
+	c, err := e.dial(ctx)
 	if err != nil {
 		return "", err
 	}
@@ -56,7 +56,7 @@ const pipelineCount = 200
 
 func checkPipelinedOrder(ctx context.Context, e *env) (string, error) {
 	h := randomHex(32)
-	sub, err := dial(ctx, e.cfg.URL)
+	sub, err := e.dial(ctx)
 	if err != nil {
 		return "", err
 	}
@@ -64,7 +64,7 @@ func checkPipelinedOrder(ctx context.Context, e *env) (string, error) {
 	if _, err := sub.subscribe(ctx, "group", nostr.Filter{Kinds: []int{445}, Tags: nostr.TagMap{"h": {h}}}); err != nil {
 		return "", err
 	}
-	pub, err := dial(ctx, e.cfg.URL)
+	pub, err := e.dial(ctx)
 	if err != nil {
 		return "", err
 	}
@@ -138,7 +138,7 @@ const (
 
 func checkSlowConsumer(ctx context.Context, e *env) (string, error) {
 	h := randomHex(32)
-	stalled, err := dialWith(ctx, e.cfg.URL, dialOptions{noRead: true, readBuffer: 4096})
+	stalled, err := e.dialWith(ctx, dialOptions{noRead: true, readBuffer: 4096})
 	if err != nil {
 		return "", err
 	}
@@ -151,7 +151,7 @@ func checkSlowConsumer(ctx context.Context, e *env) (string, error) {
 		return "", err
 	}
 
-	pub, err := dial(ctx, e.cfg.URL)
+	pub, err := e.dial(ctx)
 	if err != nil {
 		return "", err
 	}

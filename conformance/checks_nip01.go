@@ -45,7 +45,7 @@ func checkNIP11(_ context.Context, e *env) (string, error) {
 // go-nostr's Relay type reports a publish as successful when the connection
 // drops before the OK, and its close path races (go test -race reports it).
 func checkOK(ctx context.Context, e *env) (string, error) {
-	c, err := dial(ctx, e.cfg.URL)
+	c, err := e.dial(ctx)
 	if err != nil {
 		return "", err
 	}
@@ -57,7 +57,7 @@ func checkOK(ctx context.Context, e *env) (string, error) {
 func checkEOSE(ctx context.Context, e *env) (string, error) {
 	k := newKey()
 	ev := k.event(1, now(), nil, "conformance: EOSE")
-	c, err := dial(ctx, e.cfg.URL)
+	c, err := e.dial(ctx)
 	if err != nil {
 		return "", err
 	}
@@ -77,7 +77,7 @@ func checkEOSE(ctx context.Context, e *env) (string, error) {
 
 func checkLiveAfterEOSE(ctx context.Context, e *env) (string, error) {
 	k := newKey()
-	sub, err := dial(ctx, e.cfg.URL)
+	sub, err := e.dial(ctx)
 	if err != nil {
 		return "", err
 	}
@@ -87,7 +87,7 @@ func checkLiveAfterEOSE(ctx context.Context, e *env) (string, error) {
 		return "", err
 	}
 	ev := k.event(1, now(), nil, "conformance: live after EOSE")
-	pub, err := dial(ctx, e.cfg.URL)
+	pub, err := e.dial(ctx)
 	if err != nil {
 		return "", err
 	}
@@ -145,7 +145,7 @@ func checkVerifyID(ctx context.Context, e *env) (string, error) {
 	ev := k.event(1, now(), nil, "conformance: wrong id")
 	bad := *ev
 	bad.ID = flipLastHex(ev.ID)
-	c, err := dial(ctx, e.cfg.URL)
+	c, err := e.dial(ctx)
 	if err != nil {
 		return "", err
 	}
@@ -162,7 +162,7 @@ func checkVerifySig(ctx context.Context, e *env) (string, error) {
 	other := k.event(1, now(), nil, "conformance: another event")
 	bad := *ev
 	bad.Sig = other.Sig // well-formed, but signs a different hash
-	c, err := dial(ctx, e.cfg.URL)
+	c, err := e.dial(ctx)
 	if err != nil {
 		return "", err
 	}
@@ -193,7 +193,7 @@ func checkJSONEscapes(ctx context.Context, e *env) (string, error) {
 	k := newKey()
 	tags := nostr.Tags{{"t", "tag\nwith \"escapes\"\\"}, {"escapes", escapeText, "\t"}}
 	ev := k.event(1, now(), tags, escapeText)
-	c, err := dial(ctx, e.cfg.URL)
+	c, err := e.dial(ctx)
 	if err != nil {
 		return "", err
 	}
@@ -239,7 +239,7 @@ func checkJSONAltEscapes(ctx context.Context, e *env) (string, error) {
 	if alt == string(frame) {
 		return "", errors.New("internal: could not rewrite the content escapes")
 	}
-	c, err := dial(ctx, e.cfg.URL)
+	c, err := e.dial(ctx)
 	if err != nil {
 		return "", err
 	}
@@ -277,7 +277,7 @@ func createdAtCase(ctx context.Context, e *env, createdAt int64, wire string) (s
 			return "", errors.New("internal: could not rewrite created_at")
 		}
 	}
-	c, err := dial(ctx, e.cfg.URL)
+	c, err := e.dial(ctx)
 	if err != nil {
 		return "", err
 	}
@@ -310,7 +310,7 @@ func checkOrder(ctx context.Context, e *env) (string, error) {
 	for i := range evs {
 		evs[i] = k.event(1, base+int64(i), nil, fmt.Sprintf("conformance: order %d", i))
 	}
-	c, err := dial(ctx, e.cfg.URL)
+	c, err := e.dial(ctx)
 	if err != nil {
 		return "", err
 	}
@@ -342,7 +342,7 @@ func checkOrderTies(ctx context.Context, e *env) (string, error) {
 		k.event(1, t, nil, "conformance: tie b"),
 		k.event(1, t, nil, "conformance: tie c"),
 	}
-	c, err := dial(ctx, e.cfg.URL)
+	c, err := e.dial(ctx)
 	if err != nil {
 		return "", err
 	}
@@ -361,7 +361,7 @@ func checkLimit(ctx context.Context, e *env) (string, error) {
 	k := newKey()
 	base := now() - 100
 	evs := make([]*nostr.Event, 6)
-	c, err := dial(ctx, e.cfg.URL)
+	c, err := e.dial(ctx)
 	if err != nil {
 		return "", err
 	}
@@ -380,7 +380,7 @@ func checkLimit(ctx context.Context, e *env) (string, error) {
 
 func checkLimitZero(ctx context.Context, e *env) (string, error) {
 	k := newKey()
-	c, err := dial(ctx, e.cfg.URL)
+	c, err := e.dial(ctx)
 	if err != nil {
 		return "", err
 	}
@@ -388,7 +388,7 @@ func checkLimitZero(ctx context.Context, e *env) (string, error) {
 	if err := c.mustStore(ctx, k.event(1, now()-10, nil, "conformance: stored before limit 0")); err != nil {
 		return "", err
 	}
-	sub, err := dial(ctx, e.cfg.URL)
+	sub, err := e.dial(ctx)
 	if err != nil {
 		return "", err
 	}
@@ -416,7 +416,7 @@ func checkLimitZero(ctx context.Context, e *env) (string, error) {
 
 // storeAll publishes each event on one connection and requires OK true.
 func (e *env) storeAll(ctx context.Context, evs ...*nostr.Event) error {
-	c, err := dial(ctx, e.cfg.URL)
+	c, err := e.dial(ctx)
 	if err != nil {
 		return err
 	}
@@ -540,11 +540,11 @@ func checkSinceUntil(ctx context.Context, e *env) (string, error) {
 func ephemeralSetup(ctx context.Context, e *env) (*nostr.Event, *conn, func(), error) {
 	k := newKey()
 	const kind = 20001
-	sub, err := dial(ctx, e.cfg.URL)
+	sub, err := e.dial(ctx)
 	if err != nil {
 		return nil, nil, nil, err
 	}
-	pub, err := dial(ctx, e.cfg.URL)
+	pub, err := e.dial(ctx)
 	if err != nil {
 		sub.close()
 		return nil, nil, nil, err
@@ -591,7 +591,7 @@ func checkEphemeralNotStored(ctx context.Context, e *env) (string, error) {
 // publishAny sends each event and waits for its OK, whatever it says: a relay may refuse an
 // outdated replaceable version or accept and drop it.
 func (e *env) publishAny(ctx context.Context, evs ...*nostr.Event) ([]okAnswer, error) {
-	c, err := dial(ctx, e.cfg.URL)
+	c, err := e.dial(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -719,7 +719,7 @@ func checkMaxSubscriptions(ctx context.Context, e *env) (string, error) {
 	if n > probeCap {
 		return "", skipf("max_subscriptions %d is above the %d this check opens", n, probeCap)
 	}
-	c, err := dial(ctx, e.cfg.URL)
+	c, err := e.dial(ctx)
 	if err != nil {
 		return "", err
 	}
@@ -754,7 +754,7 @@ func checkCount(ctx context.Context, e *env) (string, error) {
 	if err := e.storeAll(ctx, evs...); err != nil {
 		return "", err
 	}
-	c, err := dial(ctx, e.cfg.URL)
+	c, err := e.dial(ctx)
 	if err != nil {
 		return "", err
 	}

@@ -1,6 +1,7 @@
 package conformance
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
@@ -13,6 +14,7 @@ import (
 	"net/url"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/fasthttp/websocket"
@@ -32,6 +34,23 @@ type env struct {
 	cfg     Config
 	info    *relayInfo
 	infoErr error
+	written writeStats
+}
+
+// writeStats counts what the suite sends to the relay under test.
+type writeStats struct {
+	events, bytes atomic.Int64
+}
+
+// dial connects to the relay under test; what the connection sends is
+// counted in e.written.
+func (e *env) dial(ctx context.Context) (*conn, error) {
+	return e.dialWith(ctx, dialOptions{})
+}
+
+func (e *env) dialWith(ctx context.Context, opt dialOptions) (*conn, error) {
+	opt.stats = &e.written
+	return dialWith(ctx, e.cfg.URL, opt)
 }
 
 // skipError marks a check that could not apply to this relay; its text is the reason.
@@ -52,6 +71,9 @@ var errClosed = errors.New("subscription closed by relay")
 // relayInfo is the part of a NIP-11 document the suite reads.
 type relayInfo struct {
 	SupportedNIPs []int
+	// AcceptedKinds is the document's accepted_kinds, nil when absent (a
+	// relay that says nothing is taken to accept every kind).
+	AcceptedKinds []int
 	// MaxSubscriptions is limitation.max_subscriptions, 0 when absent.
 	MaxSubscriptions int
 	raw              map[string]json.RawMessage
@@ -129,6 +151,11 @@ func fetchInfo(ctx context.Context, wsURL string) (*relayInfo, error) {
 			return nil, fmt.Errorf("NIP-11 supported_nips is not an array of integers: %w", err)
 		}
 	}
+	if raw, ok := info.raw["accepted_kinds"]; ok {
+		if err := json.Unmarshal(raw, &info.AcceptedKinds); err != nil {
+			return nil, fmt.Errorf("NIP-11 accepted_kinds is not an array of integers: %w", err)
+		}
+	}
 	if raw, ok := info.raw["limitation"]; ok {
 		var lim map[string]json.RawMessage
 		if err := json.Unmarshal(raw, &lim); err != nil {
@@ -163,6 +190,7 @@ type conn struct {
 	// lastNotice is the most recent NOTICE, quoted in timeouts: relays often explain a frame
 	// they could not parse with a NOTICE instead of an OK. Only the check's goroutine uses it.
 	lastNotice string
+	stats      *writeStats // nil: not counted
 }
 
 type dialOptions struct {
@@ -170,6 +198,8 @@ type dialOptions struct {
 	// readBuffer, when positive, shrinks the kernel receive buffer so that a client that
 	// stops reading pushes back on the relay after a few kilobytes instead of megabytes.
 	readBuffer int
+	// stats, when set, counts the EVENT frames and bytes sent.
+	stats *writeStats
 }
 
 func dial(ctx context.Context, rawURL string) (*conn, error) {
@@ -201,7 +231,7 @@ func dialWith(ctx context.Context, rawURL string, opt dialOptions) (*conn, error
 	if err != nil {
 		return nil, fmt.Errorf("connect to %s: %w", rawURL, err)
 	}
-	c := &conn{ws: ws, frames: make(chan frame, 8192), done: make(chan struct{})}
+	c := &conn{ws: ws, frames: make(chan frame, 8192), done: make(chan struct{}), stats: opt.stats}
 	if !opt.noRead {
 		go c.readLoop()
 	}
@@ -255,6 +285,12 @@ func (c *conn) sendRaw(ctx context.Context, data []byte) error {
 	}
 	if err := c.ws.WriteMessage(websocket.TextMessage, data); err != nil {
 		return fmt.Errorf("write to relay: %w", err)
+	}
+	if c.stats != nil {
+		c.stats.bytes.Add(int64(len(data)))
+		if bytes.HasPrefix(data, []byte(`["EVENT"`)) {
+			c.stats.events.Add(1)
+		}
 	}
 	return nil
 }
@@ -471,7 +507,7 @@ func closedReason(f frame) string {
 // queryOnce opens a fresh connection for one query, so that what it sees does not depend on
 // the state of the check's other connections.
 func (e *env) queryOnce(ctx context.Context, filters ...nostr.Filter) ([]nostr.Event, error) {
-	c, err := dial(ctx, e.cfg.URL)
+	c, err := e.dial(ctx)
 	if err != nil {
 		return nil, err
 	}

@@ -10,6 +10,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"slices"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -53,7 +54,23 @@ type Result struct {
 // Report holds one Result per check run, in suite order.
 type Report struct {
 	Results []Result
+	// EventsWritten and BytesWritten are what the run sent to the relay:
+	// EVENT messages, and every message's bytes.
+	EventsWritten, BytesWritten int64
 }
+
+// The whole suite writes about this much to the relay under test (a run
+// against Burrow; TestRunCountsWrites keeps these within a quarter of the
+// truth). The relay keeps most of it.
+const (
+	ApproxEventsWritten = 2300
+	ApproxBytesWritten  = 16 << 20
+)
+
+// kindsRefusalID is the one result of a relay whose NIP-11 document says it
+// accepts only some kinds: most checks publish kind 1 notes and other
+// kinds, and would fail for that reason alone.
+const kindsRefusalID = "accepted-kinds"
 
 // Failed counts the failed checks.
 func (r Report) Failed() int {
@@ -161,10 +178,16 @@ func Run(ctx context.Context, cfg Config) Report {
 	infoCtx, cancel := context.WithTimeout(ctx, cfg.Timeout)
 	e.info, e.infoErr = fetchInfo(infoCtx, cfg.URL)
 	cancel()
+	if e.info != nil && e.info.AcceptedKinds != nil && !slices.Contains(e.info.AcceptedKinds, 1) {
+		rep.Results = append(rep.Results, Result{ID: kindsRefusalID, Name: "relay accepts every kind", Status: StatusFail,
+			Detail: fmt.Sprintf("the relay's NIP-11 accepted_kinds is %v: the suite publishes kind 1 notes and other kinds, so most checks would fail for that alone; run it against a relay that accepts every kind (Burrow: --kinds all)", e.info.AcceptedKinds)})
+		return rep
+	}
 
 	for _, c := range selected {
 		rep.Results = append(rep.Results, runOne(ctx, e, c))
 	}
+	rep.EventsWritten, rep.BytesWritten = e.written.events.Load(), e.written.bytes.Load()
 	return rep
 }
 

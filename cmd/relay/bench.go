@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"log/slog"
@@ -22,33 +21,38 @@ import (
 // --sequencing and --slots replace that run with the issue 5 measurements
 // (benchSequencing, benchSlots).
 func benchCommand(ctx context.Context, args []string, lookup func(string) (string, bool), stdout, stderr io.Writer) error {
-	fs := flag.NewFlagSet("relay bench", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	pgAdmin := fs.String("database-url", "postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable",
+	f := newEnvFlags("relay bench", stderr)
+	var (
+		pgAdmin, baselineDir, cpuProfile string
+		events, conns, rounds, repeat    int
+		ceiling                          time.Duration
+		only445, sequencing, slots       bool
+	)
+	f.String(&pgAdmin, "database-url", "postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable",
 		"PostgreSQL URL allowed to create scratch databases (one per target, dropped after); empty skips the PostgreSQL targets")
-	baselineDir := fs.String("baseline-dir", "baseline", "directory of the stock khatru baseline module; empty skips the baseline")
-	events := fs.Int("events", bench.DefaultEvents, "events per target")
-	conns := fs.Int("conns", bench.DefaultConns, "publishing connections, each waiting for its OK")
-	ceiling := fs.Duration("ceiling", 5*time.Second, "how long to measure the verification ceiling (0 skips it)")
-	only445 := fs.Bool("only-445", false, "publish only kind 445 (default: kinds 445 and 1 alternate)")
-	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of the whole run (client and in-process relay) to this file")
-	sequencing := fs.Bool("sequencing", false, "instead: kind 445 ingest with sequencing on vs off, 1 and 100 groups, on each store")
-	slots := fs.Bool("slots", false, "instead: commit-slot claims under contention vs bare kind 445 on an unsequenced store")
-	rounds := fs.Int("rounds", bench.DefaultSlotRounds, "slots raced for per target (--slots); --conns connections contend for each")
-	repeat := fs.Int("repeat", 2, "runs of each side of a comparison (--sequencing, --slots), alternated so noise hits both")
-	fs.Usage = func() {
-		fmt.Fprintln(stderr, "Usage: relay bench [flags]  (run from the repository root)")
-		fs.PrintDefaults()
-	}
-	if err := fs.Parse(args); err != nil {
-		if err == flag.ErrHelp {
+	f.String(&baselineDir, "baseline-dir", "baseline", "directory of the stock khatru baseline module; empty skips the baseline")
+	f.Int(&events, "events", bench.DefaultEvents, "events per target")
+	f.Int(&conns, "conns", bench.DefaultConns, "publishing connections, each waiting for its OK")
+	f.Duration(&ceiling, "ceiling", 5*time.Second, "how long to measure the verification ceiling (0 skips it)")
+	f.Bool(&only445, "only-445", false, "publish only kind 445 (otherwise kinds 445 and 1 alternate)")
+	f.String(&cpuProfile, "cpuprofile", "", "write a CPU profile of the whole run (client and in-process relay) to this file")
+	f.Bool(&sequencing, "sequencing", false, "instead: kind 445 ingest with sequencing on vs off, 1 and 100 groups, on each store")
+	f.Bool(&slots, "slots", false, "instead: commit-slot claims under contention vs bare kind 445 on an unsequenced store")
+	f.Int(&rounds, "rounds", bench.DefaultSlotRounds, "slots raced for per target (--slots); --conns connections contend for each")
+	f.Int(&repeat, "repeat", 2, "runs of each side of a comparison (--sequencing, --slots), alternated so noise hits both")
+	f.renameTwins("RELAY_BENCH_")
+	for _, a := range args {
+		if a == "-h" || a == "-help" || a == "--help" {
+			f.usage(stdout, "Usage: relay bench [flags]  (run from the repository root)")
 			return errHelp
 		}
+	}
+	if err := f.parse(args, lookup); err != nil {
 		return usageError{err}
 	}
 
-	if *cpuProfile != "" {
-		f, err := os.Create(*cpuProfile)
+	if cpuProfile != "" {
+		f, err := os.Create(cpuProfile)
 		if err != nil {
 			return err
 		}
@@ -60,48 +64,48 @@ func benchCommand(ctx context.Context, args []string, lookup func(string) (strin
 	}
 	fmt.Fprintf(stdout, "go %s, GOMAXPROCS %d, NumCPU %d, %s/%s\n",
 		runtime.Version(), runtime.GOMAXPROCS(0), runtime.NumCPU(), runtime.GOOS, runtime.GOARCH)
-	if *sequencing || *slots {
-		if *repeat < 1 {
-			return usageError{fmt.Errorf("--repeat must be at least 1, got %d", *repeat)}
+	if sequencing || slots {
+		if repeat < 1 {
+			return usageError{fmt.Errorf("--repeat must be at least 1, got %d", repeat)}
 		}
-		stores := benchStores(ctx, *pgAdmin, stdout)
+		stores := benchStores(ctx, pgAdmin, stdout)
 		var errs []error
-		if *sequencing {
-			errs = append(errs, benchSequencing(ctx, stdout, stores, *events, *conns, *repeat))
+		if sequencing {
+			errs = append(errs, benchSequencing(ctx, stdout, stores, events, conns, repeat))
 		}
-		if *slots {
-			errs = append(errs, benchSlots(ctx, stdout, stores, *rounds, *conns, *repeat))
+		if slots {
+			errs = append(errs, benchSlots(ctx, stdout, stores, rounds, conns, repeat))
 		}
 		return errors.Join(errs...)
 	}
 	fmt.Fprintf(stdout, "events %d per target, %d connections, %d B content, only 445: %t\n",
-		*events, *conns, bench.DefaultContentBytes, *only445)
-	if *ceiling > 0 {
-		rate := bench.VerifyCeiling(ctx, *ceiling)
+		events, conns, bench.DefaultContentBytes, only445)
+	if ceiling > 0 {
+		rate := bench.VerifyCeiling(ctx, ceiling)
 		fmt.Fprintf(stdout, "verification ceiling: %.0f signatures/s (go-nostr CheckSignature, %d goroutines, %s)\n",
-			rate, runtime.GOMAXPROCS(0), *ceiling)
+			rate, runtime.GOMAXPROCS(0), ceiling)
 	}
 
 	var targets []bench.Target
-	if *baselineDir != "" {
-		targets = append(targets, bench.BaselineTarget("khatru/memory", *baselineDir, ""))
+	if baselineDir != "" {
+		targets = append(targets, bench.BaselineTarget("khatru/memory", baselineDir, ""))
 	}
 	targets = append(targets,
 		burrowTarget("burrow/sqlite", "khatru/memory", "", nil),
 		burrowTarget("burrow/sqlite-normal", "khatru/memory", "", func(c *config) { c.SQLiteSync = "normal" }))
-	if *pgAdmin != "" {
-		fsync, syncCommit, err := bench.PostgresDurability(ctx, *pgAdmin)
+	if pgAdmin != "" {
+		fsync, syncCommit, err := bench.PostgresDurability(ctx, pgAdmin)
 		if err != nil {
 			return err
 		}
 		fmt.Fprintf(stdout, "postgresql: fsync=%s synchronous_commit=%s\n", fsync, syncCommit)
-		if *baselineDir != "" {
-			targets = append(targets, bench.BaselineTarget("khatru/postgresql", *baselineDir, *pgAdmin))
+		if baselineDir != "" {
+			targets = append(targets, bench.BaselineTarget("khatru/postgresql", baselineDir, pgAdmin))
 		}
-		targets = append(targets, burrowTarget("burrow/postgresql", "khatru/postgresql", *pgAdmin, nil))
+		targets = append(targets, burrowTarget("burrow/postgresql", "khatru/postgresql", pgAdmin, nil))
 	}
 
-	rows, err := bench.Compare(ctx, bench.Config{Events: *events, Conns: *conns, OnlyGroupEvents: *only445}, targets)
+	rows, err := bench.Compare(ctx, bench.Config{Events: events, Conns: conns, OnlyGroupEvents: only445}, targets)
 	if tableErr := bench.Table(stdout, rows); tableErr != nil {
 		return tableErr
 	}

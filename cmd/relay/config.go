@@ -92,10 +92,11 @@ keeps its data in embedded SQLite under ./data and listens on 127.0.0.1:3334.
 Every flag has an environment twin (shown beside it); a flag given on the
 command line wins over its variable.
 
-Other commands: relay conformance --relay ws://... (conformance suite against
-any relay), relay bench (ingest benchmark), relay help.
-
-Flags:`
+Other commands (each takes --help): relay version (version, commit, store
+schema), relay healthcheck (asks a running relay's /readyz), relay selftest,
+relay harness (group simulations against any relay), relay conformance
+--relay ws://... (conformance suite against any relay), relay bench (ingest
+benchmark), relay help.`
 
 // rawServe holds the flags that are parsed further after flag parsing.
 type rawServe struct{ admins, proxies, kinds, level string }
@@ -105,39 +106,49 @@ type rawServe struct{ admins, proxies, kinds, level string }
 func serveFlags(stderr io.Writer, cfg *config, raw *rawServe) *envFlags {
 	def := policy.DefaultLimits()
 	f := newEnvFlags("relay serve", stderr)
+	l := &cfg.Limits
+
+	f.section("Listening and identity")
 	f.String(&cfg.Listen, "listen", "127.0.0.1:3334", "address to listen on, host:port")
-	f.String(&cfg.DataDir, "data-dir", "./data", "directory of the embedded SQLite database (unused with --database-url)")
-	f.String(&cfg.SQLiteSync, "sqlite-synchronous", "full", "embedded SQLite durability: full (every acknowledged event survives power loss) or normal (survives a process kill; power loss may lose the last acknowledged events)")
-	f.String(&cfg.DatabaseURL, "database-url", "", "postgres:// URL to use PostgreSQL instead of embedded SQLite")
-	f.String(&cfg.RedisURL, "redis-url", "", "redis:// URL for coordination between several instances (optional; checked at start)")
-	f.Var(stringValue{&raw.admins}, "admin", "RELAY_ADMIN_PUBKEYS", "comma-separated hex pubkeys allowed to use the NIP-86 management API")
-	f.Var(stringValue{&raw.proxies}, "trusted-proxies", envName("trusted-proxies"), "comma-separated IPs or CIDRs whose X-Forwarded-For header is believed")
-	f.Var(stringValue{&raw.kinds}, "kinds", envName("kinds"), `accepted event kinds: "all", or "marmot" for 0, 5, 62, 443, 30443, 445, 1059, 10002, 10050, 10051, 20445 (default all)`)
+	f.String(&cfg.ServiceURL, "service-url", "", "public ws:// or wss:// URL of the relay, checked in NIP-42 AUTH and NIP-86 (default: derived from each request's Host)")
 	f.String(&cfg.Name, "name", "Burrow", "relay name shown in NIP-11")
 	f.String(&cfg.Description, "description", "A Nostr relay for MLS group messaging (Marmot).", "relay description shown in NIP-11")
-	f.String(&cfg.ServiceURL, "service-url", "", "public ws:// or wss:// URL of the relay, checked in NIP-42 AUTH and NIP-86 (default: derived from each request's Host)")
-	f.Var(stringValue{&raw.level}, "log-level", envName("log-level"), "debug, info, warn or error (default info)")
-	f.String(&cfg.LogFormat, "log-format", "text", "text or json")
+	f.Var(stringValue{&raw.kinds}, "kinds", envName("kinds"), `accepted event kinds: "all", or "marmot" for 0, 5, 62, 443, 30443, 445, 1059, 10002, 10050, 10051, 20445 (default all)`)
+	f.Var(stringValue{&raw.admins}, "admin", envName("admin"), "comma-separated hex pubkeys allowed to use the NIP-86 management API")
+	f.deprecate("admin", "RELAY_ADMIN_PUBKEYS")
+	f.Var(stringValue{&raw.proxies}, "trusted-proxies", envName("trusted-proxies"), "comma-separated IPs or CIDRs whose X-Forwarded-For header is believed")
 	f.Duration(&cfg.ShutdownTimeout, "shutdown-timeout", 15*time.Second, "how long SIGINT/SIGTERM waits for in-flight writes before closing connections")
 	f.Duration(&cfg.HTTPReadTimeout, "http-read-timeout", 30*time.Second, "longest time to read a plain HTTP request, body included (not websocket traffic)")
 	f.Duration(&cfg.HTTPWriteTimeout, "http-write-timeout", 30*time.Second, "longest time to write a plain HTTP response (not websocket traffic)")
 	f.Duration(&cfg.HTTPIdleTimeout, "http-idle-timeout", 60*time.Second, "how long an idle HTTP keep-alive connection stays open")
 
-	f.Int(&cfg.KeyPackageSlotCap, "keypackage-slot-cap", keypackages.DefaultSlotCap, "most KeyPackages per author, kinds 443 and 30443 alike, twins counted once; at the cap a new KeyPackage evicts the least recently refreshed one if it is older than --keypackage-evict-age, else it is refused (0 = no cap)")
-	f.Duration(&cfg.KeyPackageEvictAge, "keypackage-evict-age", keypackages.DefaultEvictAfter, "how long a KeyPackage must go unrefreshed before a new one at the cap may evict it")
-	// envFlags has no Bool helper; the flag set and twin serve the same.
-	f.Bool(&cfg.KeyPackageHandout, "keypackage-handout", false, "hand out KeyPackages once, as RFC 9750's Delivery Service does: an authenticated REQ for authors' kinds 443/30443 gets one unclaimed non-last-resort KeyPackage per author plus the last-resort ones, and the handed-out one is deleted after --keypackage-claim-ttl (off by default: Marmot clients choose KeyPackages themselves)")
-	f.Duration(&cfg.KeyPackageScrubWithin, "keypackage-scrub-within", 10*time.Second, "on PostgreSQL, how soon after a KeyPackage deletion the content partition that held it is rewritten, so the deleted bytes leave the files (a relay with many deletions a second may raise it to spend less of the database on rewrites)")
-	f.Duration(&cfg.KeyPackageClaimTTL, "keypackage-claim-ttl", keypackages.DefaultClaimTTL, "with --keypackage-handout, how long a handed-out KeyPackage stays claimed for its requester before it is deleted")
-	f.Float64(&cfg.KeyPackageHandoutRate, "keypackage-handout-rate", 10, "with --keypackage-handout, KeyPackage hand-outs per minute per authenticated requester, also the burst (0 = no limit)")
+	f.section("Storage")
+	f.String(&cfg.DataDir, "data-dir", "./data", "directory of the embedded SQLite database (unused with --database-url)")
+	f.String(&cfg.SQLiteSync, "sqlite-synchronous", "full", "embedded SQLite durability: full (every acknowledged event survives power loss) or normal (survives a process kill; power loss may lose the last acknowledged events)")
+	f.String(&cfg.DatabaseURL, "database-url", "", "postgres:// URL to use PostgreSQL instead of embedded SQLite")
 
-	f.Duration(&cfg.GroupRetention, "group-retention", 90*24*time.Hour, "how long kind 445 group events are kept; older ones are deleted by the sweeper and refused on arrival (0 = keep them; their seq numbers are never reused either way)")
-	f.Float64(&cfg.GroupClaimRate, "group-claim-rate", defaultGroupClaimRate, "sustained commit-slot claims (kind 20445) per second per group (h), from all addresses together; a claim may open a new slot, so any key can make one (in Redis when --redis-url is set)")
-	f.Int(&cfg.GroupClaimBurst, "group-claim-burst", defaultGroupClaimBurst, "commit-slot claims one group (h) may receive at once")
+	f.section("Redis (several instances)")
+	f.String(&cfg.RedisURL, "redis-url", "", "redis:// URL for coordination between several instances (optional; checked at start)")
 	f.String(&cfg.RedisPrefix, "redis-prefix", "", `prefix of every Redis key of this deployment: the event bus's stream and the rate limits (default "burrow:<database number of --redis-url>:"); deployments sharing a Redis database need different prefixes`)
 	f.Duration(&cfg.RedisBusRetention, "redis-bus-retention", redisbus.DefaultRetention, "how long the Redis event bus keeps events for an instance that lost Redis for a while (it reads on from where it stopped); Redis holds about this much of the deployment's traffic")
 
-	l := &cfg.Limits
+	f.section("KeyPackages")
+	f.Int(&cfg.KeyPackageSlotCap, "keypackage-slot-cap", keypackages.DefaultSlotCap, "most KeyPackages per author, kinds 443 and 30443 alike, twins counted once; at the cap a new KeyPackage evicts the least recently refreshed one if it is older than --keypackage-evict-age, else it is refused (0 = no cap)")
+	f.Duration(&cfg.KeyPackageEvictAge, "keypackage-evict-age", keypackages.DefaultEvictAfter, "how long a KeyPackage must go unrefreshed before a new one at the cap may evict it")
+	f.Duration(&cfg.KeyPackageScrubWithin, "keypackage-scrub-within", 10*time.Second, "on PostgreSQL, how soon after a KeyPackage deletion the content partition that held it is rewritten, so the deleted bytes leave the files (a relay with many deletions a second may raise it to spend less of the database on rewrites)")
+	f.Bool(&cfg.KeyPackageHandout, "keypackage-handout", false, "hand out KeyPackages once, as RFC 9750's Delivery Service does: an authenticated REQ for authors' kinds 443/30443 gets one unclaimed non-last-resort KeyPackage per author plus the last-resort ones, and the handed-out one is deleted after --keypackage-claim-ttl (off by default: Marmot clients choose KeyPackages themselves)")
+	f.Duration(&cfg.KeyPackageClaimTTL, "keypackage-claim-ttl", keypackages.DefaultClaimTTL, "with --keypackage-handout, how long a handed-out KeyPackage stays claimed for its requester before it is deleted")
+	f.Float64(&cfg.KeyPackageHandoutRate, "keypackage-handout-rate", 10, "with --keypackage-handout, KeyPackage hand-outs per minute per authenticated requester, also the burst (0 = no limit)")
+
+	f.section("Group events (kind 445) and commit slots")
+	f.Duration(&cfg.GroupRetention, "group-retention", 90*24*time.Hour, "how long kind 445 group events are kept; older ones are deleted by the sweeper and refused on arrival (0 = keep them; their seq numbers are never reused either way)")
+	f.Int(&l.MaxGroupContentLength, "max-group-content-length", def.MaxGroupContentLength, "largest kind 445 group event content, bytes (advertised in NIP-11 as group_events.max_content_length)")
+	f.Float64(&l.GroupRate, "group-rate", def.GroupRate, "sustained kind 445 events per second per group (h), from all addresses together; commit-slot claims draw from --group-claim-rate instead")
+	f.Int(&l.GroupBurst, "group-burst", def.GroupBurst, "kind 445 events one group (h) may receive at once")
+	f.Float64(&cfg.GroupClaimRate, "group-claim-rate", defaultGroupClaimRate, "sustained commit-slot claims (kind 20445) per second per group (h), from all addresses together; a claim may open a new slot, so any key can make one (in Redis when --redis-url is set)")
+	f.Int(&cfg.GroupClaimBurst, "group-claim-burst", defaultGroupClaimBurst, "commit-slot claims one group (h) may receive at once")
+
+	f.section("Limits (see README, \"Limits and abuse\")")
 	f.Int(&l.MaxMessageLength, "max-message-length", def.MaxMessageLength, "largest websocket message, bytes")
 	f.Int(&l.MaxSubscriptions, "max-subscriptions", def.MaxSubscriptions, "open subscriptions per connection")
 	f.Int(&l.MaxFilters, "max-filters", def.MaxFilters, "filters per REQ or COUNT")
@@ -145,7 +156,6 @@ func serveFlags(stderr io.Writer, cfg *config, raw *rawServe) *envFlags {
 	f.Int(&l.MaxSubIDLength, "max-subid-length", def.MaxSubIDLength, "longest subscription id, bytes")
 	f.Int(&l.MaxEventTags, "max-event-tags", def.MaxEventTags, "most tags on one event")
 	f.Int(&l.MaxContentLength, "max-content-length", def.MaxContentLength, "largest event content, bytes (kinds other than 445 and 20445)")
-	f.Int(&l.MaxGroupContentLength, "max-group-content-length", def.MaxGroupContentLength, "largest kind 445 group event content, bytes (advertised in NIP-11 as group_events.max_content_length)")
 	f.Duration(&l.CreatedAtFuture, "created-at-future", def.CreatedAtFuture, "how far in the future created_at may be")
 	f.Duration(&l.CreatedAtPast, "created-at-past", def.CreatedAtPast, "how far in the past created_at may be (0 = any age)")
 	f.Int(&l.ConnectionsPerIP, "max-connections-per-ip", def.ConnectionsPerIP, "simultaneous connections per client address")
@@ -162,14 +172,16 @@ func serveFlags(stderr io.Writer, cfg *config, raw *rawServe) *envFlags {
 	f.Int(&l.MaxFilterValuesPerIP, "max-filter-values-per-ip", def.MaxFilterValuesPerIP, "filter values in the open subscriptions of all connections from one address")
 	f.Int(&l.MaxQueriesPerIP, "max-queries-per-ip", def.MaxQueriesPerIP, "stored queries (REQ until EOSE, COUNT) in flight at once from one address")
 	f.Duration(&l.CountTimeout, "count-timeout", def.CountTimeout, "longest time one COUNT may take")
-	f.Float64(&l.GroupRate, "group-rate", def.GroupRate, "sustained kind 445 events per second per group (h), from all addresses together; commit-slot claims draw from --group-claim-rate instead")
-	f.Int(&l.GroupBurst, "group-burst", def.GroupBurst, "kind 445 events one group (h) may receive at once")
 	f.Int(&l.OutboundQueue, "outbound-queue", def.OutboundQueue, "messages queued per connection before a reader that does not keep up is disconnected")
 	f.Int(&l.OutboundBytes, "outbound-bytes", def.OutboundBytes, "bytes queued per connection before a reader that does not keep up is disconnected")
 	f.Int(&l.OutboundTotalBytes, "outbound-total-bytes", def.OutboundTotalBytes, "bytes queued for all connections together; past it a reader that is behind is disconnected")
 	f.Duration(&l.WriteTimeout, "write-timeout", def.WriteTimeout, "deadline for each websocket write")
 	f.Duration(&l.PingInterval, "ping-interval", def.PingInterval, "how often each websocket connection is pinged")
 	f.Duration(&l.PongTimeout, "pong-timeout", def.PongTimeout, "how long a websocket connection may stay silent (no message, no pong) before it is dropped")
+
+	f.section("Logging")
+	f.Var(stringValue{&raw.level}, "log-level", envName("log-level"), "debug, info, warn or error (default info)")
+	f.String(&cfg.LogFormat, "log-format", "text", "text or json")
 	f.fs.Usage = func() {}
 	return f
 }

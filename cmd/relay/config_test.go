@@ -12,6 +12,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"regexp"
 	"runtime"
 	"slices"
 	"strings"
@@ -70,6 +71,13 @@ func TestParseServeConfig(t *testing.T) {
 			}
 			if c.DatabaseURL == "" || c.RedisURL == "" {
 				t.Fatal("urls not applied")
+			}
+		}},
+		{name: "RELAY_ADMIN is --admin's variable and wins over the deprecated RELAY_ADMIN_PUBKEYS", env: map[string]string{
+			"RELAY_ADMIN": admin, "RELAY_ADMIN_PUBKEYS": strings.Repeat("cd", 32),
+		}, check: func(t *testing.T, c config) {
+			if len(c.Admins) != 1 || c.Admins[0] != admin {
+				t.Fatalf("admins %v, want [%s]", c.Admins, admin)
 			}
 		}},
 		{name: "a flag wins over its variable", args: []string{"--listen", "127.0.0.1:1"},
@@ -201,7 +209,7 @@ func TestHelpDocumentsEveryFlagWithItsVariable(t *testing.T) {
 	help := out.String()
 	for _, want := range []string{
 		"--listen", "RELAY_LISTEN", "--data-dir", "RELAY_DATA_DIR", "--database-url", "RELAY_DATABASE_URL",
-		"--redis-url", "RELAY_REDIS_URL", "--admin", "RELAY_ADMIN_PUBKEYS", "--trusted-proxies", "RELAY_TRUSTED_PROXIES",
+		"--redis-url", "RELAY_REDIS_URL", "--admin", "RELAY_ADMIN", "RELAY_ADMIN_PUBKEYS is read too (deprecated)", "--trusted-proxies", "RELAY_TRUSTED_PROXIES",
 		"--kinds", "RELAY_KINDS", "--max-limit", "RELAY_MAX_LIMIT", "--max-connections-per-ip", "--event-burst",
 		"--outbound-queue", "relay conformance", "--keypackage-slot-cap", "RELAY_KEYPACKAGE_SLOT_CAP", "--keypackage-handout", "RELAY_KEYPACKAGE_HANDOUT",
 		"--keypackage-evict-age", "RELAY_KEYPACKAGE_EVICT_AGE",
@@ -212,6 +220,34 @@ func TestHelpDocumentsEveryFlagWithItsVariable(t *testing.T) {
 	} {
 		if !strings.Contains(help, want) {
 			t.Errorf("--help lacks %q", want)
+		}
+	}
+}
+
+// --help lists the flags by topic, in this order.
+func TestHelpGroupsFlagsByTopic(t *testing.T) {
+	var out bytes.Buffer
+	if code := run(context.Background(), []string{"--help"}, env(nil), &out, io.Discard); code != 0 {
+		t.Fatalf("exit %d", code)
+	}
+	help := out.String()
+	last := -1
+	for _, title := range []string{"Listening and identity:", "Storage:", "Redis (several instances):", "KeyPackages:",
+		"Group events (kind 445) and commit slots:", "Limits (see README, \"Limits and abuse\"):", "Logging:"} {
+		i := strings.Index(help, "\n"+title+"\n")
+		if i <= last {
+			t.Fatalf("topic %q missing or out of order in --help", title)
+		}
+		last = i
+	}
+	sections := map[string]string{}
+	for _, block := range strings.Split(help, "\n\n") {
+		title, flags, _ := strings.Cut(block, "\n")
+		sections[title] = flags
+	}
+	for topic, flag := range map[string]string{"Storage:": "--database-url", "KeyPackages:": "--keypackage-slot-cap", "Logging:": "--log-format"} {
+		if !strings.Contains(sections[topic], "  "+flag+"  ") {
+			t.Errorf("%s is not listed under %s", flag, topic)
 		}
 	}
 }
@@ -618,5 +654,30 @@ func TestHealthcheck(t *testing.T) {
 	var errOut bytes.Buffer
 	if code := run(context.Background(), []string{"healthcheck", "--listen", dead, "--timeout", "2s"}, env(nil), io.Discard, &errOut); code != 1 || !strings.Contains(errOut.String(), "healthcheck http://"+dead+"/readyz") {
 		t.Errorf("nothing listening: exit %d, %q; want 1 and a line naming the URL", code, errOut.String())
+	}
+}
+
+// Every command's help lists its flags the same way: "--name  (env VAR)",
+// then the description with the default.
+func TestEveryCommandsHelpHasOneStyle(t *testing.T) {
+	line := regexp.MustCompile(`^  --[a-z0-9-]+  \(env RELAY_[A-Z0-9_]+\)$`)
+	for _, cmd := range [][]string{{"--help"}, {"conformance", "--help"}, {"bench", "--help"}, {"harness", "--help"},
+		{"selftest", "--help"}, {"healthcheck", "--help"}} {
+		var out bytes.Buffer
+		if code := run(context.Background(), cmd, env(nil), &out, io.Discard); code != 0 {
+			t.Fatalf("%v: exit %d", cmd, code)
+		}
+		flags := 0
+		for _, l := range strings.Split(out.String(), "\n") {
+			if strings.HasPrefix(l, "  -") {
+				flags++
+				if !line.MatchString(l) {
+					t.Errorf("%v: flag line %q is not in the common style", cmd, l)
+				}
+			}
+		}
+		if flags == 0 {
+			t.Errorf("%v printed no flags:\n%s", cmd, out.String())
+		}
 	}
 }

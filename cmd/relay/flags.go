@@ -20,6 +20,30 @@ type envFlags struct {
 	// package's own message says only "parse error", and it printed the
 	// whole usage besides).
 	bad *badValue
+	// sections group the flags in --help by topic, in the order defined;
+	// deprecated maps a flag to an older variable still read for it.
+	sections   []flagSection
+	deprecated map[string]string
+}
+
+// flagSection is a topic of --help and the flags defined under it.
+type flagSection struct {
+	title string
+	names []string
+}
+
+// section starts a topic: the flags defined next are listed under title.
+func (e *envFlags) section(title string) {
+	e.sections = append(e.sections, flagSection{title: title})
+}
+
+// deprecate makes flag name also read from an older variable, when its
+// own is unset.
+func (e *envFlags) deprecate(name, oldEnv string) {
+	if e.deprecated == nil {
+		e.deprecated = map[string]string{}
+	}
+	e.deprecated[name] = oldEnv
 }
 
 // badValue is a value a flag refused.
@@ -49,7 +73,16 @@ func envName(flagName string) string {
 }
 
 // twin records the environment twin of the flag just defined.
-func (e *envFlags) twin(name string) { e.envs[name] = envName(name) }
+func (e *envFlags) twin(name string) {
+	e.envs[name] = envName(name)
+	e.inSection(name)
+}
+
+func (e *envFlags) inSection(name string) {
+	if n := len(e.sections); n > 0 {
+		e.sections[n-1].names = append(e.sections[n-1].names, name)
+	}
+}
 
 // typed defines a flag whose value parse reads, with a text saying what it
 // wants when it refuses one.
@@ -163,6 +196,7 @@ func formatDuration(d time.Duration) string {
 func (e *envFlags) Var(v flag.Value, name, env, usage string) {
 	e.fs.Var(v, name, usage)
 	e.envs[name] = env
+	e.inSection(name)
 }
 
 // parse reads args, then fills every flag not given on the command line from
@@ -184,6 +218,11 @@ func (e *envFlags) parse(args []string, lookup func(string) (string, bool)) erro
 			continue
 		}
 		v, ok := lookup(env)
+		if old, has := e.deprecated[name]; !ok && has {
+			if v, ok = lookup(old); ok {
+				env = old
+			}
+		}
 		if !ok {
 			continue
 		}
@@ -198,20 +237,34 @@ func (e *envFlags) parse(args []string, lookup func(string) (string, bool)) erro
 	return nil
 }
 
-// usage prints a synopsis and every flag with its variable and default.
+// usage prints a synopsis and every flag with its variable and default,
+// by topic when the flags were defined under sections.
 func (e *envFlags) usage(w io.Writer, synopsis string) {
 	fmt.Fprintln(w, synopsis)
-	fmt.Fprintln(w)
-	e.fs.VisitAll(func(f *flag.Flag) {
+	one := func(f *flag.Flag) {
 		fmt.Fprintf(w, "  --%s", f.Name)
 		if env, ok := e.envs[f.Name]; ok {
 			fmt.Fprintf(w, "  (env %s)", env)
 		}
 		fmt.Fprintln(w)
 		fmt.Fprintf(w, "        %s", f.Usage)
+		if old, ok := e.deprecated[f.Name]; ok {
+			fmt.Fprintf(w, "; %s is read too (deprecated)", old)
+		}
 		if f.DefValue != "" {
 			fmt.Fprintf(w, " (default %s)", f.DefValue)
 		}
 		fmt.Fprintln(w)
-	})
+	}
+	if len(e.sections) == 0 {
+		fmt.Fprintln(w)
+		e.fs.VisitAll(one)
+		return
+	}
+	for _, sec := range e.sections {
+		fmt.Fprintf(w, "\n%s:\n", sec.title)
+		for _, name := range sec.names {
+			one(e.fs.Lookup(name))
+		}
+	}
 }

@@ -46,8 +46,7 @@ func harnessFlagSet(stderr io.Writer, h *harnessFlags) *envFlags {
 	f.String(&h.seed, "seed", "", "seed making the run reproducible (accounts, keys, choices); empty picks one, shown in the report")
 	f.Duration(&h.timeout, "timeout", 10*time.Second, "how long each request waits for the relay")
 	f.Int(&h.conns, "conns", 8, "connections per relay URL the simulated members share")
-	f.fs.BoolVar(&h.json, "json", false, "print the report as JSON instead of a table")
-	f.twin("json")
+	f.Bool(&h.json, "json", false, "print the report as JSON instead of a table")
 	f.renameTwins("RELAY_HARNESS_")
 	f.fs.Usage = func() {}
 	return f

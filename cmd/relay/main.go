@@ -51,7 +51,7 @@ func run(ctx context.Context, args []string, lookup func(string) (string, bool),
 			return 0
 		}
 	case "conformance":
-		err = conformanceCommand(ctx, args, stdout, stderr)
+		err = conformanceCommand(ctx, args, lookup, stdout, stderr)
 	case "bench":
 		err = benchCommand(ctx, args, lookup, stdout, stderr)
 	case "selftest":

@@ -18,6 +18,7 @@ import (
 
 	"github.com/burrow-relay/burrow/conformance"
 	"github.com/burrow-relay/burrow/internal/testsvc"
+	"github.com/burrow-relay/burrow/policy"
 	"github.com/nbd-wtf/go-nostr"
 )
 
@@ -91,7 +92,28 @@ func TestConformanceSuitePassesOnBothBackends(t *testing.T) {
 					t.Errorf("%s %s: %s %s", r.ID, r.Name, r.Status, r.Detail)
 				}
 			}
+			// What `relay conformance` announces it will write stays true.
+			t.Logf("wrote %d events, %d bytes", report.EventsWritten, report.BytesWritten)
+			within := func(got, approx int64) bool { return got >= approx*3/4 && got <= approx*5/4 }
+			if !within(report.EventsWritten, conformance.ApproxEventsWritten) || !within(report.BytesWritten, conformance.ApproxBytesWritten) {
+				t.Errorf("the suite wrote %d events and %d bytes; it announces about %d and %d",
+					report.EventsWritten, report.BytesWritten, conformance.ApproxEventsWritten, conformance.ApproxBytesWritten)
+			}
 		})
+	}
+}
+
+// TestConformanceRefusesAMarmotOnlyRelay: against a relay whose NIP-11 says
+// it accepts only some kinds, the suite stops with one failing line saying
+// why, instead of failing most checks, and writes nothing.
+func TestConformanceRefusesAMarmotOnlyRelay(t *testing.T) {
+	c := testConfig(t)
+	c.Kinds = policy.MarmotOnly()
+	url := startInProcess(t, c)
+	report := conformance.Run(context.Background(), conformance.Config{URL: url, Timeout: 15 * time.Second})
+	if len(report.Results) != 1 || report.Results[0].Status != conformance.StatusFail ||
+		!strings.Contains(report.Results[0].Detail, "--kinds all") || report.EventsWritten != 0 {
+		t.Fatalf("report %+v, want one failed result naming --kinds all and nothing written", report)
 	}
 }
 
