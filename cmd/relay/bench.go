@@ -21,7 +21,7 @@ import (
 // --sequencing and --slots replace that run with the issue 5 measurements
 // (benchSequencing, benchSlots).
 func benchCommand(ctx context.Context, args []string, lookup func(string) (string, bool), stdout, stderr io.Writer) error {
-	f := newEnvFlags("relay bench", stderr)
+	f := newEnvFlags("relay bench")
 	var (
 		pgAdmin, baselineDir, cpuProfile string
 		events, conns, rounds, repeat    int

@@ -103,9 +103,9 @@ type rawServe struct{ admins, proxies, kinds, level string }
 
 // serveFlags registers every serve flag on a new set, writing into cfg and
 // raw; parsing and usage share this one list.
-func serveFlags(stderr io.Writer, cfg *config, raw *rawServe) *envFlags {
+func serveFlags(cfg *config, raw *rawServe) *envFlags {
 	def := policy.DefaultLimits()
-	f := newEnvFlags("relay serve", stderr)
+	f := newEnvFlags("relay serve")
 	l := &cfg.Limits
 
 	f.section("Listening and identity")
@@ -182,7 +182,6 @@ func serveFlags(stderr io.Writer, cfg *config, raw *rawServe) *envFlags {
 	f.section("Logging")
 	f.Var(stringValue{&raw.level}, "log-level", envName("log-level"), "debug, info, warn or error (default info)")
 	f.String(&cfg.LogFormat, "log-format", "text", "text or json")
-	f.fs.Usage = func() {}
 	return f
 }
 
@@ -191,7 +190,7 @@ func serveFlags(stderr io.Writer, cfg *config, raw *rawServe) *envFlags {
 func parseServeConfig(args []string, lookup func(string) (string, bool), stderr io.Writer) (config, error) {
 	var cfg config
 	var raw rawServe
-	f := serveFlags(stderr, &cfg, &raw)
+	f := serveFlags(&cfg, &raw)
 	for _, a := range args {
 		if a == "-h" || a == "-help" || a == "--help" {
 			return cfg, errHelp
@@ -220,7 +219,7 @@ func parseServeConfig(args []string, lookup func(string) (string, bool), stderr 
 func printServeUsage(w io.Writer) {
 	var cfg config
 	var raw rawServe
-	serveFlags(io.Discard, &cfg, &raw).usage(w, serveSynopsis)
+	serveFlags(&cfg, &raw).usage(w, serveSynopsis)
 }
 
 func (c config) validate() error {

@@ -12,7 +12,7 @@ import (
 // conformanceCommand runs the relay conformance suite against any relay URL,
 // prints the pass/fail table and fails when any check fails.
 func conformanceCommand(ctx context.Context, args []string, lookup func(string) (string, bool), stdout, stderr io.Writer) error {
-	f := newEnvFlags("relay conformance", stderr)
+	f := newEnvFlags("relay conformance")
 	var (
 		relayURL, checksList string
 		timeout              time.Duration

@@ -58,7 +58,7 @@ func (b *badValue) Error() string {
 	return fmt.Sprintf("--%s %q: want %s", b.flag, b.value, b.want)
 }
 
-func newEnvFlags(name string, stderr io.Writer) *envFlags {
+func newEnvFlags(name string) *envFlags {
 	fs := flag.NewFlagSet(name, flag.ContinueOnError)
 	// Errors are returned, once, to the caller, which prints them; the
 	// usage is printed only when asked for (--help).

@@ -38,8 +38,8 @@ type harnessFlags struct {
 	json             bool
 }
 
-func harnessFlagSet(stderr io.Writer, h *harnessFlags) *envFlags {
-	f := newEnvFlags("relay harness", stderr)
+func harnessFlagSet(h *harnessFlags) *envFlags {
+	f := newEnvFlags("relay harness")
 	f.String(&h.relays, "relay", "", "comma-separated websocket URLs of the relay under test (instances of one deployment); empty starts an embedded Burrow")
 	f.Int(&h.members, "members", 20, "group size each scenario grows to")
 	f.String(&h.scenario, "scenario", "all", "a scenario name, a comma-separated list, or all")
@@ -48,7 +48,6 @@ func harnessFlagSet(stderr io.Writer, h *harnessFlags) *envFlags {
 	f.Int(&h.conns, "conns", 8, "connections per relay URL the simulated members share")
 	f.Bool(&h.json, "json", false, "print the report as JSON instead of a table")
 	f.renameTwins("RELAY_HARNESS_")
-	f.fs.Usage = func() {}
 	return f
 }
 
@@ -75,7 +74,7 @@ func parseSeed(s string) (uint64, error) {
 // harnessCommand runs `relay harness`.
 func harnessCommand(ctx context.Context, args []string, lookup func(string) (string, bool), stdout, stderr io.Writer) error {
 	var h harnessFlags
-	f := harnessFlagSet(stderr, &h)
+	f := harnessFlagSet(&h)
 	for _, a := range args {
 		if a == "-h" || a == "-help" || a == "--help" {
 			f.usage(stdout, harnessSynopsis)

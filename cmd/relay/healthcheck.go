@@ -14,7 +14,7 @@ import (
 // ready, 1 otherwise: a container health check for images without a shell
 // or curl (the distroless image).
 func healthcheckCommand(ctx context.Context, args []string, lookup func(string) (string, bool), stdout, stderr io.Writer) error {
-	f := newEnvFlags("relay healthcheck", stderr)
+	f := newEnvFlags("relay healthcheck")
 	listen := "127.0.0.1:3334"
 	timeout := 5 * time.Second
 	f.String(&listen, "listen", listen, "the address the relay listens on (a 0.0.0.0 or [::] host is asked on loopback)")

@@ -20,13 +20,12 @@ directory. Prints one line per check; the exit status is 1 when one fails.
 
 Flags:`
 
-func selftestFlagSet(stderr io.Writer, relay, vectors *string, timeout *time.Duration) *envFlags {
-	f := newEnvFlags("relay selftest", stderr)
+func selftestFlagSet(relay, vectors *string, timeout *time.Duration) *envFlags {
+	f := newEnvFlags("relay selftest")
 	f.String(relay, "relay", "", "websocket URL of a relay to run the group part against (default: an embedded Burrow)")
 	f.String(vectors, "vectors", "", "directory holding RFC 9420's official test vector files, to run them all")
 	f.Duration(timeout, "timeout", 10*time.Second, "how long each request waits for the relay")
 	f.renameTwins("RELAY_SELFTEST_")
-	f.fs.Usage = func() {}
 	return f
 }
 
@@ -34,7 +33,7 @@ func selftestFlagSet(stderr io.Writer, relay, vectors *string, timeout *time.Dur
 func selftestCommand(ctx context.Context, args []string, lookup func(string) (string, bool), stdout, stderr io.Writer) error {
 	var relay, vectors string
 	var timeout time.Duration
-	f := selftestFlagSet(stderr, &relay, &vectors, &timeout)
+	f := selftestFlagSet(&relay, &vectors, &timeout)
 	for _, a := range args {
 		if a == "-h" || a == "-help" || a == "--help" {
 			f.usage(stdout, selftestSynopsis)
