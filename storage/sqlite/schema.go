@@ -254,11 +254,16 @@ func SchemaVersion(ctx context.Context, path string) (current, latest int, err e
 		return 0, latest, fmt.Errorf("sqlite: open %s: %w", path, err)
 	}
 	defer db.Close()
-	var tables int
-	if err := db.QueryRowContext(ctx, `SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' AND name = 'schema_migrations'`).Scan(&tables); err != nil {
+	// table_info has no row for a table that does not exist.
+	cols, err := db.QueryContext(ctx, `PRAGMA table_info(schema_migrations)`)
+	if err != nil {
 		return 0, latest, fmt.Errorf("sqlite: read %s: %w", path, err)
 	}
-	if tables == 0 {
+	exists := cols.Next()
+	if err := errors.Join(cols.Err(), cols.Close()); err != nil {
+		return 0, latest, fmt.Errorf("sqlite: read %s: %w", path, err)
+	}
+	if !exists {
 		return 0, latest, nil
 	}
 	if err := db.QueryRowContext(ctx, `SELECT COALESCE(MAX(version), 0) FROM schema_migrations`).Scan(&current); err != nil {
