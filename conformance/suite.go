@@ -61,6 +61,6 @@ func suite() []check {
 
 		{id: "marmot.group-event-h", name: "Kind 445 with one h tag: found by #h, not by #p", run: checkGroupEventByH},
 		{id: "marmot.pipelined-order", name: "200 pipelined events: OKs and live delivery in send order", run: checkPipelinedOrder},
-		{id: "marmot.slow-consumer", name: "A subscriber that stops reading does not stall a publisher", run: checkSlowConsumer, budget: 90 * time.Second},
+		{id: "marmot.slow-consumer", name: "A subscriber that stops reading does not stall a publisher", run: checkSlowConsumer, budget: 5 * time.Minute},
 	}
 }
