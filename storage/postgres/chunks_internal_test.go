@@ -180,3 +180,17 @@ func TestVanishOfABigAuthorIsChunked(t *testing.T) {
 	}
 	checkAuthorGone(t, s, a, res.Deleted, n+wraps+kps, storage.ReasonVanish)
 }
+
+// TestOneEventChunks runs the conformance cases of chunked removals on a
+// store whose ban and vanish chunks hold one event each.
+func TestOneEventChunks(t *testing.T) {
+	pg := testsvc.Postgres(t)
+	storetest.RunOneEventChunks(t, func(t *testing.T) storage.Store {
+		s, err := Open(context.Background(), Config{URL: pg.URL, chunkCap: 1})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = s.Close() })
+		return s
+	})
+}

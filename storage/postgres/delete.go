@@ -101,16 +101,18 @@ func (s *Store) DeleteExpired(ctx context.Context, now time.Time) ([]storage.Del
 // table and the KeyPackage table, and their tag rows, buries the
 // KeyPackages it removed (burrow_bury_twins: their twins go too, with
 // reason twin, and tombstoned), and returns them as deletions with reason
-// (twins with theirs).
+// (twins with theirs). Under a limit, the KeyPackage events picked take
+// along their twins that cond selects too, so a twin the operation itself
+// targets goes with reason however the chunks fall, not as a twin.
 func deleteWhere(ctx context.Context, tx pgx.Tx, cond string, reason storage.Reason, limit int, args ...any) ([]storage.Deletion, error) {
-	where := func(table string) string {
-		if limit <= 0 {
-			return cond
-		}
-		return "id IN (SELECT id FROM " + table + " WHERE " + cond + " LIMIT " + strconv.Itoa(limit) + ")"
+	events, kps := cond, cond
+	if limit > 0 {
+		events = "id IN (SELECT id FROM events WHERE " + cond + " LIMIT " + strconv.Itoa(limit) + ")"
+		kps = "id IN (WITH pick AS (SELECT id, pubkey, kp_ref FROM keypackages WHERE " + cond + " LIMIT " + strconv.Itoa(limit) + ")" +
+			" SELECT id FROM pick UNION SELECT id FROM keypackages WHERE (pubkey, kp_ref) IN (SELECT pubkey, kp_ref FROM pick) AND " + cond + ")"
 	}
-	rows, err := tx.Query(ctx, `WITH d AS (DELETE FROM events WHERE `+where("events")+` RETURNING id, kind, pubkey, NULL::bytea AS kp_ref),
-		k AS (DELETE FROM keypackages WHERE `+where("keypackages")+` RETURNING id, kind, pubkey, kp_ref)
+	rows, err := tx.Query(ctx, `WITH d AS (DELETE FROM events WHERE `+events+` RETURNING id, kind, pubkey, NULL::bytea AS kp_ref),
+		k AS (DELETE FROM keypackages WHERE `+kps+` RETURNING id, kind, pubkey, kp_ref)
 		SELECT id, kind, pubkey, kp_ref FROM d UNION ALL SELECT id, kind, pubkey, kp_ref FROM k`, args...)
 	if err != nil {
 		return nil, err
@@ -190,6 +192,9 @@ func (s *Store) deleteInChunks(ctx context.Context, prep func(context.Context, p
 	var all []storage.Deletion
 	defer func() { s.keyPackagesDeleted(all) }()
 	for size := firstChunk; ; {
+		if s.chunkCap > 0 {
+			size = min(size, s.chunkCap)
+		}
 		start := time.Now()
 		var out []storage.Deletion
 		err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {

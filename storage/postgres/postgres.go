@@ -90,9 +90,11 @@ type Config struct {
 
 	// poolHook, for this package's tests, adjusts the pool's configuration
 	// before it connects (to watch every statement's plan); chunkHook is
-	// told how long each chunk of a long deletion took.
+	// told how long each chunk of a long deletion took; chunkCap, when
+	// positive, caps the events of such a chunk.
 	poolHook  func(*pgxpool.Config)
 	chunkHook func(time.Duration)
+	chunkCap  int
 }
 
 // Reasons Open fails, matched with errors.Is on its error.
@@ -138,6 +140,7 @@ type Store struct {
 
 	rewrite   *rewriter
 	chunkHook func(time.Duration) // Config.chunkHook
+	chunkCap  int                 // Config.chunkCap
 }
 
 var _ storage.Store = (*Store)(nil)
@@ -216,6 +219,7 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 		noSeq:    cfg.DisableSequencing,
 
 		chunkHook: cfg.chunkHook,
+		chunkCap:  cfg.chunkCap,
 	}
 	if s.now == nil {
 		s.now = time.Now

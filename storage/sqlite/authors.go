@@ -94,17 +94,21 @@ func (tx *txn) removeChunk(stmt *sql.Stmt, args []any, reason storage.Reason, si
 
 // inChunks runs op as write ops, each removing at most the size it is
 // given, until op reports nothing more; each op ends with the burial of
-// the KeyPackages it removed. It returns every deletion (on failure, those
+// the KeyPackages it removed, whose twins that op targets too go with
+// op's reason (own, see buryTwins). It returns every deletion (on failure, those
 // committed before it). Once the first op has committed the rest run
 // whatever ctx does: a caller that gives up cannot leave the removal half
 // done.
-func (s *Store) inChunks(ctx context.Context, op func(tx *txn, size int, deleted *[]storage.Deletion) (more bool, err error)) ([]storage.Deletion, error) {
+func (s *Store) inChunks(ctx context.Context, own func(stored) storage.Reason, op func(tx *txn, size int, deleted *[]storage.Deletion) (more bool, err error)) ([]storage.Deletion, error) {
 	var all []storage.Deletion
 	for size := firstChunk; ; {
 		var (
 			chunk []storage.Deletion
 			more  bool
 		)
+		if s.chunkCap > 0 {
+			size = min(size, s.chunkCap)
+		}
 		start := time.Now()
 		err := s.write(ctx, func(tx *txn) error {
 			chunk = nil // the writer may run an op twice
@@ -112,7 +116,7 @@ func (s *Store) inChunks(ctx context.Context, op func(tx *txn, size int, deleted
 			if more, err = op(tx, size, &chunk); err != nil {
 				return err
 			}
-			return tx.buryTwins(sql.NullString{}, &chunk)
+			return tx.buryTwins(sql.NullString{}, own, &chunk)
 		})
 		if err != nil {
 			return all, err
@@ -132,7 +136,13 @@ func (s *Store) inChunks(ctx context.Context, op func(tx *txn, size int, deleted
 // refuse for its own shape; one refused later (a duplicate, a banned
 // author) had its events removed already by the first copy or the ban.
 func (s *Store) vanishBefore(ctx context.Context, req *nostr.Event) ([]storage.Deletion, error) {
-	return s.inChunks(ctx, func(tx *txn, size int, deleted *[]storage.Deletion) (bool, error) {
+	own := func(e stored) storage.Reason {
+		if e.pubkey == req.PubKey && e.createdAt <= int64(req.CreatedAt) {
+			return storage.ReasonVanish
+		}
+		return ""
+	}
+	return s.inChunks(ctx, own, func(tx *txn, size int, deleted *[]storage.Deletion) (bool, error) {
 		more, err := tx.removeChunk(tx.st.vanishOwn, []any{req.PubKey, int64(req.CreatedAt)}, storage.ReasonVanish, size, deleted)
 		if err != nil || more {
 			return more, err
@@ -157,7 +167,8 @@ func (s *Store) Ban(ctx context.Context, pubkey string) ([]storage.Deletion, err
 	if !nostr.IsValid32ByteHex(pubkey) {
 		return nil, fmt.Errorf("sqlite: ban: %q is not a lowercase hex public key", pubkey)
 	}
-	return s.inChunks(ctx, func(tx *txn, size int, deleted *[]storage.Deletion) (bool, error) {
+	own := func(stored) storage.Reason { return storage.ReasonBanned } // twins share an author
+	return s.inChunks(ctx, own, func(tx *txn, size int, deleted *[]storage.Deletion) (bool, error) {
 		if _, err := tx.exec(tx.st.ban, pubkey, time.Now().Unix()); err != nil {
 			return false, fmt.Errorf("sqlite: ban: %w", err)
 		}

@@ -262,7 +262,7 @@ func (tx *txn) save(r row, res *storage.Result) error {
 
 	// The KeyPackages this save removed die with their twins, except the
 	// one it carries itself.
-	if err := tx.buryTwins(r.kpRef, &res.Deleted); err != nil {
+	if err := tx.buryTwins(r.kpRef, nil, &res.Deleted); err != nil {
 		return err
 	}
 
@@ -439,9 +439,12 @@ type killedRef struct{ pubkey, ref string }
 
 // buryTwins finishes the deaths of the KeyPackages the current op removed
 // events of (storage.KeyPackage's twin rule): their other events are
-// removed (ReasonTwin) and their refs tombstoned, except keep, the
-// KeyPackage a save carries on. Every op that removes events calls it last.
-func (tx *txn) buryTwins(keep sql.NullString, deleted *[]storage.Deletion) error {
+// removed and their refs tombstoned, except keep, the KeyPackage a save
+// carries on. Every op that removes events calls it last. A twin goes with
+// ReasonTwin unless own, when not nil, names the reason of a removal that
+// targets it too and that this op happened not to reach yet (a ban or a
+// request to vanish works in chunks, and a chunk may end between twins).
+func (tx *txn) buryTwins(keep sql.NullString, own func(stored) storage.Reason, deleted *[]storage.Deletion) error {
 	done := make(map[string]bool, len(tx.killed))
 	// remove appends to tx.killed; the twins it adds share a ref already
 	// being buried, so one pass over the refs known at the start suffices.
@@ -457,7 +460,13 @@ func (tx *txn) buryTwins(keep sql.NullString, deleted *[]storage.Deletion) error
 			return fmt.Errorf("sqlite: find twins: %w", err)
 		}
 		for _, e := range twins {
-			if err := tx.remove(e, storage.ReasonTwin, deleted); err != nil {
+			reason := storage.ReasonTwin
+			if own != nil {
+				if r := own(e); r != "" {
+					reason = r
+				}
+			}
+			if err := tx.remove(e, reason, deleted); err != nil {
 				return err
 			}
 		}
@@ -504,7 +513,7 @@ func (s *Store) Delete(ctx context.Context, ids []string, reason storage.Reason)
 				}
 			}
 		}
-		return tx.buryTwins(sql.NullString{}, &deleted)
+		return tx.buryTwins(sql.NullString{}, nil, &deleted)
 	})
 	if err != nil {
 		return nil, err
@@ -543,7 +552,7 @@ func (s *Store) deleteInChunks(ctx context.Context, find func(*statements) *sql.
 					return err
 				}
 			}
-			return tx.buryTwins(sql.NullString{}, &chunk)
+			return tx.buryTwins(sql.NullString{}, nil, &chunk)
 		})
 		if err != nil {
 			return all, err

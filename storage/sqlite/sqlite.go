@@ -132,6 +132,9 @@ type Store struct {
 	// long each committed batch worked before its commit, and how long it
 	// held the writer in all (its commit included).
 	batchHook func(work, hold time.Duration)
+	// chunkCap, set by this package's tests before any write, caps the
+	// events one chunk of a ban or a request to vanish removes.
+	chunkCap int
 
 	// The scrubber checkpoints the WAL after KeyPackage deletions (scrub.go).
 	onCheckpoint    func(attempts int, err error)

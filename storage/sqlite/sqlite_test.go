@@ -39,6 +39,16 @@ func TestConformance(t *testing.T) {
 	})
 }
 
+// TestOneEventChunks runs the conformance cases of chunked removals on a
+// store whose ban and vanish chunks hold one event each.
+func TestOneEventChunks(t *testing.T) {
+	storetest.RunOneEventChunks(t, func(t *testing.T) storage.Store {
+		s := openT(t, Config{Path: filepath.Join(t.TempDir(), "burrow.db")})
+		s.chunkCap = 1
+		return s
+	})
+}
+
 func TestOpenRejectsBadConfig(t *testing.T) {
 	dir := t.TempDir()
 	for _, tt := range []struct {
