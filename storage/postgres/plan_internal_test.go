@@ -198,14 +198,19 @@ INSERT INTO event_tags (event_id, name, value, kind, created_at)
 SELECT e.id, t.name, t.value, e.kind, e.created_at FROM events e,
        LATERAL (VALUES ('p', encode(sha256(e.sig), 'hex')::bytea), ('t', ('t' || (e.created_at % 100))::bytea),
                        ('e', encode(sha256(e.id), 'hex')::bytea)) t(name, value);
-INSERT INTO keypackages (id, pubkey, created_at, kind, tags, content, sig, slot_d, expires_at, kp_ref)
+WITH r (id, pubkey, created_at, kind, tags, content, sig, slot_d, expires_at, kp_ref) AS (
 SELECT sha256(('kp' || i)::bytea), sha256(('kpk' || (i % 1000))::bytea), 1700000000 + i,
        CASE WHEN i % 2 = 0 THEN 30443 ELSE 443 END,
        '\x0202'::bytea || '\x0169'::bytea || '\x40'::bytea || encode(sha256(('ref' || i)::bytea), 'hex')::bytea
          || '\x0201'::bytea || 'd'::bytea || '\x08'::bytea || lpad(i::text, 8, '0')::bytea,
        'kp content'::bytea, sha256(('ks' || i)::bytea) || sha256(('kS' || i)::bytea),
        CASE WHEN i % 2 = 0 THEN lpad(i::text, 8, '0')::bytea END, 1900000000 + i, sha256(('ref' || i)::bytea)
-  FROM generate_series(1, 5000) i;
+  FROM generate_series(1, 5000) i),
+     c AS (INSERT INTO keypackage_content (part, id, content) SELECT burrow_kp_part(r.pubkey), r.id, r.content FROM r)
+INSERT INTO keypackages (id, pubkey, created_at, kind, tags, content, sig, slot_d, expires_at, kp_ref, part)
+SELECT id, pubkey, created_at, kind, tags, '\x'::bytea, sig, slot_d, expires_at, kp_ref, burrow_kp_part(pubkey) FROM r;
+INSERT INTO keypackage_tags (id, name, value, created_at)
+SELECT DISTINCT k.id, t.name, t.value, k.created_at FROM keypackages k, burrow_index_tags(k.tags) t;
 INSERT INTO keypackage_refs (ref) SELECT kp_ref FROM keypackages;
 INSERT INTO tombstones (id, reason) SELECT sha256(('tomb' || i)::bytea), 'admin' FROM generate_series(1, 20000) i;
 INSERT INTO group_seqs (h, last_seq) SELECT sha256(('h' || i)::bytea), 1000 FROM generate_series(0, 19) i;

@@ -6,6 +6,7 @@ import (
 	"crypto/rand"
 	"encoding/base64"
 	"encoding/hex"
+	"fmt"
 	"io"
 	"log/slog"
 	"os"
@@ -180,12 +181,15 @@ func BenchmarkKeyPackagePartitionRewrite(b *testing.B) {
 	const rows = 250_000 / 256
 	// Authors of partition 7: random keys, kept when they hash there.
 	if _, err := pool.Exec(ctx, `
-		INSERT INTO keypackages (id, pubkey, created_at, kind, tags, content, sig, slot_d, expires_at, kp_ref)
+		WITH r (id, pubkey, created_at, kind, tags, content, sig, slot_d, expires_at, kp_ref) AS (
 		SELECT sha256(pk), pk, 1700000000, 30443, '\x00'::bytea,
 		       convert_to((SELECT string_agg(encode(sha512(pk || int4send(j)), 'base64'), '') FROM generate_series(1, 22) AS j), 'UTF8'),
-		       sha512(pk), '\x00'::bytea, NULL, sha256(sha256(pk))
+		       sha512(pk), '\x00'::bytea, NULL::bigint, sha256(sha256(pk))
 		  FROM (SELECT sha256(int8send(i) || uuid_send(gen_random_uuid())) AS pk FROM generate_series(1, 256 * $1 * 2) AS i) c
-		 WHERE burrow_kp_part(pk) = 7 LIMIT $1`, rows); err != nil {
+		 WHERE burrow_kp_part(pk) = 7 LIMIT $1),
+		     c AS (INSERT INTO keypackage_content (part, id, content) SELECT burrow_kp_part(r.pubkey), r.id, r.content FROM r)
+		INSERT INTO keypackages (id, pubkey, created_at, kind, tags, content, sig, slot_d, expires_at, kp_ref, part)
+		SELECT id, pubkey, created_at, kind, tags, '\x'::bytea, sig, slot_d, expires_at, kp_ref, burrow_kp_part(pubkey) FROM r`, rows); err != nil {
 		b.Fatal(err)
 	}
 	var n int
@@ -388,24 +392,23 @@ func TestRewriteWaitsForDueDebts(t *testing.T) {
 	}
 }
 
-// TestOrphanContentIsRemovedAtCommit writes a content row without its
-// keypackages row (what a save whose insert was skipped after the trigger
-// ran leaves): at commit it is deleted and its partition owes a rewrite.
-func TestOrphanContentIsRemovedAtCommit(t *testing.T) {
+// TestKeyPackageInsertWritesContentOnlyWithItsRow: burrow_kp_insert, the
+// only way into the KeyPackage tables, writes a content row only when it
+// wrote the keypackages row, so an insert that loses its id to another
+// writer leaves no content behind (nothing a rewrite would have to find).
+func TestKeyPackageInsertWritesContentOnlyWithItsRow(t *testing.T) {
 	f := newKPFixture(t)
 	ctx := context.Background()
-	err := pgx.BeginFunc(ctx, f.pool, func(tx pgx.Tx) error {
-		_, err := tx.Exec(ctx, `INSERT INTO keypackage_content (part, id, content) VALUES (3, '\x0102', '\x0304')`)
-		return err
-	})
-	if err != nil {
-		t.Fatal(err)
+	insert := `SELECT burrow_kp_insert('\x0102', '\x0a0b', 1, 443, '\x00', $1, '\x00', NULL, NULL, NULL, '{}', '{}')`
+	for i, want := range []bool{true, false} {
+		var stored bool
+		if err := f.pool.QueryRow(ctx, insert, []byte(fmt.Sprint("content ", i))).Scan(&stored); err != nil || stored != want {
+			t.Fatalf("insert %d: stored %v (%v), want %v", i, stored, err, want)
+		}
 	}
 	var n int
-	if err := f.pool.QueryRow(ctx, `SELECT count(*) FROM keypackage_content WHERE id = '\x0102'`).Scan(&n); err != nil || n != 0 {
-		t.Errorf("orphan content rows after commit: %d (%v), want 0", n, err)
-	}
-	if d := f.debts(t, 3); d != 1 {
-		t.Errorf("partition 3 owes %d rewrites after the orphan, want 1", d)
+	var content []byte
+	if err := f.pool.QueryRow(ctx, `SELECT count(*), (array_agg(content))[1] FROM keypackage_content WHERE id = '\x0102'`).Scan(&n, &content); err != nil || n != 1 || string(content) != "content 0" {
+		t.Errorf("content rows for the id: %d, %q (%v); want 1, the first insert's", n, content, err)
 	}
 }

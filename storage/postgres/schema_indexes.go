@@ -9,8 +9,9 @@ package postgres
 // shortened as indexValue does). Before it, a tag filter or a kinds filter
 // that reached KeyPackages read the whole table and matched in Go.
 //
-// keypackage_tags is kept by triggers on keypackages, so burrow_save and
-// the deletion functions stay as migration 5 defined them. It holds tag
+// keypackage_tags is written by burrow_kp_insert and emptied by a trigger
+// on keypackages whatever statement deletes a row. burrow_index_tags reads
+// the tags of KeyPackages stored before this migration. It holds tag
 // values (KeyPackageRefs, relay URLs, "d" values), never content: the
 // bytes that must leave the files after a deletion (docs/keypackage-scrub.md)
 // are the content's, which stay in keypackage_content.
@@ -86,16 +87,29 @@ BEGIN
 END
 $fn$;
 
-CREATE FUNCTION burrow_kp_tags_in() RETURNS trigger
+-- A KeyPackage's tag rows are the index rows burrow_save receives for
+-- every event (p_tag_names, p_tag_values: encode.go, the same rule as
+-- burrow_index_tags), written with the row.
+CREATE OR REPLACE FUNCTION burrow_kp_insert(
+	p_id bytea, p_pubkey bytea, p_created_at bigint, p_kind integer, p_tags bytea, p_content bytea, p_sig bytea,
+	p_slot_d bytea, p_expires_at bigint, p_kp_ref bytea, p_tag_names text[], p_tag_values bytea[])
+RETURNS boolean
 LANGUAGE plpgsql AS $fn$
+DECLARE
+	v_part smallint := burrow_kp_part(p_pubkey);
 BEGIN
+	INSERT INTO keypackages (id, pubkey, created_at, kind, tags, content, sig, slot_d, expires_at, kp_ref, part)
+	VALUES (p_id, p_pubkey, p_created_at, p_kind, p_tags, '\x'::bytea, p_sig, p_slot_d, p_expires_at, p_kp_ref, v_part)
+	ON CONFLICT DO NOTHING;
+	IF NOT FOUND THEN
+		RETURN false;
+	END IF;
+	INSERT INTO keypackage_content (part, id, content) VALUES (v_part, p_id, p_content);
 	INSERT INTO keypackage_tags (id, name, value, created_at)
-	SELECT DISTINCT NEW.id, t.name, t.value, NEW.created_at FROM burrow_index_tags(NEW.tags) t;
-	RETURN NULL;
+	SELECT p_id, t.n, t.v, p_created_at FROM unnest(p_tag_names, p_tag_values) AS t(n, v);
+	RETURN true;
 END
 $fn$;
-CREATE TRIGGER keypackages_tags_in AFTER INSERT ON keypackages
-	FOR EACH ROW EXECUTE FUNCTION burrow_kp_tags_in();
 
 CREATE FUNCTION burrow_kp_tags_out() RETURNS trigger
 LANGUAGE plpgsql AS $fn$

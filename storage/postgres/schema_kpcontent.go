@@ -5,21 +5,18 @@ package postgres
 // 256 small partitions, so that the rewrite that takes a deleted
 // KeyPackage's bytes out of the files (rewriter.go) rewrites one small
 // partition instead of every KeyPackage, and locks nothing that burrow_save
-// reads: see docs/keypackage-scrub.md. It changes no function: triggers on
-// keypackages move the content whatever the save and delete functions are.
+// reads: see docs/keypackage-scrub.md.
 //
 //   - burrow_kp_part maps an author to its partition by a salted hash made
 //     at migration time, so no one can pick keys that pile KeyPackages into
 //     one partition (its rewrite would grow with them).
-//   - keypackages keeps every column (burrow_save writes content there as
-//     before), plus part; a trigger moves the content into the author's
-//     partition before the row is written and leaves content empty.
+//   - keypackages keeps every column, plus part, with content left empty:
+//     burrow_kp_insert writes the content into the author's partition once
+//     the row is in.
 //   - Deleting a row of keypackages deletes its content row and records a
-//     debt for its partition (keypackage_scrub), in the same transaction.
-//     The rewriter pays debts; one left by a stopped instance is paid by
-//     any other.
-//   - A content row whose keypackages row was not written (ON CONFLICT DO
-//     NOTHING after the trigger ran) is removed at commit, with a debt.
+//     debt for its partition (keypackage_scrub), in the same transaction,
+//     by a trigger, whichever statement deletes it. The rewriter pays
+//     debts; one left by a stopped instance is paid by any other.
 //   - keypackage_events is what queries read: keypackages with the content
 //     fetched from the author's partition, for the rows a query returns
 //     only (PostgreSQL computes an expensive output column after ORDER BY
@@ -99,47 +96,62 @@ CREATE INDEX keypackages_expires ON keypackages (expires_at) WHERE expires_at IS
 CREATE INDEX keypackages_kp_ref ON keypackages (pubkey, kp_ref) WHERE kp_ref IS NOT NULL;
 ALTER TABLE keypackages ALTER COLUMN content SET STATISTICS 0, ALTER COLUMN tags SET STATISTICS 0,
 	ALTER COLUMN sig SET STATISTICS 0, ALTER COLUMN slot_d SET STATISTICS 0, ALTER COLUMN kp_ref SET STATISTICS 0;
-COMMENT ON COLUMN keypackages.content IS 'always empty: the content is in keypackage_content (burrow_kp_content_in)';
+COMMENT ON COLUMN keypackages.content IS 'always empty: the content is in keypackage_content (burrow_kp_insert)';
 
-CREATE FUNCTION burrow_kp_content_in() RETURNS trigger
+-- A KeyPackage's content goes into its author's partition once its row is
+-- in keypackages (burrow_kp_insert is the only way in).
+CREATE OR REPLACE FUNCTION burrow_kp_insert(
+	p_id bytea, p_pubkey bytea, p_created_at bigint, p_kind integer, p_tags bytea, p_content bytea, p_sig bytea,
+	p_slot_d bytea, p_expires_at bigint, p_kp_ref bytea, p_tag_names text[], p_tag_values bytea[])
+RETURNS boolean
 LANGUAGE plpgsql AS $fn$
+DECLARE
+	v_part smallint := burrow_kp_part(p_pubkey);
 BEGIN
-	NEW.part := burrow_kp_part(NEW.pubkey);
-	-- An id names one event, so a content row already there is this one's.
-	INSERT INTO keypackage_content (part, id, content) VALUES (NEW.part, NEW.id, NEW.content)
+	INSERT INTO keypackages (id, pubkey, created_at, kind, tags, content, sig, slot_d, expires_at, kp_ref, part)
+	VALUES (p_id, p_pubkey, p_created_at, p_kind, p_tags, '\x'::bytea, p_sig, p_slot_d, p_expires_at, p_kp_ref, v_part)
 	ON CONFLICT DO NOTHING;
-	NEW.content := '\x'::bytea;
-	RETURN NEW;
+	IF NOT FOUND THEN
+		RETURN false;
+	END IF;
+	INSERT INTO keypackage_content (part, id, content) VALUES (v_part, p_id, p_content);
+	RETURN true;
 END
 $fn$;
-CREATE TRIGGER keypackages_content_in BEFORE INSERT ON keypackages
-	FOR EACH ROW EXECUTE FUNCTION burrow_kp_content_in();
 
--- The partition is named, not the parent: a statement on the parent that
--- does not prune at planning time would lock every partition.
-CREATE FUNCTION burrow_kp_content_out() RETURNS trigger
-LANGUAGE plpgsql AS $fn$
+-- Deletions come from many statements (burrow_delete, twins, expiry, bans,
+-- chunked removals), so a row trigger takes the content out, naming the
+-- partition rather than the parent: a statement on the parent that does not
+-- prune at planning time would lock every partition. The partition is
+-- picked by static statements, generated here two levels deep (16 x 16),
+-- so each keeps its cached plan (dynamic SQL would plan every deletion).
+DO $do$
+DECLARE
+	v_body text := '';
+	v_inner text;
 BEGIN
-	EXECUTE format('DELETE FROM %I WHERE id = $1', 'keypackage_content_' || OLD.part) USING OLD.id;
-	INSERT INTO keypackage_scrub (part) VALUES (OLD.part);
-	RETURN NULL;
+	FOR hi IN 0 .. 15 LOOP
+		v_inner := '';
+		FOR lo IN 0 .. 15 LOOP
+			v_inner := v_inner || format(E'\t\tWHEN %s THEN DELETE FROM %I WHERE id = OLD.id;\n',
+				hi * 16 + lo, 'keypackage_content_' || (hi * 16 + lo));
+		END LOOP;
+		v_body := v_body || format(E'\tWHEN %s THEN CASE OLD.part\n%s\t\tEND CASE;\n', hi, v_inner);
+	END LOOP;
+	EXECUTE format($f$
+		CREATE FUNCTION burrow_kp_content_out() RETURNS trigger
+		LANGUAGE plpgsql AS $b$
+		BEGIN
+			CASE OLD.part / 16
+		%s	END CASE;
+			INSERT INTO keypackage_scrub (part) VALUES (OLD.part);
+			RETURN NULL;
+		END
+		$b$$f$, v_body);
 END
-$fn$;
+$do$;
 CREATE TRIGGER keypackages_content_out AFTER DELETE ON keypackages
 	FOR EACH ROW EXECUTE FUNCTION burrow_kp_content_out();
-
-CREATE FUNCTION burrow_kp_content_orphan() RETURNS trigger
-LANGUAGE plpgsql AS $fn$
-BEGIN
-	IF NOT EXISTS (SELECT 1 FROM keypackages k WHERE k.id = NEW.id) THEN
-		EXECUTE format('DELETE FROM %I WHERE id = $1', TG_TABLE_NAME) USING NEW.id;
-		INSERT INTO keypackage_scrub (part) VALUES (NEW.part);
-	END IF;
-	RETURN NULL;
-END
-$fn$;
-CREATE CONSTRAINT TRIGGER keypackage_content_orphan AFTER INSERT ON keypackage_content
-	DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION burrow_kp_content_orphan();
 
 -- STABLE: the lookup runs in the calling query's snapshot, so it finds the
 -- content of every row that query sees, even one deleted since.

@@ -97,6 +97,25 @@ BEGIN
 END
 $fn$;
 
+-- burrow_kp_insert stores a KeyPackage event unless its id or slot is
+-- taken, and reports whether it did. It is burrow_save's only way into the
+-- KeyPackage tables, so that later migrations change how a KeyPackage is
+-- stored (6: content in partitions; 7: tag rows) by redefining it alone.
+CREATE FUNCTION burrow_kp_insert(
+	p_id bytea, p_pubkey bytea, p_created_at bigint, p_kind integer, p_tags bytea, p_content bytea, p_sig bytea,
+	p_slot_d bytea, p_expires_at bigint, p_kp_ref bytea, p_tag_names text[], p_tag_values bytea[])
+RETURNS boolean
+LANGUAGE plpgsql AS $fn$
+BEGIN
+	-- No tag rows: KeyPackage tags are matched by scanning this small
+	-- table, so no index keeps their values.
+	INSERT INTO keypackages (id, pubkey, created_at, kind, tags, content, sig, slot_d, expires_at, kp_ref)
+	VALUES (p_id, p_pubkey, p_created_at, p_kind, p_tags, p_content, p_sig, p_slot_d, p_expires_at, p_kp_ref)
+	ON CONFLICT DO NOTHING;
+	RETURN FOUND;
+END
+$fn$;
+
 -- burrow_save applies every rule of storage.Store.Save (and, when p_kp is
 -- true, those of SaveKeyPackage) for one event in the caller's transaction,
 -- in one round trip. Status: 0 stored, 1 duplicate, 2 deleted (also a
@@ -325,14 +344,8 @@ BEGIN
 		END IF;
 
 		IF p_kind IN (443, 30443) THEN
-			-- No tag rows: KeyPackage tags are matched by scanning this
-			-- small table, so no index keeps their values.
-			INSERT INTO keypackages (id, pubkey, created_at, kind, tags, content, sig, slot_d, expires_at, kp_ref)
-			VALUES (p_id, p_pubkey, p_created_at, p_kind, p_tags, p_content, p_sig, p_slot_d, v_exp,
-			        CASE WHEN p_kp THEN p_kp_ref END)
-			ON CONFLICT DO NOTHING;
-			GET DIAGNOSTICS v_rows = ROW_COUNT;
-			IF v_rows > 0 THEN
+			IF burrow_kp_insert(p_id, p_pubkey, p_created_at, p_kind, p_tags, p_content, p_sig, p_slot_d, v_exp,
+			                    CASE WHEN p_kp THEN p_kp_ref END, p_tag_names, p_tag_values) THEN
 				IF p_kp AND p_kp_ref IS NOT NULL AND v_exp IS NOT NULL THEN
 					UPDATE keypackages t SET expires_at = v_exp
 					 WHERE t.pubkey = p_pubkey AND t.kp_ref = p_kp_ref AND t.id <> p_id
@@ -345,12 +358,12 @@ BEGIN
 			VALUES (p_id, p_pubkey, p_created_at, p_kind, p_tags, p_content, p_sig, p_slot_d, p_expires_at, p_h, v_seq)
 			ON CONFLICT DO NOTHING;
 			GET DIAGNOSTICS v_rows = ROW_COUNT;
-		END IF;
-		IF v_rows > 0 THEN
-			INSERT INTO event_tags (event_id, name, value, kind, created_at)
-			SELECT p_id, n, v, p_kind, p_created_at FROM unnest(p_tag_names, p_tag_values) AS t(n, v);
-			o_seq := coalesce(v_seq, 0);
-			RETURN;
+			IF v_rows > 0 THEN
+				INSERT INTO event_tags (event_id, name, value, kind, created_at)
+				SELECT p_id, n, v, p_kind, p_created_at FROM unnest(p_tag_names, p_tag_values) AS t(n, v);
+				o_seq := coalesce(v_seq, 0);
+				RETURN;
+			END IF;
 		END IF;
 
 		-- Another writer took the id or the slot first. Give the number back
@@ -367,6 +380,12 @@ END
 $fn$;
 
 ALTER FUNCTION burrow_save SET plan_cache_mode = force_generic_plan;
+-- Every statement of a save (and of a claim, below) finds its rows by an
+-- index. On a small table (a new relay's) the planner prefers sequential
+-- scans, and a generic plan made then is kept for the session, while each
+-- replacement leaves a dead row that such a scan reads again: a relay with
+-- a few hundred KeyPackages spent more on scans than on its writes.
+ALTER FUNCTION burrow_save SET enable_seqscan = off;
 
 -- Commit slots, second pass (docs/commit-slots.md): a Commit holds at most
 -- one slot; once it lost one (or held one and was released) it never holds
@@ -513,4 +532,6 @@ BEGIN
 	o_status := 8; o_holder := v_holder;
 END
 $fn$;
+
+ALTER FUNCTION burrow_claim_slot SET enable_seqscan = off;
 `

@@ -148,12 +148,15 @@ func runScrubLoad(b *testing.B, load scrubLoad) {
 	const batch = 2500
 	for i := 0; i < nAuthors; i += batch {
 		if _, err := probe.Exec(ctx, `
-			INSERT INTO keypackages (id, pubkey, created_at, kind, tags, content, sig, slot_d, expires_at, kp_ref)
+			WITH r (id, pubkey, created_at, kind, tags, content, sig, slot_d, expires_at, kp_ref) AS (
 			SELECT sha256(a.pk || int4send(s) || $3), a.pk, $2 - s, 30443, '\x00'::bytea,
 			       convert_to((SELECT string_agg(encode(sha512(a.pk || int4send(s) || int4send(j) || $3), 'base64'), '')
 			                     FROM generate_series(1, 22) AS j), 'UTF8'),
-			       sha512(a.pk || int4send(s)), int4send(s), NULL, sha256(a.pk || int4send(s) || $3 || '\x01'::bytea)
-			  FROM unnest($1::bytea[]) AS a(pk), generate_series(0, 9) AS s`,
+			       sha512(a.pk || int4send(s)), int4send(s), NULL::bigint, sha256(a.pk || int4send(s) || $3 || '\x01'::bytea)
+			  FROM unnest($1::bytea[]) AS a(pk), generate_series(0, 9) AS s),
+			     c AS (INSERT INTO keypackage_content (part, id, content) SELECT burrow_kp_part(r.pubkey), r.id, r.content FROM r)
+			INSERT INTO keypackages (id, pubkey, created_at, kind, tags, content, sig, slot_d, expires_at, kp_ref, part)
+			SELECT id, pubkey, created_at, kind, tags, '\x'::bytea, sig, slot_d, expires_at, kp_ref, burrow_kp_part(pubkey) FROM r`,
 			pubkeys[i:min(i+batch, nAuthors)], time.Now().Unix()-3600, salt); err != nil {
 			b.Fatal(err)
 		}

@@ -331,12 +331,15 @@ func TestDeletedKeyPackageBytesLeaveTheFilesAtScale(t *testing.T) {
 	// base64, id sha256(salt || i).
 	for lo := 0; lo < n; lo += 25_000 {
 		if _, err := conn.Exec(ctx, `
-			INSERT INTO keypackages (id, pubkey, created_at, kind, tags, content, sig, slot_d, expires_at, kp_ref)
+			WITH r (id, pubkey, created_at, kind, tags, content, sig, slot_d, expires_at, kp_ref) AS (
 			SELECT sha256($3 || int4send(i)), ($1::bytea[])[i / 10 + 1], $2 - i % 10, 30443, '\x00'::bytea,
 			       convert_to('BURROW-KP-' || i || '-' || (SELECT string_agg(encode(sha512($3 || int4send(i) || int4send(j)), 'base64'), '')
 			                                                FROM generate_series(1, 22) AS j), 'UTF8'),
-			       sha512($3 || int4send(i)), int4send(i % 10), NULL, sha256($3 || int4send(-i))
-			  FROM generate_series($4::int, $5::int) AS i`,
+			       sha512($3 || int4send(i)), int4send(i % 10), NULL::bigint, sha256($3 || int4send(-i))
+			  FROM generate_series($4::int, $5::int) AS i),
+			     c AS (INSERT INTO keypackage_content (part, id, content) SELECT burrow_kp_part(r.pubkey), r.id, r.content FROM r)
+			INSERT INTO keypackages (id, pubkey, created_at, kind, tags, content, sig, slot_d, expires_at, kp_ref, part)
+			SELECT id, pubkey, created_at, kind, tags, '\x'::bytea, sig, slot_d, expires_at, kp_ref, burrow_kp_part(pubkey) FROM r`,
 			pubkeys, time.Now().Unix()-3600, salt, lo, min(lo+25_000, n)-1); err != nil {
 			t.Fatal(err)
 		}
