@@ -12,8 +12,8 @@ import (
 	"net/netip"
 	"strings"
 	"sync"
+	"time"
 
-	"github.com/burrow-relay/burrow/policy"
 	"github.com/burrow-relay/burrow/storage"
 	"github.com/fiatjaf/khatru"
 	"github.com/nbd-wtf/go-nostr"
@@ -72,15 +72,6 @@ type relayInfo struct {
 	mu          sync.RWMutex
 	name        string
 	description string
-}
-
-// bannedEvents remembers NIP-86 banevent calls made to this process, for
-// listbannedevents (the tombstones themselves live in the store), and the
-// reasons given to banpubkey (the bans themselves live in the store).
-type bannedEvents struct {
-	mu         sync.Mutex
-	list       []nip86.IDReason
-	pubReasons map[string]string
 }
 
 func (s *Server) baseInfo() *nip11.RelayInformationDocument {
@@ -239,116 +230,272 @@ func (s *Server) managementAPI() khatru.RelayManagementAPI {
 	}
 }
 
+// NIP-86 state kept in the store (storage.AdminState). Every change is
+// written to the store first, then applied to this process's copy (the
+// blocklist and the NIP-11 name and description); every process reloads
+// its copy from the store at start and every Config.AdminRefresh, so a
+// change made through any instance applies on all of them within that
+// interval and survives restarts. The list methods answer from the store,
+// so every instance gives the same answer.
+
+// adminSync serializes the changes this process makes with the reloads, so
+// a reload that read the store before a change cannot undo it here.
+type adminSync struct {
+	mu   sync.Mutex
+	done chan struct{} // closed when the reload loop stops
+	// failing is set while reloads fail, so an outage is logged once;
+	// only the reload loop touches it.
+	failing bool
+}
+
+// adminLoadTimeout bounds one reload of the administration state.
+const adminLoadTimeout = 10 * time.Second
+
+// loadAdmin replaces this process's blocklist, name and description with
+// the store's, and ends the open connections of addresses blocked since
+// the last load.
+func (s *Server) loadAdmin(ctx context.Context) error {
+	ctx, cancel := context.WithTimeout(ctx, adminLoadTimeout)
+	defer cancel()
+	st := s.store.AdminState()
+	s.admin.mu.Lock()
+	defer s.admin.mu.Unlock()
+	blocked, err := st.BlockedIPs(ctx)
+	if err != nil {
+		return fmt.Errorf("load blocked addresses: %w", err)
+	}
+	settings, err := st.Settings(ctx)
+	if err != nil {
+		return fmt.Errorf("load relay settings: %w", err)
+	}
+
+	stored := make(map[netip.Addr]string, len(blocked))
+	for _, b := range blocked {
+		stored[b.Addr] = b.Reason
+	}
+	for _, e := range s.blocklist.List() {
+		if _, ok := stored[e.IP]; !ok {
+			s.blocklist.Unblock(e.IP)
+			s.log.Info("address block lifted in the store", "addr", e.IP.String())
+		}
+	}
+	for addr, reason := range stored {
+		fresh := !s.blocklist.Blocked(addr)
+		s.blocklist.Block(addr, reason)
+		if fresh { // blocked first, so no new connection slips in
+			s.log.Info("address blocked in the store", "addr", addr.String(), "closed", s.closeConnsFrom(addr))
+		}
+	}
+
+	name, ok := settings[storage.SettingName]
+	if !ok {
+		name = s.cfg.Name
+	}
+	desc, ok := settings[storage.SettingDescription]
+	if !ok {
+		desc = s.cfg.Description
+	}
+	s.info.mu.Lock()
+	s.info.name, s.info.description = name, desc
+	s.info.mu.Unlock()
+	return nil
+}
+
+// reloadAdmin runs loadAdmin every Config.AdminRefresh until ctx ends.
+func (s *Server) reloadAdmin(ctx context.Context) {
+	defer close(s.admin.done)
+	t := time.NewTicker(s.cfg.AdminRefresh)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		err := s.loadAdmin(ctx)
+		switch {
+		case err != nil && ctx.Err() == nil && !s.admin.failing:
+			s.admin.failing = true
+			s.log.Warn("reloading the administration state failed; keeping the last one", "err", err)
+		case err == nil && s.admin.failing:
+			s.admin.failing = false
+			s.log.Info("reloading the administration state works again")
+		}
+	}
+}
+
+// closeConnsFrom ends the open connections of addr and returns how many.
+func (s *Server) closeConnsFrom(addr netip.Addr) int {
+	n := 0
+	s.conns.mu.Lock()
+	for c := range s.conns.m {
+		if c.ip == addr {
+			c.kill("address blocked")
+			n++
+		}
+	}
+	s.conns.mu.Unlock()
+	return n
+}
+
 func (s *Server) banEvent(ctx context.Context, id, reason string) error {
-	if !policy.IsLowerHex(id, 64) {
-		return errors.New("event id must be 64 lowercase hex characters")
+	if err := storage.CheckBan("event id", id, reason); err != nil {
+		return err
 	}
 	// The admin's HTTP request may end (disconnect, write timeout) while the
 	// deletion runs; it is carried out anyway rather than left to chance
 	// (the store bounds its own waits).
-	deleted, err := s.store.Delete(context.WithoutCancel(ctx), []string{id}, storage.ReasonAdmin)
+	ctx = context.WithoutCancel(ctx)
+	deleted, err := s.store.Delete(ctx, []string{id}, storage.ReasonAdmin)
 	if err != nil {
 		s.log.Error("banning event", "id", id, "err", err)
 		return errors.New("could not delete the event")
 	}
 	s.removed(deleted)
-	s.bans.mu.Lock()
-	s.bans.list = append(s.bans.list, nip86.IDReason{ID: id, Reason: reason})
-	s.bans.mu.Unlock()
+	if err := s.store.AdminState().RecordEventBan(ctx, id, reason); err != nil {
+		s.log.Error("recording an event ban", "id", id, "err", err)
+		return errors.New("the event was deleted, but its ban could not be recorded")
+	}
 	return nil
 }
 
 // banPubKey deletes and tombstones every event of pubkey and refuses its
-// future events (storage.Store.Ban).
+// future events (storage.Store.Ban), then records the reason.
 func (s *Server) banPubKey(ctx context.Context, pubkey, reason string) error {
-	if !policy.IsLowerHex(pubkey, 64) {
-		return errors.New("pubkey must be 64 lowercase hex characters")
+	if err := storage.CheckBan("pubkey", pubkey, reason); err != nil {
+		return err
 	}
-	deleted, err := s.store.Ban(context.WithoutCancel(ctx), pubkey) // as in banEvent
+	ctx = context.WithoutCancel(ctx) // as in banEvent
+	deleted, err := s.store.Ban(ctx, pubkey)
 	if err != nil {
 		s.log.Error("banning pubkey", "pubkey", pubkey, "err", err)
 		return errors.New("could not ban the pubkey")
 	}
 	s.removed(deleted)
 	s.log.Info("banned pubkey", "pubkey", pubkey, "deleted", len(deleted))
-	s.bans.mu.Lock()
-	if s.bans.pubReasons == nil {
-		s.bans.pubReasons = map[string]string{}
+	if err := s.store.AdminState().RecordPubKeyBan(ctx, pubkey, reason); err != nil {
+		s.log.Error("recording a pubkey ban reason", "pubkey", pubkey, "err", err)
+		return errors.New("the pubkey is banned, but the reason could not be recorded")
 	}
-	s.bans.pubReasons[pubkey] = reason
-	s.bans.mu.Unlock()
 	return nil
 }
 
-// listBannedPubKeys lists the store's bans, with the reason when the ban
-// was made through this process.
+// listBannedPubKeys lists the store's bans (storage.Store.BannedPubKeys)
+// with the reasons recorded for them (storage.AdminState.PubKeyBans).
 func (s *Server) listBannedPubKeys(ctx context.Context) ([]nip86.PubKeyReason, error) {
 	pks, err := s.store.BannedPubKeys(ctx)
 	if err != nil {
 		s.log.Error("listing banned pubkeys", "err", err)
 		return nil, errors.New("could not list banned pubkeys")
 	}
+	recs, err := s.store.AdminState().PubKeyBans(ctx)
+	if err != nil {
+		s.log.Error("listing pubkey ban reasons", "err", err)
+		return nil, errors.New("could not list banned pubkeys")
+	}
+	reasons := make(map[string]string, len(recs))
+	for _, r := range recs {
+		reasons[r.Key] = r.Reason
+	}
 	out := make([]nip86.PubKeyReason, len(pks))
-	s.bans.mu.Lock()
-	defer s.bans.mu.Unlock()
 	for i, pk := range pks {
-		out[i] = nip86.PubKeyReason{PubKey: pk, Reason: s.bans.pubReasons[pk]}
+		out[i] = nip86.PubKeyReason{PubKey: pk, Reason: reasons[pk]}
 	}
 	return out, nil
 }
 
-func (s *Server) listBannedEvents(context.Context) ([]nip86.IDReason, error) {
-	s.bans.mu.Lock()
-	defer s.bans.mu.Unlock()
-	return append([]nip86.IDReason{}, s.bans.list...), nil
+func (s *Server) listBannedEvents(ctx context.Context) ([]nip86.IDReason, error) {
+	recs, err := s.store.AdminState().EventBans(ctx)
+	if err != nil {
+		s.log.Error("listing banned events", "err", err)
+		return nil, errors.New("could not list banned events")
+	}
+	out := make([]nip86.IDReason, len(recs))
+	for i, r := range recs {
+		out[i] = nip86.IDReason{ID: r.Key, Reason: r.Reason}
+	}
+	return out, nil
 }
 
-func (s *Server) changeName(_ context.Context, name string) error {
+func (s *Server) changeName(ctx context.Context, name string) error {
+	return s.changeSetting(ctx, storage.SettingName, name, func(v string) { s.info.name = v })
+}
+
+func (s *Server) changeDescription(ctx context.Context, desc string) error {
+	return s.changeSetting(ctx, storage.SettingDescription, desc, func(v string) { s.info.description = v })
+}
+
+// changeSetting stores a NIP-11 setting, then shows it here (apply runs
+// under s.info.mu).
+func (s *Server) changeSetting(ctx context.Context, setting storage.Setting, value string, apply func(string)) error {
+	if err := storage.CheckAdminText(string(setting), value); err != nil {
+		return err
+	}
+	s.admin.mu.Lock()
+	defer s.admin.mu.Unlock()
+	if err := s.store.AdminState().SetSetting(context.WithoutCancel(ctx), setting, value); err != nil {
+		s.log.Error("changing a relay setting", "setting", string(setting), "err", err)
+		return fmt.Errorf("could not change the relay %s", setting)
+	}
 	s.info.mu.Lock()
-	s.info.name = name
+	apply(value)
 	s.info.mu.Unlock()
 	return nil
 }
 
-func (s *Server) changeDescription(_ context.Context, desc string) error {
-	s.info.mu.Lock()
-	s.info.description = desc
-	s.info.mu.Unlock()
-	return nil
-}
-
-func (s *Server) blockIP(_ context.Context, ip net.IP, reason string) error {
+// adminAddr is the blocklist's form of a NIP-86 address.
+func adminAddr(ip net.IP) (netip.Addr, error) {
 	addr, ok := netip.AddrFromSlice(ip)
 	if !ok {
-		return fmt.Errorf("invalid address %v", ip)
+		return netip.Addr{}, fmt.Errorf("invalid address %v", ip)
 	}
-	addr = addr.Unmap()
+	return addr.Unmap(), nil
+}
+
+func (s *Server) blockIP(ctx context.Context, ip net.IP, reason string) error {
+	addr, err := adminAddr(ip)
+	if err != nil {
+		return err
+	}
+	if err := storage.CheckAdminText("reason", reason); err != nil {
+		return err
+	}
+	s.admin.mu.Lock()
+	defer s.admin.mu.Unlock()
+	if err := s.store.AdminState().BlockIP(context.WithoutCancel(ctx), addr, reason); err != nil {
+		s.log.Error("blocking an address", "addr", addr.String(), "err", err)
+		return errors.New("could not block the address")
+	}
 	s.blocklist.Block(addr, reason)
 	// A block also ends the address's open connections.
-	s.conns.mu.Lock()
-	for c := range s.conns.m {
-		if c.ip == addr {
-			c.kill("address blocked")
-		}
-	}
-	s.conns.mu.Unlock()
+	s.log.Info("blocked address", "addr", addr.String(), "closed", s.closeConnsFrom(addr))
 	return nil
 }
 
-func (s *Server) unblockIP(_ context.Context, ip net.IP, _ string) error {
-	addr, ok := netip.AddrFromSlice(ip)
-	if !ok {
-		return fmt.Errorf("invalid address %v", ip)
+func (s *Server) unblockIP(ctx context.Context, ip net.IP, _ string) error {
+	addr, err := adminAddr(ip)
+	if err != nil {
+		return err
+	}
+	s.admin.mu.Lock()
+	defer s.admin.mu.Unlock()
+	if err := s.store.AdminState().UnblockIP(context.WithoutCancel(ctx), addr); err != nil {
+		s.log.Error("unblocking an address", "addr", addr.String(), "err", err)
+		return errors.New("could not unblock the address")
 	}
 	s.blocklist.Unblock(addr)
 	return nil
 }
 
-func (s *Server) listBlockedIPs(context.Context) ([]nip86.IPReason, error) {
-	entries := s.blocklist.List()
-	out := make([]nip86.IPReason, len(entries))
-	for i, e := range entries {
-		out[i] = nip86.IPReason{IP: e.IP.String(), Reason: e.Reason}
+func (s *Server) listBlockedIPs(ctx context.Context) ([]nip86.IPReason, error) {
+	blocked, err := s.store.AdminState().BlockedIPs(ctx)
+	if err != nil {
+		s.log.Error("listing blocked addresses", "err", err)
+		return nil, errors.New("could not list blocked addresses")
+	}
+	out := make([]nip86.IPReason, len(blocked))
+	for i, b := range blocked {
+		out[i] = nip86.IPReason{IP: b.Addr.String(), Reason: b.Reason}
 	}
 	return out, nil
 }

@@ -66,9 +66,16 @@ func (s *Server) serveWebsocket(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "blocked", http.StatusForbidden)
 		return
 	}
+	if !s.takeConnection() {
+		s.metrics.refusedConns.WithLabelValues(refusedCapacity).Inc()
+		w.Header().Set("Retry-After", "10")
+		http.Error(w, "relay at its connection limit, try again later", http.StatusServiceUnavailable)
+		return
+	}
+	defer s.giveConnection()
 	group := policy.GroupAddr(ip, s.limits.IPv6PrefixBits)
 	if !s.connCount.Take(group, 1) {
-		s.metrics.refusedConns.Inc()
+		s.metrics.refusedConns.WithLabelValues(refusedPerAddress).Inc()
 		http.Error(w, "too many connections from your address", http.StatusTooManyRequests)
 		return
 	}
@@ -102,6 +109,16 @@ func (s *Server) serveWebsocket(w http.ResponseWriter, r *http.Request) {
 		s.conns.mu.Unlock()
 		_ = ws.WriteControl(websocket.CloseMessage,
 			websocket.FormatCloseMessage(websocket.CloseGoingAway, "shutting down"),
+			time.Now().Add(time.Second))
+		_ = ws.Close()
+		return
+	}
+	// A block made during the upgrade ended the connections registered
+	// then (closeConnsFrom, under this lock); this one is refused here.
+	if s.blocklist.Blocked(ip) {
+		s.conns.mu.Unlock()
+		_ = ws.WriteControl(websocket.CloseMessage,
+			websocket.FormatCloseMessage(websocket.ClosePolicyViolation, "address blocked"),
 			time.Now().Add(time.Second))
 		_ = ws.Close()
 		return

@@ -21,7 +21,7 @@ type metrics struct {
 	queries       *prometheus.CounterVec
 	queryLatency  *prometheus.HistogramVec
 	openConns     prometheus.Gauge
-	refusedConns  prometheus.Counter
+	refusedConns  *prometheus.CounterVec
 	overflows     prometheus.Counter
 	deleted       *prometheus.CounterVec
 	deletedDrops  prometheus.Counter
@@ -52,10 +52,10 @@ func newMetrics(reg *prometheus.Registry) (*metrics, error) {
 			Name: "burrow_connections_open",
 			Help: "Open websocket connections.",
 		}),
-		refusedConns: prometheus.NewCounter(prometheus.CounterOpts{
+		refusedConns: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "burrow_connections_refused_total",
-			Help: "Websocket connections refused by the per-address cap.",
-		}),
+			Help: "Websocket connections refused, by reason: per_address (--max-connections-per-ip) or capacity (--max-connections).",
+		}, []string{"reason"}),
 		overflows: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "burrow_outbound_queue_overflows_total",
 			Help: "Connections closed because their outbound queue overflowed.",

@@ -42,7 +42,8 @@ import (
 // the documented default.
 type Config struct {
 	// Name and Description are the NIP-11 relay name and description; admins
-	// may change them at run time through NIP-86.
+	// may change them at run time through NIP-86 (the change is kept in the
+	// store and wins over these from then on).
 	Name        string
 	Description string
 	// Version is the software version advertised in NIP-11.
@@ -96,15 +97,34 @@ type Config struct {
 	// SweepInterval is how often expired events are deleted (default 1
 	// minute; the sweep also runs at start).
 	SweepInterval time.Duration
+	// AdminRefresh is how often the NIP-86 state kept in the store (blocked
+	// addresses, relay name and description) is reloaded, so that changes
+	// made through another instance apply here (default 2 s; it is also
+	// loaded at start, before New returns).
+	AdminRefresh time.Duration
 	// Logger receives structured logs (default slog.Default()).
 	Logger *slog.Logger
 	// Registry receives the relay's metrics and is served on /metrics
 	// (default: a new registry; never the global one).
 	Registry *prometheus.Registry
+	// PrivateManagement moves /metrics and the NIP-86 management API off
+	// this handler onto ManagementHandler, which the caller serves on a
+	// listener of its own (--metrics-listen): here /metrics is then 404 and
+	// a NIP-86 call is refused with 404 and a NIP-86 error.
+	PrivateManagement bool
+	// MaxConnections caps the open websocket connections of the whole
+	// process; an upgrade past it is refused with 503 (0: no cap).
+	MaxConnections int
+	// SoftDependencies are services the relay works without, checked by
+	// /readyz after the store: one that fails makes /readyz answer 200
+	// with a "degraded:" body naming it, rather than 503, since the relay
+	// still serves its own clients (Redis, for cross-instance delivery).
+	SoftDependencies []Dependency
 }
 
 const (
 	defaultSweepInterval = time.Minute
+	defaultAdminRefresh  = 2 * time.Second
 	// authWindow bounds the created_at of NIP-42 AUTH events.
 	authWindow = 10 * time.Minute
 	software   = "https://github.com/burrow-relay/burrow"
@@ -137,8 +157,10 @@ type Server struct {
 	admins       map[string]bool
 
 	info  relayInfo
-	bans  bannedEvents
+	admin adminSync
 	conns connSet
+	// upgrades counts websocket connections held against MaxConnections.
+	upgrades atomic.Int64
 
 	stopping   atomic.Bool
 	hardCtx    context.Context // cancelled only when Shutdown gives up waiting
@@ -170,6 +192,9 @@ func New(cfg Config, store storage.Store) (*Server, error) {
 	if cfg.SweepInterval <= 0 {
 		cfg.SweepInterval = defaultSweepInterval
 	}
+	if cfg.AdminRefresh <= 0 {
+		cfg.AdminRefresh = defaultAdminRefresh
+	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
@@ -196,6 +221,9 @@ func New(cfg Config, store storage.Store) (*Server, error) {
 	if cfg.GroupRetention < 0 {
 		return nil, fmt.Errorf("server: group retention must not be negative, got %v", cfg.GroupRetention)
 	}
+	if cfg.MaxConnections < 0 {
+		return nil, fmt.Errorf("server: max connections must be 0 (no cap) or positive, got %d", cfg.MaxConnections)
+	}
 
 	l := cfg.Limits
 	s := &Server{
@@ -215,6 +243,7 @@ func New(cfg Config, store storage.Store) (*Server, error) {
 		blocklist:    policy.NewIPBlocklist(),
 		admins:       admins,
 		info:         relayInfo{name: cfg.Name, description: cfg.Description},
+		admin:        adminSync{done: make(chan struct{})},
 		bgDone:       make(chan struct{}),
 	}
 	s.registry = newRegistry(s)
@@ -242,11 +271,17 @@ func New(cfg Config, store storage.Store) (*Server, error) {
 		s.broadcaster = cfg.BroadcastVia(s.registry)
 	}
 	s.relay = s.newRelay()
+	// Blocks and settings made through NIP-86, on any instance, apply from
+	// the first request on.
+	if err := s.loadAdmin(context.Background()); err != nil {
+		return nil, fmt.Errorf("server: %w", err)
+	}
 	s.hardCtx, s.hardCancel = context.WithCancel(context.Background())
 
 	bgCtx, cancel := context.WithCancel(context.Background())
 	s.bgCancel = cancel
 	go s.sweep(bgCtx)
+	go s.reloadAdmin(bgCtx)
 	s.claimDone = s.startClaimSweep(bgCtx)
 	return s, nil
 }
@@ -265,7 +300,9 @@ func (s *Server) newRelay() *khatru.Relay {
 	rl.OverwriteRelayInformation = append(rl.OverwriteRelayInformation, s.overwriteInfo)
 	rl.ManagementAPI = s.managementAPI()
 	mux := http.NewServeMux()
-	mux.Handle("GET /metrics", s.metrics.handler())
+	if !s.cfg.PrivateManagement {
+		mux.Handle("GET /metrics", s.metrics.handler())
+	}
 	mux.HandleFunc("GET /healthz", s.healthz)
 	mux.HandleFunc("GET /readyz", s.readyz)
 	for _, h := range s.cfg.SaveHooks {
@@ -291,18 +328,12 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	switch {
 	case r.Header.Get("Accept") == "application/nostr+json":
 		s.serveNIP11(w, r)
-	case r.Header.Get("Content-Type") == "application/nostr+json+rpc":
-		if !policy.FromTrustedProxy(r, s.cfg.TrustedProxies) {
-			// Without a service URL khatru checks the NIP-98 "u" tag
-			// against these headers: only a trusted proxy may set them.
-			r.Header.Del("X-Forwarded-Host")
-			r.Header.Del("X-Forwarded-Proto")
-		}
-		if msg := checkManagementAuth(r); msg != "" {
-			writeManagementError(w, msg)
+	case isManagementCall(r):
+		if s.cfg.PrivateManagement {
+			refuseManagement(w)
 			return
 		}
-		s.relay.ServeHTTP(w, r)
+		s.serveManagement(w, r)
 	default:
 		s.relay.ServeHTTP(w, r)
 	}
@@ -311,6 +342,21 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 func (s *Server) healthz(w http.ResponseWriter, _ *http.Request) {
 	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 	_, _ = w.Write([]byte("ok\n"))
+}
+
+// serveManagement serves a NIP-86 call (isManagementCall).
+func (s *Server) serveManagement(w http.ResponseWriter, r *http.Request) {
+	if !policy.FromTrustedProxy(r, s.cfg.TrustedProxies) {
+		// Without a service URL khatru checks the NIP-98 "u" tag
+		// against these headers: only a trusted proxy may set them.
+		r.Header.Del("X-Forwarded-Host")
+		r.Header.Del("X-Forwarded-Proto")
+	}
+	if msg := checkManagementAuth(r); msg != "" {
+		writeManagementError(w, msg)
+		return
+	}
+	s.relay.ServeHTTP(w, r)
 }
 
 func (s *Server) readyz(w http.ResponseWriter, r *http.Request) {
@@ -328,14 +374,18 @@ func (s *Server) readyz(w http.ResponseWriter, r *http.Request) {
 		_, _ = w.Write([]byte("storage unavailable\n"))
 		return
 	}
+	if down := s.failingDependencies(ctx); len(down) > 0 {
+		_, _ = w.Write([]byte("degraded: " + strings.Join(down, ", ") + " unreachable\n"))
+		return
+	}
 	_, _ = w.Write([]byte("ready\n"))
 }
 
 // Shutdown stops accepting websocket connections, stops reading from the
 // open ones, lets EVENTs already read be committed and answered, flushes
-// and closes every connection, and stops the sweeper. If ctx ends first,
-// the remaining connections are cut and in-flight writes cancelled; the
-// error is then ctx's.
+// and closes every connection, and stops the sweeper and the reload of the
+// administration state. If ctx ends first, the remaining connections are
+// cut and in-flight writes cancelled; the error is then ctx's.
 func (s *Server) Shutdown(ctx context.Context) error {
 	s.conns.mu.Lock()
 	first := s.stopping.CompareAndSwap(false, true)
@@ -351,6 +401,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	go func() {
 		s.conns.wg.Wait()
 		<-s.bgDone
+		<-s.admin.done
 		<-s.claimDone
 		close(done)
 	}()

@@ -360,6 +360,11 @@ type Store interface {
 	// they survive restarts.
 	HandoutClaims() HandoutClaims
 
+	// AdminState returns the NIP-86 records relay admins made (ban
+	// reasons, blocked addresses, changed settings), kept in this store so
+	// that every instance sharing it sees them and they survive restarts.
+	AdminState() AdminState
+
 	// Ping reports whether the backend is reachable (for /readyz).
 	Ping(ctx context.Context) error
 

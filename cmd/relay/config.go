@@ -21,7 +21,11 @@ import (
 // config is everything `relay serve` needs; parseServeConfig fills it from
 // flags and their RELAY_* environment twins.
 type config struct {
-	Listen          string
+	Listen string
+	// MetricsListen, when set, is the address of a second listener that
+	// alone serves /metrics and the NIP-86 management API (the public one
+	// answers them 404).
+	MetricsListen   string
 	DataDir         string
 	SQLiteSync      string
 	DatabaseURL     string
@@ -72,6 +76,10 @@ type config struct {
 	// RedisBusRetention is how long the bus's stream keeps frames for an
 	// instance that fell behind (redisbus.Config.Retention).
 	RedisBusRetention time.Duration
+	// MaxConnections caps the process's open websocket connections:
+	// autoMaxConnections (-1, "auto") derives it from the file-descriptor
+	// limit at start; 0 is no cap.
+	MaxConnections int
 	// busQueueBytes, for tests, bounds the bus's outgoing queue in bytes
 	// (0: redisbus's default). No flag.
 	busQueueBytes int64
@@ -93,7 +101,8 @@ Every flag has an environment twin (shown beside it); a flag given on the
 command line wins over its variable.
 
 Other commands (each takes --help): relay version (version, commit, store
-schema), relay healthcheck (asks a running relay's /readyz), relay selftest,
+schema), relay healthcheck (asks a running relay's /readyz), relay backup
+(copies the embedded store without its KeyPackages), relay selftest,
 relay harness (group simulations against any relay), relay conformance
 --relay ws://... (conformance suite against any relay), relay bench (ingest
 benchmark), relay help.`
@@ -110,6 +119,7 @@ func serveFlags(cfg *config, raw *rawServe) *envFlags {
 
 	f.section("Listening and identity")
 	f.String(&cfg.Listen, "listen", "127.0.0.1:3334", "address to listen on, host:port")
+	f.String(&cfg.MetricsListen, "metrics-listen", "", "host:port of a second listener that alone serves /metrics and the NIP-86 management API (with /healthz and /readyz); the public listener then answers them 404 (default: both on --listen)")
 	f.String(&cfg.ServiceURL, "service-url", "", "public ws:// or wss:// URL of the relay, checked in NIP-42 AUTH and NIP-86 (default: derived from each request's Host)")
 	f.String(&cfg.Name, "name", "Burrow", "relay name shown in NIP-11")
 	f.String(&cfg.Description, "description", "A Nostr relay for MLS group messaging (Marmot).", "relay description shown in NIP-11")
@@ -158,6 +168,8 @@ func serveFlags(cfg *config, raw *rawServe) *envFlags {
 	f.Int(&l.MaxContentLength, "max-content-length", def.MaxContentLength, "largest event content, bytes (kinds other than 445 and 20445)")
 	f.Duration(&l.CreatedAtFuture, "created-at-future", def.CreatedAtFuture, "how far in the future created_at may be")
 	f.Duration(&l.CreatedAtPast, "created-at-past", def.CreatedAtPast, "how far in the past created_at may be (0 = any age)")
+	typed(f, &cfg.MaxConnections, "max-connections", autoMaxConnections, `open websocket connections of the whole process; past it upgrades get HTTP 503: "auto" is the open-file limit (RLIMIT_NOFILE) less a reserve for the store, Redis and plain HTTP, 0 = no cap`,
+		`a whole number or "auto"`, parseMaxConnections, formatMaxConnections)
 	f.Int(&l.ConnectionsPerIP, "max-connections-per-ip", def.ConnectionsPerIP, "simultaneous connections per client address")
 	f.Float64(&l.EventRate, "event-rate", def.EventRate, "sustained events per second per client address, charged on arrival before the signature is checked")
 	f.Int(&l.EventBurst, "event-burst", def.EventBurst, "events one client address may send at once")
@@ -248,6 +260,17 @@ func (c config) validate() error {
 		if err != nil || (u.Scheme != "ws" && u.Scheme != "wss") || u.Host == "" {
 			return fmt.Errorf("--service-url %q: want a ws:// or wss:// URL", c.ServiceURL)
 		}
+	}
+	if c.MetricsListen != "" {
+		if _, _, err := net.SplitHostPort(c.MetricsListen); err != nil {
+			return fmt.Errorf("--metrics-listen %q: want host:port: %w", c.MetricsListen, err)
+		}
+		if _, port, _ := net.SplitHostPort(c.Listen); c.MetricsListen == c.Listen && port != "0" {
+			return fmt.Errorf("--metrics-listen %q: must differ from --listen", c.MetricsListen)
+		}
+	}
+	if c.MaxConnections < autoMaxConnections {
+		return fmt.Errorf(`--max-connections must be "auto", 0 (no cap) or positive, got %d`, c.MaxConnections)
 	}
 	if c.SQLiteSync != "full" && c.SQLiteSync != "normal" {
 		return fmt.Errorf("--sqlite-synchronous %q: want full or normal", c.SQLiteSync)

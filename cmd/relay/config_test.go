@@ -662,7 +662,7 @@ func TestHealthcheck(t *testing.T) {
 func TestEveryCommandsHelpHasOneStyle(t *testing.T) {
 	line := regexp.MustCompile(`^  --[a-z0-9-]+  \(env RELAY_[A-Z0-9_]+\)$`)
 	for _, cmd := range [][]string{{"--help"}, {"conformance", "--help"}, {"bench", "--help"}, {"harness", "--help"},
-		{"selftest", "--help"}, {"healthcheck", "--help"}} {
+		{"selftest", "--help"}, {"healthcheck", "--help"}, {"backup", "--help"}} {
 		var out bytes.Buffer
 		if code := run(context.Background(), cmd, env(nil), &out, io.Discard); code != 0 {
 			t.Fatalf("%v: exit %d", cmd, code)

@@ -146,7 +146,34 @@ func openBus(ctx context.Context, cfg config, store storage.Store, client *redis
 			return nil, err
 		}
 	}
+	for _, g := range []struct {
+		name, help string
+		value      func() float64
+	}{
+		{"burrow_bus_queued_bytes", "Bytes of frames waiting to be written to the Redis bus: near zero while Redis keeps up, growing while it is slow or away (past 64 MiB frames are dropped).",
+			func() float64 { return float64(bus.QueuedBytes()) }},
+		{"burrow_redis_up", "1 while the Redis bus reads the stream and its last write succeeded, 0 while Redis is unreachable (the relay serves its own clients meanwhile; /readyz says degraded).",
+			func() float64 {
+				if bus.Connected() {
+					return 1
+				}
+				return 0
+			}},
+	} {
+		if err := reg.Register(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: g.name, Help: g.help}, g.value)); err != nil {
+			bus.Close()
+			return nil, err
+		}
+	}
 	return bus, nil
+}
+
+// redisDependency is /readyz's check of Redis: a PING with the client's
+// short timeouts (openRedis).
+func redisDependency(client *redis.Client) server.Dependency {
+	return server.Dependency{Name: "redis", Check: func(ctx context.Context) error {
+		return client.Ping(ctx).Err()
+	}}
 }
 
 // broadcastVia returns the server's BroadcastVia: the ordered fan-out over

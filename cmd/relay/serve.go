@@ -56,9 +56,13 @@ func newLogger(w io.Writer, cfg config) *slog.Logger {
 // store, closed in that order.
 type runningRelay struct {
 	Addr string // the address actually bound (useful with port 0)
-	http *http.Server
-	srv  *server.Server
-	seq  *sequencing
+	// MetricsAddr is the --metrics-listen address bound ("" without it),
+	// served by private.
+	MetricsAddr string
+	http        *http.Server
+	private     *http.Server
+	srv         *server.Server
+	seq         *sequencing
 	// closeStore closes the store and gives back the data directory's lock.
 	closeStore func() error
 	served     chan error
@@ -83,6 +87,12 @@ func startRelay(ctx context.Context, cfg config, logger *slog.Logger) (*runningR
 		err := store.Close()
 		release()
 		return err
+	}
+	if sb, ok := store.(scrubBacklogger); ok {
+		if err := reg.Register(newScrubCollector(sb)); err != nil {
+			closeStore()
+			return nil, err
+		}
 	}
 	seq := &sequencing{}
 	if cfg.RedisURL != "" {
@@ -115,26 +125,33 @@ func startRelay(ctx context.Context, cfg config, logger *slog.Logger) (*runningR
 	}
 	slots := ordering.Slots{MaxGroupContent: cfg.Limits.MaxGroupContentLength, Retention: cfg.GroupRetention,
 		Limits: &cfg.Limits, Claims: lim.claims}
+	var soft []server.Dependency
+	if seq.client != nil {
+		soft = append(soft, redisDependency(seq.client))
+	}
 	var fanoutErr error
 	srv, err := server.New(server.Config{
-		Name:             cfg.Name,
-		Description:      cfg.Description,
-		Version:          version,
-		ServiceURL:       cfg.ServiceURL,
-		Admins:           cfg.Admins,
-		TrustedProxies:   cfg.TrustedProxies,
-		Kinds:            cfg.Kinds,
-		Limits:           cfg.Limits,
-		SaveHooks:        []server.SaveHook{kpPolicy, slots},
-		ReqHandler:       reqHandler,
-		EventLimiter:     lim.events,
-		RequestLimiter:   lim.requests,
-		GroupLimiter:     lim.group,
-		GroupRetention:   cfg.GroupRetention,
-		BroadcastVia:     seq.broadcastVia(store, logger, reg, &fanoutErr),
-		PublishDeletions: seq.publishDeletions(),
-		Logger:           logger,
-		Registry:         reg,
+		Name:              cfg.Name,
+		Description:       cfg.Description,
+		Version:           version,
+		ServiceURL:        cfg.ServiceURL,
+		Admins:            cfg.Admins,
+		TrustedProxies:    cfg.TrustedProxies,
+		Kinds:             cfg.Kinds,
+		Limits:            cfg.Limits,
+		SaveHooks:         []server.SaveHook{kpPolicy, slots},
+		ReqHandler:        reqHandler,
+		EventLimiter:      lim.events,
+		RequestLimiter:    lim.requests,
+		GroupLimiter:      lim.group,
+		GroupRetention:    cfg.GroupRetention,
+		BroadcastVia:      seq.broadcastVia(store, logger, reg, &fanoutErr),
+		PublishDeletions:  seq.publishDeletions(),
+		Logger:            logger,
+		Registry:          reg,
+		PrivateManagement: cfg.MetricsListen != "",
+		MaxConnections:    maxConnections(cfg, logger),
+		SoftDependencies:  soft,
 	}, store)
 	if err == nil && fanoutErr != nil {
 		srv.Shutdown(ctx)
@@ -153,24 +170,45 @@ func startRelay(ctx context.Context, cfg config, logger *slog.Logger) (*runningR
 		closeStore()
 		return nil, fmt.Errorf("listen on %s: %w", cfg.Listen, err)
 	}
+	var mln net.Listener
+	if cfg.MetricsListen != "" {
+		if mln, err = net.Listen("tcp", cfg.MetricsListen); err != nil {
+			ln.Close()
+			srv.Shutdown(ctx)
+			seq.close()
+			closeStore()
+			return nil, fmt.Errorf("listen on %s (--metrics-listen): %w", cfg.MetricsListen, err)
+		}
+	}
 	r := &runningRelay{
-		Addr: ln.Addr().String(),
-		http: &http.Server{
-			Handler:           srv,
-			ReadHeaderTimeout: min(10*time.Second, cfg.HTTPReadTimeout),
-			ReadTimeout:       cfg.HTTPReadTimeout,
-			WriteTimeout:      cfg.HTTPWriteTimeout,
-			IdleTimeout:       cfg.HTTPIdleTimeout,
-		},
+		Addr:       ln.Addr().String(),
+		http:       newHTTPServer(cfg, srv),
 		srv:        srv,
 		seq:        seq,
 		closeStore: closeStore,
-		served:     make(chan error, 1),
+		served:     make(chan error, 2),
 		log:        logger,
 	}
 	go func() { r.served <- r.http.Serve(ln) }()
+	if mln != nil {
+		r.MetricsAddr = mln.Addr().String()
+		r.private = newHTTPServer(cfg, srv.ManagementHandler())
+		go func() { r.served <- r.private.Serve(mln) }()
+		logger.Info("metrics and management API listening", "addr", "http://"+r.MetricsAddr)
+	}
 	logger.Info("relay listening", "addr", "ws://"+r.Addr, "storage", backend, "kinds", cfg.Kinds.String(), "version", version)
 	return r, nil
+}
+
+// newHTTPServer serves h with the plain HTTP timeouts of the flags.
+func newHTTPServer(cfg config, h http.Handler) *http.Server {
+	return &http.Server{
+		Handler:           h,
+		ReadHeaderTimeout: min(10*time.Second, cfg.HTTPReadTimeout),
+		ReadTimeout:       cfg.HTTPReadTimeout,
+		WriteTimeout:      cfg.HTTPWriteTimeout,
+		IdleTimeout:       cfg.HTTPIdleTimeout,
+	}
 }
 
 // newHandout builds the KeyPackage hand-out from the flags. Its claims live
@@ -192,11 +230,18 @@ func (r *runningRelay) Close(ctx context.Context) error {
 	// Stop the listener first; websocket connections are hijacked, so
 	// http.Server.Shutdown does not wait for them: the engine does.
 	herr := r.http.Shutdown(ctx)
+	servers := 1
+	if r.private != nil {
+		herr = errors.Join(herr, r.private.Shutdown(ctx))
+		servers++
+	}
 	serr := r.srv.Shutdown(ctx)
 	qerr := r.seq.close()
 	cerr := r.closeStore()
-	if err := <-r.served; err != nil && !errors.Is(err, http.ErrServerClosed) {
-		r.log.Error("http server", "err", err)
+	for range servers {
+		if err := <-r.served; err != nil && !errors.Is(err, http.ErrServerClosed) {
+			r.log.Error("http server", "err", err)
+		}
 	}
 	r.log.Info("relay stopped")
 	return errors.Join(herr, serr, qerr, cerr)

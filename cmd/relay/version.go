@@ -47,6 +47,10 @@ func versionCommand(ctx context.Context, args []string, lookup func(string) (str
 		state = "empty: the first start creates it"
 	case current < latest:
 		state = fmt.Sprintf("the next start migrates it to %d", latest)
+	case current > latest && cfg.DatabaseURL != "":
+		// PostgreSQL's migrations do not check: an older instance keeps
+		// running beside a newer one during a rolling upgrade.
+		state = "newer than this binary, which would run on it unchecked: see docs/operations.md, \"Upgrades\""
 	case current > latest:
 		state = "newer than this binary, which will refuse it"
 	}

@@ -313,6 +313,11 @@ func (b *Bus) Rejected() uint64 { return b.rejected.Load() }
 // Missed counts frames of other instances this one never received.
 func (b *Bus) Missed() uint64 { return b.missed.Load() }
 
+// QueuedBytes is the size of the frames waiting to be written to the
+// stream: near zero while Redis keeps up, growing while it is slow or
+// away (Publish drops past Config.QueueBytes).
+func (b *Bus) QueuedBytes() int64 { return b.queuedBytes.Load() }
+
 // Connected reports whether Run is reading the stream and the publisher
 // has not failed since (always false without Run).
 func (b *Bus) Connected() bool { return b.subscribed.Load() && !b.pubDown.Load() }

@@ -235,6 +235,7 @@ $fn$;
 	{5, "KeyPackage twins coexist and die together; slot cap over both kinds; hand-out claims", migrationKeyPackageTwins},
 	{6, "KeyPackage content in small partitions by author, scrubbed one partition at a time", migrationKeyPackageContent},
 	{7, "an index for every filter shape on the KeyPackage table; relay secrets", migrationKeyPackageIndexes},
+	{8, "NIP-86 records: ban reasons, blocked addresses, settings", migrationAdmin},
 }
 
 // migrate applies the migrations not yet recorded. Each runs in its own
@@ -309,6 +310,7 @@ func SchemaVersion(ctx context.Context, connString string) (current, latest int,
 // (partitions aside); TestForeignTables keeps the list equal to what they
 // create.
 var burrowTables = []string{
+	"admin_blocked_ips", "admin_event_bans", "admin_pubkey_bans", "admin_settings",
 	"banned_pubkeys", "commit_slot_losers", "commit_slots", "event_tags", "events", "group_seqs",
 	"keypackage_claims", "keypackage_content", "keypackage_refs", "keypackage_scrub", "keypackage_tags",
 	"keypackages", "relay_secrets", "released_commits", "schema_migrations", "tombstones", "vanished",

@@ -10,6 +10,7 @@ import (
 // schema an older release left and check the upgrade from it. Data a
 // migration dropped (migration 6's tag rows) is not restored.
 var undoSQL = map[int]string{
+	7: `DROP TABLE admin_event_bans; DROP TABLE admin_pubkey_bans; DROP TABLE admin_blocked_ips; DROP TABLE admin_settings`,
 	6: `DROP TABLE secrets`,
 	5: `DROP TABLE keypackage_refs_deleted;
 DROP INDEX events_kp_author;

@@ -176,6 +176,32 @@ CREATE TABLE secrets (
 ) WITHOUT ROWID;
 DELETE FROM tags WHERE NOT (length(name) = 1 AND name GLOB '[A-Za-z]');
 `},
+		// storage.AdminState: what admins decided through NIP-86 beyond
+		// the event rules (the bans themselves are tombstones and bans
+		// rows), shared by every process on the file. Times are Unix
+		// milliseconds; addresses are netip.Addr text.
+		{7, "NIP-86 records: ban reasons, blocked addresses, settings", `
+CREATE TABLE admin_event_bans (
+	id        TEXT    PRIMARY KEY,
+	reason    TEXT    NOT NULL,
+	banned_at INTEGER NOT NULL
+) WITHOUT ROWID;
+CREATE TABLE admin_pubkey_bans (
+	pubkey    TEXT    PRIMARY KEY,
+	reason    TEXT    NOT NULL,
+	banned_at INTEGER NOT NULL
+) WITHOUT ROWID;
+CREATE TABLE admin_blocked_ips (
+	addr       TEXT    PRIMARY KEY,
+	reason     TEXT    NOT NULL,
+	blocked_at INTEGER NOT NULL
+) WITHOUT ROWID;
+CREATE TABLE admin_settings (
+	name   TEXT    PRIMARY KEY,
+	value  TEXT    NOT NULL,
+	set_at INTEGER NOT NULL
+) WITHOUT ROWID;
+`},
 	}
 }
 

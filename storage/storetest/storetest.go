@@ -4,8 +4,9 @@
 // requests, tombstones, NIP-40 expiration, kind 445 sequencing, ordered
 // group reads and group retention, commit slots, streaming and closing,
 // KeyPackage twins, lifetimes and slot caps, gift wrap deletion by the
-// recipient, NIP-62 requests to vanish and bans. A backend's test calls Run
-// with a function that creates a fresh, empty database.
+// recipient, NIP-62 requests to vanish, bans, and the NIP-86 records of
+// AdminState. A backend's test calls Run with a function that creates a
+// fresh, empty database.
 package storetest
 
 import (
@@ -49,6 +50,7 @@ func Run(t *testing.T, newDB func(t *testing.T) Opener) {
 		{"requests to vanish", vanishCases()},
 		{"bans", banCases()},
 		{"secrets", secretCases()},
+		{"administration", adminCases()},
 	}
 	for _, g := range groups {
 		t.Run(g.name, func(t *testing.T) {
