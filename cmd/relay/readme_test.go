@@ -6,6 +6,7 @@ import (
 	"context"
 	"os"
 	"regexp"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -117,5 +118,32 @@ func TestREADMEMatchesHelp(t *testing.T) {
 		if !seen[n] {
 			t.Errorf("--%s is not in any README table", n)
 		}
+	}
+}
+
+// TestREADMETestCommandIsCIs: the test command README gives is the one
+// .ci/run runs, so a reader who follows it runs what CI runs (with the
+// same time limit: the PostgreSQL package takes about ten minutes under
+// -race on two cores, go test's default limit).
+func TestREADMETestCommandIsCIs(t *testing.T) {
+	readme, err := os.ReadFile("../../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ci, err := os.ReadFile("../../.ci/run")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, after, ok := strings.Cut(string(readme), "Run the tests")
+	if !ok {
+		t.Fatal(`README has no "Run the tests" section`)
+	}
+	_, block, ok := strings.Cut(after, "```sh\n")
+	if !ok {
+		t.Fatal(`README's "Run the tests" section has no sh block`)
+	}
+	cmd, _, _ := strings.Cut(block, "\n")
+	if !slices.Contains(strings.Split(string(ci), "\n"), cmd) {
+		t.Errorf("README's test command %q is not a line of .ci/run", cmd)
 	}
 }
