@@ -14,28 +14,8 @@ import (
 // "ReasonTwin, unless the same operation removes it for its own reason"
 // must hold across chunks, not only within one.
 func RunOneEventChunks(t *testing.T, open Opener) {
-	t.Run("a ban that ends a chunk between twins still removes both as banned", func(t *testing.T) {
-		bothOrders(t, func(t *testing.T, legacyFirst bool) {
-			s := open(t)
-			tw := saveTwins(t, s, legacyFirst, past(), kpFor)
-			dels, err := s.Ban(testContext(t), tw.author.PubKey)
-			if err != nil {
-				t.Fatalf("Ban: %v", err)
-			}
-			equalDeletions(t, "Ban", dels, []storage.Deletion{
-				deletion(tw.legacy, storage.ReasonBanned), deletion(tw.current, storage.ReasonBanned)})
-		})
-	})
-	t.Run("a request to vanish that ends a chunk between twins still removes both as vanished", func(t *testing.T) {
-		bothOrders(t, func(t *testing.T, legacyFirst bool) {
-			s := open(t)
-			tw := saveTwins(t, s, legacyFirst, past(), kpFor)
-			req := tw.author.Event(t, 62, past()+10, nostr.Tags{{"relay", "ALL_RELAYS"}}, "")
-			res := mustSave(t, s, req)
-			equalDeletions(t, "Result.Deleted", res.Deleted, []storage.Deletion{
-				deletion(tw.legacy, storage.ReasonVanish), deletion(tw.current, storage.ReasonVanish)})
-		})
-	})
+	t.Run("a ban that ends a chunk between twins still removes both as banned", func(t *testing.T) { twinsDieOnBan(t, open) })
+	t.Run("a request to vanish that ends a chunk between twins still removes both as vanished", func(t *testing.T) { twinsDieOnVanish(t, open) })
 	t.Run("a request to vanish removes a twin dated after it as a twin", func(t *testing.T) {
 		s := open(t)
 		a := NewAuthor(t)

@@ -279,36 +279,8 @@ func twinCases() []testCase {
 				}
 			})
 		}},
-		{"twins die together: a ban deletes every twin and the KeyPackage stays dead", func(t *testing.T, open Opener) {
-			bothOrders(t, func(t *testing.T, legacyFirst bool) {
-				s := open(t)
-				tw := saveTwins(t, s, legacyFirst, past(), kpFor)
-				dels, err := s.Ban(testContext(t), tw.author.PubKey)
-				if err != nil {
-					t.Fatalf("Ban: %v", err)
-				}
-				equalDeletions(t, "Ban", dels, []storage.Deletion{
-					deletion(tw.legacy, storage.ReasonBanned), deletion(tw.current, storage.ReasonBanned)})
-				equalIDs(t, "served", queryIDs(t, s, nostr.Filter{Authors: []string{tw.author.PubKey}}), nil)
-				for _, ev := range []*nostr.Event{tw.legacy, tw.current} {
-					saveKPFails(t, s, ev, kpFor(tw.ref), storage.ErrDeleted, storage.ErrBanned)
-				}
-			})
-		}},
-		{"twins die together: a request to vanish deletes every twin and the KeyPackage stays dead", func(t *testing.T, open Opener) {
-			bothOrders(t, func(t *testing.T, legacyFirst bool) {
-				s := open(t)
-				tw := saveTwins(t, s, legacyFirst, past(), kpFor)
-				req := tw.author.Event(t, 62, past()+10, nostr.Tags{{"relay", "ALL_RELAYS"}}, "")
-				res := mustSave(t, s, req)
-				equalDeletions(t, "Result.Deleted", res.Deleted, []storage.Deletion{
-					deletion(tw.legacy, storage.ReasonVanish), deletion(tw.current, storage.ReasonVanish)})
-				// After the request, the author may publish again, but not
-				// the KeyPackage that vanished.
-				saveKPFails(t, s, tw.author.Event(t, 443, nostr.Now(), nil, "the vanished KeyPackage again"), kpFor(tw.ref), storage.ErrDeleted)
-				mustSaveKP(t, s, tw.author.Event(t, 443, nostr.Now(), nil, "a new KeyPackage"), kpFor(newRef()))
-			})
-		}},
+		{"twins die together: a ban deletes every twin and the KeyPackage stays dead", twinsDieOnBan},
+		{"twins die together: a request to vanish deletes every twin and the KeyPackage stays dead", twinsDieOnVanish},
 		{"twins: a twin saved while its KeyPackage is deleted on another handle is never left behind", func(t *testing.T, open Opener) {
 			handles := []storage.Store{open(t), open(t)}
 			const rounds = 20
@@ -348,4 +320,41 @@ func twinCases() []testCase {
 			}
 		}},
 	}
+}
+
+// twinsDieOnBan: a ban deletes every twin as banned, and neither can be
+// saved again. RunOneEventChunks runs it too, with a chunk ending between
+// the twins.
+func twinsDieOnBan(t *testing.T, open Opener) {
+	bothOrders(t, func(t *testing.T, legacyFirst bool) {
+		s := open(t)
+		tw := saveTwins(t, s, legacyFirst, past(), kpFor)
+		dels, err := s.Ban(testContext(t), tw.author.PubKey)
+		if err != nil {
+			t.Fatalf("Ban: %v", err)
+		}
+		equalDeletions(t, "Ban", dels, []storage.Deletion{
+			deletion(tw.legacy, storage.ReasonBanned), deletion(tw.current, storage.ReasonBanned)})
+		equalIDs(t, "served", queryIDs(t, s, nostr.Filter{Authors: []string{tw.author.PubKey}}), nil)
+		for _, ev := range []*nostr.Event{tw.legacy, tw.current} {
+			saveKPFails(t, s, ev, kpFor(tw.ref), storage.ErrDeleted, storage.ErrBanned)
+		}
+	})
+}
+
+// twinsDieOnVanish: a request to vanish deletes every twin as vanished,
+// and the KeyPackage cannot come back. RunOneEventChunks runs it too.
+func twinsDieOnVanish(t *testing.T, open Opener) {
+	bothOrders(t, func(t *testing.T, legacyFirst bool) {
+		s := open(t)
+		tw := saveTwins(t, s, legacyFirst, past(), kpFor)
+		req := tw.author.Event(t, 62, past()+10, nostr.Tags{{"relay", "ALL_RELAYS"}}, "")
+		res := mustSave(t, s, req)
+		equalDeletions(t, "Result.Deleted", res.Deleted, []storage.Deletion{
+			deletion(tw.legacy, storage.ReasonVanish), deletion(tw.current, storage.ReasonVanish)})
+		// After the request, the author may publish again, but not the
+		// KeyPackage that vanished.
+		saveKPFails(t, s, tw.author.Event(t, 443, nostr.Now(), nil, "the vanished KeyPackage again"), kpFor(tw.ref), storage.ErrDeleted)
+		mustSaveKP(t, s, tw.author.Event(t, 443, nostr.Now(), nil, "a new KeyPackage"), kpFor(newRef()))
+	})
 }
