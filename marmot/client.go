@@ -336,7 +336,7 @@ func (c *Client) dispatch(msg []byte) error {
 		c.mu.Unlock()
 		if s != nil {
 			// NIP-67: ["more"] says a limit cut the stored events; a
-			// CLOSED follows on since_seq reads.
+			// CLOSED follows on since_seq reads only.
 			var hint []string
 			if len(frame) > 2 {
 				_ = json.Unmarshal(frame[2], &hint)
@@ -590,6 +590,14 @@ func (c *Client) fetchOnce(ctx context.Context, filters []any) ([]Delivered, err
 		return nil, err
 	}
 	defer s.Close()
+	// Only a since_seq read follows a cut page (EOSE ["more"]) with its
+	// CLOSED "more: after seq"; a plain REQ that a limit cut goes live.
+	sinceSeq := false
+	if len(filters) == 1 {
+		if m, ok := filters[0].(map[string]any); ok {
+			_, sinceSeq = m["since_seq"]
+		}
+	}
 	var out []Delivered
 	t := time.NewTimer(c.opts.Timeout)
 	defer t.Stop()
@@ -602,7 +610,7 @@ func (c *Client) fetchOnce(ctx context.Context, filters []any) ([]Delivered, err
 			s.mu.Lock()
 			more := s.more
 			s.mu.Unlock()
-			if more {
+			if more && sinceSeq {
 				// The relay cut the page; wait for its CLOSED.
 				eose = nil
 				continue

@@ -192,6 +192,33 @@ func TestClientOrderedReadPages(t *testing.T) {
 	}
 }
 
+// A plain REQ that the relay's limit cut gets EOSE ["more"] (NIP-67) and
+// stays live, with no CLOSED: Fetch returns what came, at once, rather
+// than waiting for a CLOSED that only since_seq reads get.
+func TestClientFetchCutPlainReq(t *testing.T) {
+	ev := nostr.Event{Kind: 1059, Content: "wrap", CreatedAt: 100, Tags: nostr.Tags{}}
+	_ = ev.Sign(hex.EncodeToString(make([]byte, 31)) + "02")
+	relay := &fakeRelay{info: map[string]any{}, on: func(send func(...any), f []json.RawMessage) {
+		if label(f) != "REQ" {
+			return
+		}
+		var sub string
+		_ = json.Unmarshal(f[1], &sub)
+		send("EVENT", sub, ev)
+		send("EOSE", sub, []string{"more"})
+	}}
+	ctx := context.Background()
+	c, err := Dial(ctx, relay.start(t), ClientOptions{Timeout: 5 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	got, err := c.Fetch(ctx, nostr.Filter{Kinds: []int{1059}})
+	if err != nil || len(got) != 1 || got[0].Event.ID != ev.ID {
+		t.Fatalf("Fetch = %d events, %v; want the one event and no error (not a timeout)", len(got), err)
+	}
+}
+
 // TestSlotKey checks the commit-slot key derivation against the vectors of
 // docs/commit-slots.md section 2.
 func TestSlotKey(t *testing.T) {

@@ -79,6 +79,18 @@ type Limits struct {
 	MaxQueriesPerIP int
 	// CountTimeout bounds one COUNT.
 	CountTimeout time.Duration
+	// NegMaxIDs caps the events one NIP-77 reconciliation covers (not the
+	// REQ clamp): a NEG-OPEN whose filter matches more is refused with
+	// NEG-ERR "blocked:". NegSessions caps the reconciliations open at
+	// once on one connection; NegBytes the memory their event keys hold
+	// (40 bytes a key) on one connection, NegBytesPerIP from one address.
+	// NegIdleTimeout closes a reconciliation that saw no NEG-MSG for this
+	// long (NEG-ERR "closed:").
+	NegMaxIDs      int
+	NegSessions    int
+	NegBytes       int
+	NegBytesPerIP  int
+	NegIdleTimeout time.Duration
 	// OutboundQueue is the number of messages queued per connection before a
 	// reader that does not keep up is disconnected.
 	OutboundQueue int
@@ -130,6 +142,11 @@ func DefaultLimits() Limits {
 		MaxFilterValuesPerIP:  50000,
 		MaxQueriesPerIP:       16,
 		CountTimeout:          3 * time.Second,
+		NegMaxIDs:             1_000_000,
+		NegSessions:           4,
+		NegBytes:              64 << 20,
+		NegBytesPerIP:         256 << 20,
+		NegIdleTimeout:        30 * time.Second,
 		OutboundQueue:         2048,
 		OutboundBytes:         8 << 20,
 		OutboundTotalBytes:    512 << 20,
@@ -165,6 +182,10 @@ func (l Limits) Validate() error {
 		{"max filter values", l.MaxFilterValues},
 		{"max filter values per IP", l.MaxFilterValuesPerIP},
 		{"max queries per IP", l.MaxQueriesPerIP},
+		{"negentropy max ids", l.NegMaxIDs},
+		{"negentropy sessions", l.NegSessions},
+		{"negentropy bytes", l.NegBytes},
+		{"negentropy bytes per IP", l.NegBytesPerIP},
 	}
 	for _, p := range positive {
 		if p.v <= 0 {
@@ -183,6 +204,10 @@ func (l Limits) Validate() error {
 		return fmt.Errorf("%w: IPv6 prefix must be 1 to 128 bits, got %d", ErrInvalidLimits, l.IPv6PrefixBits)
 	case l.MaxFilterValuesPerIP < l.MaxFilterValues:
 		return fmt.Errorf("%w: max filter values per IP %d is below the per-connection %d", ErrInvalidLimits, l.MaxFilterValuesPerIP, l.MaxFilterValues)
+	case l.NegBytesPerIP < l.NegBytes:
+		return fmt.Errorf("%w: negentropy bytes per IP %d is below the per-connection %d", ErrInvalidLimits, l.NegBytesPerIP, l.NegBytes)
+	case l.NegIdleTimeout <= 0:
+		return fmt.Errorf("%w: negentropy idle timeout must be positive, got %v", ErrInvalidLimits, l.NegIdleTimeout)
 	case l.CountTimeout <= 0:
 		return fmt.Errorf("%w: count timeout must be positive, got %v", ErrInvalidLimits, l.CountTimeout)
 	case l.OutboundBytes < 64<<10:

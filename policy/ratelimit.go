@@ -139,6 +139,13 @@ func (q *AddrQuota) Take(addr netip.Addr, n int) bool {
 	return true
 }
 
+// Used returns what addr holds now.
+func (q *AddrQuota) Used(addr netip.Addr) int {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	return q.used[addr]
+}
+
 // Give returns n taken by Take.
 func (q *AddrQuota) Give(addr netip.Addr, n int) {
 	q.mu.Lock()

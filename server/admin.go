@@ -14,6 +14,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/burrow-relay/burrow/policy"
 	"github.com/burrow-relay/burrow/storage"
 	"github.com/fiatjaf/khatru"
 	"github.com/nbd-wtf/go-nostr"
@@ -21,8 +22,15 @@ import (
 	"github.com/nbd-wtf/go-nostr/nip86"
 )
 
-// supportedNIPs are the NIPs the engine implements today.
-func supportedNIPs() []any { return []any{1, 9, 11, 40, 42, 45, 62, 70, 86} }
+// supportedNIPs are the NIPs the engine implements today, NIP-77 only when
+// it is enabled.
+func (s *Server) supportedNIPs() []any {
+	nips := []any{1, 9, 11, 40, 42, 45, 62, 67, 70}
+	if s.cfg.Negentropy {
+		nips = append(nips, 77)
+	}
+	return append(nips, 86)
+}
 
 // extSinceSeq names the ordered-read extension (DESIGN.md "Sequencing").
 const extSinceSeq = "since_seq/1"
@@ -45,23 +53,28 @@ func (s *Server) groupEventsInfo() map[string]any {
 func (s *Server) limitsInfo() map[string]any {
 	l := s.limits
 	return map[string]any{
-		"connections_per_address":      l.ConnectionsPerIP,
-		"event_rate_per_address":       l.EventRate,
-		"event_burst_per_address":      l.EventBurst,
-		"event_rate_per_connection":    l.ConnEventRate,
-		"event_burst_per_connection":   l.ConnEventBurst,
-		"request_rate_per_address":     l.RequestRate,
-		"request_burst_per_address":    l.RequestBurst,
-		"request_rate_per_connection":  l.ConnRequestRate,
-		"request_burst_per_connection": l.ConnRequestBurst,
-		"filter_values_per_connection": l.MaxFilterValues,
-		"filter_values_per_address":    l.MaxFilterValuesPerIP,
-		"stored_queries_per_address":   l.MaxQueriesPerIP,
-		"count_timeout_seconds":        l.CountTimeout.Seconds(),
-		"outbound_queue_messages":      l.OutboundQueue,
-		"outbound_queue_bytes":         l.OutboundBytes,
-		"write_timeout_seconds":        l.WriteTimeout.Seconds(),
-		"ipv6_prefix_bits":             l.IPv6PrefixBits,
+		"connections_per_address":            l.ConnectionsPerIP,
+		"event_rate_per_address":             l.EventRate,
+		"event_burst_per_address":            l.EventBurst,
+		"event_rate_per_connection":          l.ConnEventRate,
+		"event_burst_per_connection":         l.ConnEventBurst,
+		"request_rate_per_address":           l.RequestRate,
+		"request_burst_per_address":          l.RequestBurst,
+		"request_rate_per_connection":        l.ConnRequestRate,
+		"request_burst_per_connection":       l.ConnRequestBurst,
+		"filter_values_per_connection":       l.MaxFilterValues,
+		"filter_values_per_address":          l.MaxFilterValuesPerIP,
+		"stored_queries_per_address":         l.MaxQueriesPerIP,
+		"count_timeout_seconds":              l.CountTimeout.Seconds(),
+		"negentropy_max_ids":                 l.NegMaxIDs,
+		"negentropy_sessions_per_connection": l.NegSessions,
+		"negentropy_bytes_per_connection":    l.NegBytes,
+		"negentropy_bytes_per_address":       l.NegBytesPerIP,
+		"negentropy_idle_timeout_seconds":    l.NegIdleTimeout.Seconds(),
+		"outbound_queue_messages":            l.OutboundQueue,
+		"outbound_queue_bytes":               l.OutboundBytes,
+		"write_timeout_seconds":              l.WriteTimeout.Seconds(),
+		"ipv6_prefix_bits":                   l.IPv6PrefixBits,
 	}
 }
 
@@ -81,11 +94,10 @@ func (s *Server) baseInfo() *nip11.RelayInformationDocument {
 		Description:   s.cfg.Description,
 		Software:      software,
 		Version:       s.cfg.Version,
-		SupportedNIPs: supportedNIPs(),
+		SupportedNIPs: s.supportedNIPs(),
 		Limitation: &nip11.RelayLimitationDocument{
 			MaxMessageLength: l.MaxMessageLength,
 			MaxSubscriptions: l.MaxSubscriptions,
-			MaxFilters:       l.MaxFilters,
 			MaxLimit:         l.MaxLimit,
 			MaxSubidLength:   l.MaxSubIDLength,
 			MaxEventTags:     l.MaxEventTags,
@@ -100,12 +112,13 @@ func (s *Server) overwriteInfo(_ context.Context, _ *http.Request, info nip11.Re
 	s.info.mu.RLock()
 	info.Name, info.Description = s.info.name, s.info.description
 	s.info.mu.RUnlock()
-	info.SupportedNIPs = supportedNIPs()
+	info.SupportedNIPs = s.supportedNIPs()
 	return info
 }
 
 // serveNIP11 lets khatru write the document, then adds the limitation fields
-// go-nostr's type lacks (created_at bounds, in seconds relative to now).
+// go-nostr's type lacks (max_filters, and created_at bounds in seconds
+// relative to now).
 func (s *Server) serveNIP11(w http.ResponseWriter, r *http.Request) {
 	rec := &bufferedResponse{header: w.Header(), status: http.StatusOK}
 	s.relay.ServeHTTP(rec, r)
@@ -122,9 +135,13 @@ func (s *Server) serveNIP11(w http.ResponseWriter, r *http.Request) {
 		lim = map[string]any{}
 		doc["limitation"] = lim
 	}
+	// NIP-11 has max_filters; go-nostr's type dropped it in v0.52.
+	lim["max_filters"] = s.limits.MaxFilters
 	lim["created_at_upper_limit"] = int64(s.limits.CreatedAtFuture.Seconds())
 	if s.limits.CreatedAtPast > 0 {
 		lim["created_at_lower_limit"] = int64(s.limits.CreatedAtPast.Seconds())
+	} else {
+		delete(lim, "created_at_lower_limit") // go-nostr writes 0, which would mean "now"
 	}
 	if s.cfg.Kinds.Restricted() {
 		doc["accepted_kinds"] = s.cfg.Kinds.List()
@@ -171,7 +188,9 @@ func (b *bufferedResponse) Write(p []byte) (int, error) { return b.body.Write(p)
 func (b *bufferedResponse) WriteHeader(status int)      { b.status = status }
 
 // checkManagementAuth pre-checks the NIP-98 header khatru will read: khatru
-// does not check the kind and panics on a missing "u" tag.
+// does not check the kind and panics on a missing "u" tag, and go-nostr's
+// libsecp256k1 CheckSignature (the production build's) panics on a pubkey
+// or sig longer than 32 or 64 bytes, so their shape is checked here too.
 func checkManagementAuth(r *http.Request) string {
 	token, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Nostr ")
 	if !ok {
@@ -187,6 +206,9 @@ func checkManagementAuth(r *http.Request) string {
 	}
 	if ev.Kind != nostr.KindHTTPAuth {
 		return "auth event must be kind 27235"
+	}
+	if !policy.IsLowerHex(ev.PubKey, 64) || !policy.IsLowerHex(ev.Sig, 128) {
+		return "auth event pubkey and sig must be 64 and 128 lowercase hex characters"
 	}
 	if ev.Tags.Find("u") == nil {
 		return "auth event has no 'u' tag"

@@ -38,6 +38,8 @@ type conn struct {
 	// the reader goroutine.
 	subs   map[string]*subscription
 	values int
+	// negs are the open NIP-77 reconciliations.
+	negs negSessions
 
 	// pending is the FIFO of EVENTs read but not yet answered; the reader
 	// sends, the committer receives in order.
@@ -97,6 +99,7 @@ func (s *Server) serveWebsocket(w http.ResponseWriter, r *http.Request) {
 		meter:         s.meter.Conn(group),
 		dead:          make(chan struct{}),
 		subs:          make(map[string]*subscription),
+		negs:          negSessions{m: make(map[string]*negSession)},
 		pending:       make(chan *pendingEvent, pendingEventsPerConn),
 		committerDone: make(chan struct{}),
 		writerDone:    make(chan struct{}),
@@ -268,6 +271,7 @@ func (c *conn) finish() {
 	for _, sub := range c.subs {
 		c.dropSub(sub)
 	}
+	c.closeAllNeg()
 	close(c.pending)
 	<-c.committerDone
 	c.out.close()

@@ -10,6 +10,8 @@ import (
 
 	"github.com/fasthttp/websocket"
 	"github.com/nbd-wtf/go-nostr"
+	"github.com/nbd-wtf/go-nostr/nip77/negentropy"
+	"github.com/nbd-wtf/go-nostr/nip77/negentropy/storage/vector"
 )
 
 // FuzzEngine drives the websocket engine of an in-process relay with
@@ -25,7 +27,7 @@ func FuzzEngine(f *testing.F) {
 	limits.MaxMessageLength = 64 << 10
 	limits.MaxContentLength = 8 << 10
 	limits.MaxGroupContentLength = 8 << 10
-	r := startRelay(f, Config{Limits: limits}, newTestStore(f))
+	r := startRelay(f, Config{Limits: limits, Negentropy: true}, newTestStore(f))
 	s := signer{sk: strings.Repeat("01", 32)}
 	s.pk, _ = nostr.GetPublicKey(s.sk)
 	sign := func(kind int, content string, tags nostr.Tags) []byte {
@@ -52,8 +54,8 @@ func FuzzEngine(f *testing.F) {
 		[]byte(`["COUNT","c",{"kinds":[1]},{}]`),
 		[]byte(`["CLOSE","s"]`),
 		nil, // AUTH: built with the connection's challenge
-		[]byte(`["NEG-OPEN","n",{"kinds":[1]},"6100"]`),
-		[]byte(`["NEG-MSG","n","6100"]`),
+		[]byte(`["NEG-OPEN","n",{"kinds":[1]},"` + negentropy.New(vector.New(), 0).Start() + `"]`),
+		[]byte(`["NEG-MSG","n","` + negStartFor(f, 40) + `"]`),
 		[]byte(`["NEG-CLOSE","n"]`),
 	}
 	for _, seed := range []string{

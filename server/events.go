@@ -15,7 +15,9 @@ import (
 // ones, then NIP-62's relay check) → store, through the SaveHook that
 // handles the kind (KeyPackages: validation and SaveKeyPackage) or
 // Store.Save → answer → broadcast (in arrival order per connection). Later
-// kind-specific rules (commit slots) join as SaveHooks.
+// kind-specific rules (commit slots) join as SaveHooks. Ingest (ingest.go)
+// runs the same pipeline (runEvent) for an event that came without a
+// connection.
 
 // pendingEvent is an EVENT read from a connection, waiting in its FIFO.
 type pendingEvent struct {
@@ -41,14 +43,7 @@ func (c *conn) enqueueEvent(ev *nostr.Event, size int) {
 	}
 	go func() {
 		defer func() { <-c.srv.verifySem }()
-		switch {
-		case !ev.CheckID():
-			p.reason = "invalid: event id does not match its content"
-		default:
-			if ok, _ := ev.CheckSignature(); !ok {
-				p.reason = "invalid: bad signature"
-			}
-		}
+		p.reason = verifyEvent(ev)
 		close(p.verified)
 	}()
 	select {
@@ -70,26 +65,51 @@ func (c *conn) commitLoop() {
 	}
 }
 
+// verifyEvent checks ev's id and signature; it returns the refusal, or ""
+// when both are good.
+func verifyEvent(ev *nostr.Event) string {
+	if !ev.CheckID() {
+		return "invalid: event id does not match its content"
+	}
+	if ok, _ := ev.CheckSignature(); !ok {
+		return "invalid: bad signature"
+	}
+	return ""
+}
+
+// processEvent runs the pipeline for an EVENT read from c and answers it
+// with OK.
 func (s *Server) processEvent(c *conn, p *pendingEvent) {
-	ev := p.ev
+	s.runEvent(contextFor(s.hardCtx, c), p.ev, p.reason, s.rules, func(ok bool, msg string) {
+		c.send(s.hardCtx, encodeOK(p.ev.ID, ok, msg))
+	})
+}
+
+// runEvent is the EVENT pipeline after the id and signature check (reason
+// is its refusal, or ""): the admission rules, NIP-62's relay check, the
+// kind's SaveHook or Store.Save (with the store's tombstones, replacement,
+// deletion and sequencing rules), the deletions' side effects, then the OK,
+// given to reply exactly once, and the broadcast to live subscribers after
+// it. The websocket path (processEvent) and Ingest share it; ctx carries
+// the publisher's connection (policy.WithConn) for the rules.
+func (s *Server) runEvent(ctx context.Context, ev *nostr.Event, reason string, rules []policy.Rule, reply func(ok bool, msg string)) {
 	answer := func(ok bool, msg string) {
 		if ok {
 			s.metrics.accepted(ev.Kind)
 		} else {
 			s.metrics.rejected(ev.Kind, msg)
 		}
-		c.send(s.hardCtx, encodeOK(ev.ID, ok, msg))
+		reply(ok, msg)
 	}
-	if p.reason != "" {
-		answer(false, p.reason)
+	if reason != "" {
+		answer(false, reason)
 		return
 	}
 	if ev.Kind == nostr.KindClientAuthentication {
 		answer(false, "invalid: AUTH events belong in an AUTH message")
 		return
 	}
-	ctx := contextFor(s.hardCtx, c)
-	if reject, msg := policy.Check(ctx, ev, s.rules); reject {
+	if reject, msg := policy.Check(ctx, ev, rules); reject {
 		answer(false, withPrefix(msg, "blocked"))
 		return
 	}
@@ -114,7 +134,7 @@ func (s *Server) processEvent(c *conn, p *pendingEvent) {
 		if errors.Is(err, storage.ErrDuplicate) {
 			// Answered OK, but nothing new was accepted.
 			s.metrics.rejected(ev.Kind, "duplicate:")
-			c.send(s.hardCtx, encodeOK(ev.ID, ok, msg))
+			reply(ok, msg)
 			return
 		}
 		answer(ok, msg)

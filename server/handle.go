@@ -57,6 +57,19 @@ func (c *conn) handleMessage(msg []byte, oversize bool) {
 		c.handleClose(m.args)
 	case "AUTH":
 		c.handleAuth(m.args)
+	case "NEG-OPEN", "NEG-MSG", "NEG-CLOSE":
+		if !c.srv.cfg.Negentropy {
+			c.notice("invalid: NIP-77 (negentropy) is not enabled on this relay")
+			return
+		}
+		switch m.label {
+		case "NEG-OPEN":
+			c.handleNegOpen(m.args)
+		case "NEG-MSG":
+			c.handleNegMsg(m.args)
+		default:
+			c.handleNegClose(m.args)
+		}
 	default:
 		c.notice(fmt.Sprintf("invalid: unknown message type %q", truncate(m.label, 32)))
 	}
@@ -73,6 +86,10 @@ func (c *conn) refuse(label, id, reason string) {
 		c.send(c.srv.hardCtx, encodeOK(id, false, reason))
 	case (label == "REQ" || label == "COUNT") && id != "" && len(id) <= c.srv.limits.MaxSubIDLength:
 		c.send(c.srv.hardCtx, encodeClosed(id, reason))
+	case (label == "NEG-OPEN" || label == "NEG-MSG") && c.srv.cfg.Negentropy && id != "" && len(id) <= c.srv.limits.MaxSubIDLength:
+		// The session cannot go on without the message it refused.
+		c.closeNeg(id)
+		c.negErr(id, reason)
 	default:
 		c.notice(reason)
 	}

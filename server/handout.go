@@ -32,25 +32,28 @@ type ClaimSweeper interface {
 }
 
 // sendStoredOrHandout sends sub's stored events, through Config.ReqHandler
-// when it serves these filters.
-func (c *conn) sendStoredOrHandout(ctx context.Context, sub *subscription) error {
+// when it serves these filters; more is sendStored's. A hand-out is always
+// complete ("finish"): it serves what it hands out for this request, and
+// asking again (with until or otherwise) would not page through other
+// KeyPackages, so ["more"] would only invite a pointless re-query.
+func (c *conn) sendStoredOrHandout(ctx context.Context, sub *subscription) (more bool, err error) {
 	h := c.srv.cfg.ReqHandler
 	if h == nil || !h.HandlesReq(sub.filters) {
 		return c.sendStored(ctx, sub)
 	}
 	evs, err := h.ServeReq(ctx, c.srv.store, c.authedPubKey(), sub.filters)
 	if err != nil {
-		return err
+		return false, err
 	}
 	for _, ev := range evs {
 		sub.mu.Lock()
 		sub.sent[idKey(ev.ID)] = struct{}{}
 		sub.mu.Unlock()
 		if !c.send(ctx, encodeEvent(sub.prefix, marshalEvent(ev))) {
-			return nil // the connection is gone; nothing to report
+			return false, nil // the connection is gone; nothing to report
 		}
 	}
-	return nil
+	return false, nil
 }
 
 // reqRefusal returns the CLOSED message of a refused REQ, or "" when err

@@ -37,7 +37,7 @@ func TestNIP11(t *testing.T) {
 		nips = append(nips, int(n.(float64)))
 	}
 	slices.Sort(nips)
-	if want := []int{1, 9, 11, 40, 42, 45, 62, 70, 86}; !slices.Equal(nips, want) {
+	if want := []int{1, 9, 11, 40, 42, 45, 62, 67, 70, 86}; !slices.Equal(nips, want) {
 		t.Fatalf("supported_nips %v, want %v", nips, want)
 	}
 	lim := doc["limitation"].(map[string]any)

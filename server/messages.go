@@ -39,15 +39,11 @@ func encodeClosed(subID, msg string) []byte {
 	return append(b, ']')
 }
 
-func encodeEOSE(subID string) []byte {
-	b := append([]byte(`["EOSE",`), appendJSONString(nil, subID)...)
-	return append(b, ']')
-}
-
-// EOSE hints (NIP-67): whether every stored match was sent.
+// EOSE hints (NIP-67): whether every stored match was sent. Every EOSE
+// carries one.
 const (
 	eoseFinish = "finish" // every stored match was sent
-	eoseMore   = "more"   // a limit cut the stored matches short
+	eoseMore   = "more"   // a limit (the filter's or the clamp) cut the stored matches short
 )
 
 // encodeEOSEHint is EOSE with a NIP-67 hint: ["EOSE",<sub>,[<hint>]].
@@ -113,14 +109,14 @@ func parseClientMessage(msg []byte) (clientMessage, bool) {
 
 // peekMessage extracts, without parsing the whole message (which may be
 // cut short, if it was oversize), its label and the EVENT or AUTH event id
-// or the REQ or COUNT subscription id, so a refusal can use the right
+// or the REQ, COUNT or NEG-* subscription id, so a refusal can use the right
 // message type.
 func peekMessage(msg []byte) (label, id string) {
 	label = gjson.GetBytes(msg, "0").String()
 	switch label {
 	case "EVENT", "AUTH":
 		id = gjson.GetBytes(msg, "1.id").String()
-	case "REQ", "COUNT":
+	case "REQ", "COUNT", "NEG-OPEN", "NEG-MSG":
 		id = gjson.GetBytes(msg, "1").String()
 	}
 	return label, id

@@ -21,6 +21,7 @@ type metrics struct {
 	queries       *prometheus.CounterVec
 	queryLatency  *prometheus.HistogramVec
 	openConns     prometheus.Gauge
+	negSessions   prometheus.Gauge
 	refusedConns  *prometheus.CounterVec
 	overflows     prometheus.Counter
 	deleted       *prometheus.CounterVec
@@ -45,12 +46,16 @@ func newMetrics(reg *prometheus.Registry) (*metrics, error) {
 		}, []string{"type", "outcome"}),
 		queryLatency: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name:    "burrow_query_duration_seconds",
-			Help:    "Time to send a REQ's stored events or answer a COUNT.",
+			Help:    "Time to send a REQ's stored events, answer a COUNT, or read the keys of a NIP-77 NEG-OPEN.",
 			Buckets: prometheus.ExponentialBuckets(0.0005, 4, 9),
 		}, []string{"type"}),
 		openConns: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "burrow_connections_open",
 			Help: "Open websocket connections.",
+		}),
+		negSessions: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "burrow_negentropy_sessions",
+			Help: "Open NIP-77 reconciliations.",
 		}),
 		refusedConns: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "burrow_connections_refused_total",
@@ -74,7 +79,7 @@ func newMetrics(reg *prometheus.Registry) (*metrics, error) {
 		}, []string{"kind", "reason"}),
 	}
 	for _, c := range []prometheus.Collector{m.eventsOK, m.eventsRefused, m.queries, m.queryLatency,
-		m.openConns, m.refusedConns, m.overflows, m.deleted, m.deletedDrops, m.rateLimited} {
+		m.openConns, m.negSessions, m.refusedConns, m.overflows, m.deleted, m.deletedDrops, m.rateLimited} {
 		if err := reg.Register(c); err != nil {
 			return nil, fmt.Errorf("registering metrics: %w", err)
 		}
@@ -104,7 +109,7 @@ func kindLabel(kind int) string {
 // typeLabel keeps a client message type label bounded.
 func typeLabel(label string) string {
 	switch label {
-	case "EVENT", "REQ", "COUNT", "CLOSE", "AUTH":
+	case "EVENT", "REQ", "COUNT", "CLOSE", "AUTH", "NEG-OPEN", "NEG-MSG", "NEG-CLOSE":
 		return label
 	}
 	return "other"

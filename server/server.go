@@ -25,6 +25,7 @@ import (
 	"net/http"
 	"net/netip"
 	"runtime"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -115,6 +116,10 @@ type Config struct {
 	// MaxConnections caps the open websocket connections of the whole
 	// process; an upgrade past it is refused with 503 (0: no cap).
 	MaxConnections int
+	// Negentropy serves NIP-77 set reconciliation (NEG-OPEN, NEG-MSG,
+	// NEG-CLOSE) and advertises 77 in NIP-11; the limits are in Limits
+	// (Neg*).
+	Negentropy bool
 	// SoftDependencies are services the relay works without, checked by
 	// /readyz after the store: one that fails makes /readyz answer 200
 	// with a "degraded:" body naming it, rather than 503, since the relay
@@ -140,7 +145,10 @@ type Server struct {
 	upgrader websocket.Upgrader
 	metrics  *metrics
 
+	// rules admit a client's event; ingestRules are the same without the
+	// per-group flood limit (Ingest: an operator's own tools).
 	rules       []policy.Rule
+	ingestRules []policy.Rule
 	registry    *registry
 	broadcaster Broadcaster
 	tracker     *commitTracker
@@ -153,6 +161,7 @@ type Server struct {
 	connCount    *policy.AddrQuota
 	filterValues *policy.AddrQuota
 	queries      *policy.AddrQuota
+	negBytes     *policy.AddrQuota // memory of open NIP-77 reconciliations
 	blocklist    *policy.IPBlocklist
 	admins       map[string]bool
 
@@ -240,6 +249,7 @@ func New(cfg Config, store storage.Store) (*Server, error) {
 		connCount:    policy.NewAddrQuota(l.ConnectionsPerIP),
 		filterValues: policy.NewAddrQuota(l.MaxFilterValuesPerIP),
 		queries:      policy.NewAddrQuota(l.MaxQueriesPerIP),
+		negBytes:     policy.NewAddrQuota(l.NegBytesPerIP),
 		blocklist:    policy.NewIPBlocklist(),
 		admins:       admins,
 		info:         relayInfo{name: cfg.Name, description: cfg.Description},
@@ -258,13 +268,13 @@ func New(cfg Config, store storage.Store) (*Server, error) {
 	// Admission pipeline, cheapest first; the per-group limit runs last so
 	// only otherwise acceptable events spend its tokens. (Every message has
 	// already paid its sender's buckets on arrival: policy.Meter.)
-	s.rules = append([]policy.Rule{
+	s.ingestRules = append([]policy.Rule{
 		cfg.Limits.EventShape(time.Now),
 		cfg.Kinds.Rule(),
 		policy.GroupEvents(cfg.Limits.MaxGroupContentLength, cfg.GroupRetention, time.Now),
 		policy.ProtectedEvents,
 	}, cfg.Rules...)
-	s.rules = append(s.rules, policy.GroupFlood(cfg.GroupLimiter))
+	s.rules = append(slices.Clip(s.ingestRules), policy.GroupFlood(cfg.GroupLimiter))
 
 	s.broadcaster = s.registry
 	if cfg.BroadcastVia != nil {

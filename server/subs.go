@@ -150,9 +150,10 @@ func idKey(id string) [32]byte {
 	return k
 }
 
-// goLive sends EOSE and the buffered live events, atomically with respect to
-// broadcasts, and switches the subscription to live.
-func (sub *subscription) goLive(storedUpTo uint64) {
+// goLive sends EOSE with its NIP-67 hint (eoseFinish or eoseMore) and the
+// buffered live events, atomically with respect to broadcasts, and switches
+// the subscription to live.
+func (sub *subscription) goLive(storedUpTo uint64, hint string) {
 	c := sub.conn
 	sub.mu.Lock()
 	defer sub.mu.Unlock()
@@ -161,11 +162,7 @@ func (sub *subscription) goLive(storedUpTo uint64) {
 	}
 	sub.storedUpTo = storedUpTo
 	sub.liveAt = time.Now()
-	eose := encodeEOSE(sub.id)
-	if sub.ordered != nil {
-		eose = encodeEOSEHint(sub.id, eoseFinish)
-	}
-	if !c.out.pushLive(plainMsg(eose)) {
+	if !c.out.pushLive(plainMsg(encodeEOSEHint(sub.id, hint))) {
 		c.overflow()
 		return
 	}
@@ -352,12 +349,14 @@ func (c *conn) handleReq(args []json.RawMessage) {
 	ctx := contextFor(s.hardCtx, c)
 	sub.watched = s.watchGroups(ctx, filters)
 	start := time.Now()
+	// more: a limit (the filter's, or the MaxLimit clamp) cut the stored
+	// results, which the EOSE says with NIP-67's ["more"] hint.
 	var more bool
 	var err error
 	if ordered != nil {
 		more, err = c.sendOrderedPage(ctx, sub)
 	} else {
-		err = c.sendStoredOrHandout(ctx, sub)
+		more, err = c.sendStoredOrHandout(ctx, sub)
 	}
 	s.metrics.observeQuery("req", start, queryFailure(err))
 	if err != nil {
@@ -376,7 +375,7 @@ func (c *conn) handleReq(args []json.RawMessage) {
 		closed("error: could not query stored events")
 		return
 	}
-	if more {
+	if more && ordered != nil {
 		// The page was cut short: the client continues from the cursor
 		// instead of going live.
 		c.dropSub(sub)
@@ -386,7 +385,13 @@ func (c *conn) handleReq(args []json.RawMessage) {
 		return
 	}
 	endQuery()
-	sub.goLive(s.tracker.lastIssued())
+	hint := eoseFinish
+	if more {
+		// A plain REQ stays open for live events all the same (NIP-01); the
+		// client pages back with until if it wants the rest.
+		hint = eoseMore
+	}
+	sub.goLive(s.tracker.lastIssued(), hint)
 }
 
 // takeValues counts n filter values against the connection's and the
@@ -428,8 +433,11 @@ func (c *conn) dropSub(sub *subscription) {
 const storedPageBytes = 1 << 20
 
 // sendStored sends each filter's stored events (limit clamped, newest
-// first), each event at most once.
-func (c *conn) sendStored(ctx context.Context, sub *subscription) error {
+// first), each event at most once. more reports that a limit (the filter's
+// own or the MaxLimit clamp) left stored matches of some filter unsent. A
+// "limit": 0 filter asks for no stored events, so none are left unsent:
+// with only such filters the EOSE says "finish".
+func (c *conn) sendStored(ctx context.Context, sub *subscription) (more bool, err error) {
 	maxLimit := c.srv.limits.MaxLimit
 	authed := c.authedPubKey()
 	for _, f := range sub.filters {
@@ -439,18 +447,25 @@ func (c *conn) sendStored(ctx context.Context, sub *subscription) error {
 		if f.Limit <= 0 || f.Limit > maxLimit {
 			f.Limit = maxLimit
 		}
-		if err := c.sendFilter(ctx, sub, f, authed); err != nil {
-			return err
+		cut, err := c.sendFilter(ctx, sub, f, authed)
+		if err != nil {
+			return false, err
 		}
+		more = more || cut
 	}
-	return nil
+	return more, nil
 }
 
-// sendFilter sends f's stored events page by page. A later page asks for
-// the events at or before the previous page's last created_at and skips
-// the ones already seen at that second (results come newest first, ties by
-// id, so those come first again).
-func (c *conn) sendFilter(ctx context.Context, sub *subscription, f nostr.Filter, authed string) error {
+// sendFilter sends f's stored events page by page, at most f.Limit of
+// them. A later page asks for the events at or before the previous page's
+// last created_at and skips the ones already seen at that second (results
+// come newest first, ties by id, so those come first again). Every query
+// asks for one result more than the limit leaves: when that one comes, the
+// limit cut the results (more), and it is neither sent nor recorded as
+// sent. That row may be one an earlier filter sent, or a gift wrap this
+// client may not read: the hint then errs towards a needless re-query,
+// never a false "finish".
+func (c *conn) sendFilter(ctx context.Context, sub *subscription, f nostr.Filter, authed string) (more bool, err error) {
 	total := f.Limit // results the filter may consume, sent or not
 	consumed := 0
 	for {
@@ -458,9 +473,14 @@ func (c *conn) sendFilter(ctx context.Context, sub *subscription, f nostr.Filter
 		var page []*nostr.Event
 		pageBytes, sameSecond, cut := 0, 0, false
 		var last nostr.Timestamp
+		f.Limit = total - consumed + 1
 		for ev, err := range c.srv.store.Query(ctx, f) {
 			if err != nil {
-				return err
+				return false, err
+			}
+			if consumed >= total {
+				more = true // the one past the limit: a stored match is left
+				break
 			}
 			if pageBytes >= storedPageBytes {
 				cut = true
@@ -488,18 +508,18 @@ func (c *conn) sendFilter(ctx context.Context, sub *subscription, f nostr.Filter
 		for _, ev := range page {
 			m := outMsg{prefix: sub.prefix, body: marshalEvent(ev), suffix: eventSuffix, event: true, id: idKey(ev.ID), at: at}
 			if c.out.pushWait(ctx, m) != nil {
-				return nil // the connection is gone; nothing to report
+				return false, nil // the connection is gone; nothing to report
 			}
 		}
-		if !cut || consumed >= total {
-			return nil
+		if !cut {
+			return more, nil
 		}
-		// The results at the last second come again first; they were
-		// counted once already.
+		// Cut by size, never with the limit reached (that is checked
+		// first). The results at the last second come again first; they
+		// were counted once already.
 		consumed -= sameSecond
 		until := last
 		f.Until = &until
-		f.Limit = total - consumed
 	}
 }
 

@@ -229,6 +229,14 @@ type SlotResult struct {
 	ReleasedSeq int64
 }
 
+// Key is an event's place in NIP-77 set reconciliation: its created_at,
+// then its id (the raw 32 bytes, 40 bytes a key in memory rather than a
+// decoded event).
+type Key struct {
+	CreatedAt int64
+	ID        [32]byte
+}
+
 // Store is the storage contract. Implementations must be safe for concurrent
 // use by many goroutines and by several processes sharing one database (for
 // backends that allow that): every rule below holds under concurrency.
@@ -300,6 +308,14 @@ type Store interface {
 	// Every filter Indexable accepts runs on an index; any other fails
 	// with Indexable's error (ErrNotIndexed) and reads nothing.
 	Query(ctx context.Context, f nostr.Filter) iter.Seq2[*nostr.Event, error]
+
+	// Keys yields the keys (created_at, id) of the events matching f, with
+	// Query's semantics (f.Limit > 0 caps the count, and LimitZero is
+	// ignored: a key read is never "live only"), oldest first with ties by
+	// lowest id: the order NIP-77 set reconciliation sorts by. It reads no
+	// content, streams, and fails as Query does on a filter Indexable
+	// refuses.
+	Keys(ctx context.Context, f nostr.Filter) iter.Seq2[Key, error]
 
 	// Count returns how many events match f, with Query's semantics but
 	// ignoring f.Limit (and failing as Query does on a filter Indexable

@@ -65,6 +65,8 @@ type config struct {
 	// GroupRetention is how long kind 445 events are kept (0: until
 	// deleted otherwise).
 	GroupRetention time.Duration
+	// Negentropy serves NIP-77 set reconciliation (server.Config).
+	Negentropy bool
 	// GroupClaimRate and GroupClaimBurst are the per-group bucket of
 	// commit-slot claims (ordering.Slots.Claims).
 	GroupClaimRate  float64
@@ -102,10 +104,11 @@ command line wins over its variable.
 
 Other commands (each takes --help): relay version (version, commit, store
 schema), relay healthcheck (asks a running relay's /readyz), relay backup
-(copies the embedded store without its KeyPackages), relay selftest,
-relay harness (group simulations against any relay), relay conformance
---relay ws://... (conformance suite against any relay), relay bench (ingest
-benchmark), relay help.`
+(copies the embedded store without its KeyPackages), relay sync --from
+ws://... (pulls over NIP-77 what another relay holds and this store lacks),
+relay selftest, relay harness (group simulations against any relay),
+relay conformance --relay ws://... (conformance suite against any relay),
+relay bench (ingest benchmark), relay help.`
 
 // rawServe holds the flags that are parsed further after flag parsing.
 type rawServe struct{ admins, proxies, kinds, level string }
@@ -158,6 +161,14 @@ func serveFlags(cfg *config, raw *rawServe) *envFlags {
 	f.Float64(&cfg.GroupClaimRate, "group-claim-rate", defaultGroupClaimRate, "sustained commit-slot claims (kind 20445) per second per group (h), from all addresses together; a claim may open a new slot, so any key can make one (in Redis when --redis-url is set)")
 	f.Int(&cfg.GroupClaimBurst, "group-claim-burst", defaultGroupClaimBurst, "commit-slot claims one group (h) may receive at once")
 
+	f.section("History repair (NIP-77 negentropy)")
+	f.Bool(&cfg.Negentropy, "negentropy", true, "serve NIP-77 set reconciliation (NEG-OPEN, NEG-MSG, NEG-CLOSE) and advertise 77 in NIP-11")
+	f.Int(&l.NegMaxIDs, "neg-max-ids", def.NegMaxIDs, "most events one reconciliation may cover (the REQ clamp does not apply); a NEG-OPEN whose filter matches more gets NEG-ERR blocked:")
+	f.Int(&l.NegSessions, "neg-sessions", def.NegSessions, "reconciliations open at once on one connection")
+	f.Int(&l.NegBytes, "neg-bytes", def.NegBytes, "memory the open reconciliations of one connection may hold, bytes (40 per event, plus 64 KiB per reconciliation)")
+	f.Int(&l.NegBytesPerIP, "neg-bytes-per-ip", def.NegBytesPerIP, "memory the open reconciliations of all connections from one address may hold, bytes")
+	f.Duration(&l.NegIdleTimeout, "neg-idle-timeout", def.NegIdleTimeout, "a reconciliation without a NEG-MSG for this long is closed (NEG-ERR closed:)")
+
 	f.section("Limits (see README, \"Limits and abuse\")")
 	f.Int(&l.MaxMessageLength, "max-message-length", def.MaxMessageLength, "largest websocket message, bytes")
 	f.Int(&l.MaxSubscriptions, "max-subscriptions", def.MaxSubscriptions, "open subscriptions per connection")
@@ -199,10 +210,14 @@ func serveFlags(cfg *config, raw *rawServe) *envFlags {
 
 // parseServeConfig reads the serve flags from args and, for flags not given,
 // from their environment twins (lookup is os.LookupEnv outside tests).
-func parseServeConfig(args []string, lookup func(string) (string, bool), stderr io.Writer) (config, error) {
+// extra adds a command's own flags to the serve flags (relay sync).
+func parseServeConfig(args []string, lookup func(string) (string, bool), stderr io.Writer, extra ...func(*envFlags)) (config, error) {
 	var cfg config
 	var raw rawServe
 	f := serveFlags(&cfg, &raw)
+	for _, add := range extra {
+		add(f)
+	}
 	for _, a := range args {
 		if a == "-h" || a == "-help" || a == "--help" {
 			return cfg, errHelp

@@ -64,11 +64,13 @@ func run(ctx context.Context, args []string, lookup func(string) (string, bool),
 		err = healthcheckCommand(ctx, args, lookup, stdout, stderr)
 	case "backup":
 		err = backupCommand(ctx, args, lookup, stdout, stderr)
+	case "sync":
+		err = syncCommand(ctx, args, lookup, stdout, stderr)
 	case "help":
 		printServeUsage(stdout)
 		return 0
 	default:
-		err = usageError{fmt.Errorf("unknown command %q (want serve, version, healthcheck, backup, conformance, bench, selftest, harness or help)", cmd)}
+		err = usageError{fmt.Errorf("unknown command %q (want serve, version, healthcheck, backup, sync, conformance, bench, selftest, harness or help)", cmd)}
 	}
 	switch {
 	case err == nil:

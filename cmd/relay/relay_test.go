@@ -48,7 +48,8 @@ func backends(t *testing.T) []struct {
 
 func testConfig(t *testing.T) config {
 	t.Helper()
-	c, err := parseServeConfig([]string{"--listen", "127.0.0.1:0"}, env(nil), io.Discard)
+	// Its own data directory: the default ./data would be the package's.
+	c, err := parseServeConfig([]string{"--listen", "127.0.0.1:0", "--data-dir", t.TempDir()}, env(nil), io.Discard)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -62,6 +62,7 @@ type runningRelay struct {
 	http        *http.Server
 	private     *http.Server
 	srv         *server.Server
+	store       storage.Store
 	seq         *sequencing
 	// closeStore closes the store and gives back the data directory's lock.
 	closeStore func() error
@@ -69,18 +70,54 @@ type runningRelay struct {
 	log        *slog.Logger
 }
 
-// startRelay opens the store, builds the server and starts serving; it
-// returns once the listener is bound.
+// startRelay opens the store, builds the server (openRelay) and starts
+// serving; it returns once the listener is bound.
 func startRelay(ctx context.Context, cfg config, logger *slog.Logger) (*runningRelay, error) {
+	r, backend, err := openRelay(ctx, cfg, logger)
+	if err != nil {
+		return nil, err
+	}
+	ln, err := net.Listen("tcp", cfg.Listen)
+	if err != nil {
+		r.release(ctx)
+		return nil, fmt.Errorf("listen on %s: %w", cfg.Listen, err)
+	}
+	var mln net.Listener
+	if cfg.MetricsListen != "" {
+		if mln, err = net.Listen("tcp", cfg.MetricsListen); err != nil {
+			ln.Close()
+			r.release(ctx)
+			return nil, fmt.Errorf("listen on %s (--metrics-listen): %w", cfg.MetricsListen, err)
+		}
+	}
+	r.Addr = ln.Addr().String()
+	r.http = newHTTPServer(cfg, r.srv)
+	go func() { r.served <- r.http.Serve(ln) }()
+	if mln != nil {
+		r.MetricsAddr = mln.Addr().String()
+		r.private = newHTTPServer(cfg, r.srv.ManagementHandler())
+		go func() { r.served <- r.private.Serve(mln) }()
+		logger.Info("metrics and management API listening", "addr", "http://"+r.MetricsAddr)
+	}
+	logger.Info("relay listening", "addr", "ws://"+r.Addr, "storage", backend, "kinds", cfg.Kinds.String(), "version", version, "verifier", signatureVerifier)
+	return r, nil
+}
+
+// openRelay opens the store and builds the server exactly as serve runs
+// it (hooks, limiters, sequencing, the Redis bus), without listening:
+// startRelay serves it, relay sync stores through it (server.Ingest).
+// It returns the relay and a description of its store; release (or Close)
+// gives everything back.
+func openRelay(ctx context.Context, cfg config, logger *slog.Logger) (*runningRelay, string, error) {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	onCheckpoint, err := server.CheckpointMetrics(reg)
 	if err != nil {
-		return nil, err
+		return nil, "", err
 	}
 	store, backend, release, err := openStore(ctx, cfg, logger, onCheckpoint)
 	if err != nil {
-		return nil, err
+		return nil, "", err
 	}
 	// The data directory's lock goes once the store is closed.
 	closeStore := func() error {
@@ -91,7 +128,7 @@ func startRelay(ctx context.Context, cfg config, logger *slog.Logger) (*runningR
 	if sb, ok := store.(scrubBacklogger); ok {
 		if err := reg.Register(newScrubCollector(sb)); err != nil {
 			closeStore()
-			return nil, err
+			return nil, "", err
 		}
 	}
 	seq := &sequencing{}
@@ -99,19 +136,19 @@ func startRelay(ctx context.Context, cfg config, logger *slog.Logger) (*runningR
 		useRedisLogger(logger)
 		if seq.client, err = openRedis(ctx, cfg.RedisURL); err != nil {
 			closeStore()
-			return nil, err
+			return nil, "", err
 		}
 		if seq.bus, err = openBus(ctx, cfg, store, seq.client, logger, reg); err != nil {
 			seq.close()
 			closeStore()
-			return nil, err
+			return nil, "", err
 		}
 	}
 	lim, err := limiters(cfg, seq.client, logger)
 	if err != nil {
 		seq.close()
 		closeStore()
-		return nil, err
+		return nil, "", err
 	}
 	kpPolicy := keypackages.Policy{
 		SlotCap:    cfg.KeyPackageSlotCap,
@@ -152,6 +189,7 @@ func startRelay(ctx context.Context, cfg config, logger *slog.Logger) (*runningR
 		PrivateManagement: cfg.MetricsListen != "",
 		MaxConnections:    maxConnections(cfg, logger),
 		SoftDependencies:  soft,
+		Negentropy:        cfg.Negentropy,
 	}, store)
 	if err == nil && fanoutErr != nil {
 		srv.Shutdown(ctx)
@@ -160,44 +198,10 @@ func startRelay(ctx context.Context, cfg config, logger *slog.Logger) (*runningR
 	if err != nil {
 		seq.close()
 		closeStore()
-		return nil, fmt.Errorf("server: %w", err)
+		return nil, "", fmt.Errorf("server: %w", err)
 	}
 	seq.start(srv, logger)
-	ln, err := net.Listen("tcp", cfg.Listen)
-	if err != nil {
-		srv.Shutdown(ctx)
-		seq.close()
-		closeStore()
-		return nil, fmt.Errorf("listen on %s: %w", cfg.Listen, err)
-	}
-	var mln net.Listener
-	if cfg.MetricsListen != "" {
-		if mln, err = net.Listen("tcp", cfg.MetricsListen); err != nil {
-			ln.Close()
-			srv.Shutdown(ctx)
-			seq.close()
-			closeStore()
-			return nil, fmt.Errorf("listen on %s (--metrics-listen): %w", cfg.MetricsListen, err)
-		}
-	}
-	r := &runningRelay{
-		Addr:       ln.Addr().String(),
-		http:       newHTTPServer(cfg, srv),
-		srv:        srv,
-		seq:        seq,
-		closeStore: closeStore,
-		served:     make(chan error, 2),
-		log:        logger,
-	}
-	go func() { r.served <- r.http.Serve(ln) }()
-	if mln != nil {
-		r.MetricsAddr = mln.Addr().String()
-		r.private = newHTTPServer(cfg, srv.ManagementHandler())
-		go func() { r.served <- r.private.Serve(mln) }()
-		logger.Info("metrics and management API listening", "addr", "http://"+r.MetricsAddr)
-	}
-	logger.Info("relay listening", "addr", "ws://"+r.Addr, "storage", backend, "kinds", cfg.Kinds.String(), "version", version)
-	return r, nil
+	return &runningRelay{srv: srv, store: store, seq: seq, closeStore: closeStore, served: make(chan error, 2), log: logger}, backend, nil
 }
 
 // newHTTPServer serves h with the plain HTTP timeouts of the flags.
@@ -229,22 +233,31 @@ func newHandout(cfg config, claims storage.HandoutClaims) *keypackages.Handout {
 func (r *runningRelay) Close(ctx context.Context) error {
 	// Stop the listener first; websocket connections are hijacked, so
 	// http.Server.Shutdown does not wait for them: the engine does.
-	herr := r.http.Shutdown(ctx)
-	servers := 1
-	if r.private != nil {
-		herr = errors.Join(herr, r.private.Shutdown(ctx))
-		servers++
+	var herr error
+	servers := 0
+	for _, h := range []*http.Server{r.http, r.private} {
+		if h != nil {
+			herr = errors.Join(herr, h.Shutdown(ctx))
+			servers++
+		}
 	}
-	serr := r.srv.Shutdown(ctx)
-	qerr := r.seq.close()
-	cerr := r.closeStore()
+	rerr := r.release(ctx)
 	for range servers {
 		if err := <-r.served; err != nil && !errors.Is(err, http.ErrServerClosed) {
 			r.log.Error("http server", "err", err)
 		}
 	}
 	r.log.Info("relay stopped")
-	return errors.Join(herr, serr, qerr, cerr)
+	return errors.Join(herr, rerr)
+}
+
+// release shuts the engine down (bounded by ctx), then stops sequencing
+// and closes the store: all of Close but the listeners.
+func (r *runningRelay) release(ctx context.Context) error {
+	serr := r.srv.Shutdown(ctx)
+	qerr := r.seq.close()
+	cerr := r.closeStore()
+	return errors.Join(serr, qerr, cerr)
 }
 
 // openStore opens PostgreSQL when a database URL is set, else embedded

@@ -56,6 +56,7 @@ func expirationCases() []testCase {
 			}
 			time.Sleep(time.Until(time.Unix(exp, 0)) + 50*time.Millisecond)
 			equalIDs(t, "served after expiry", queryIDs(t, s, nostr.Filter{}), ids(keep))
+			equalIDs(t, "keys after expiry", keyIDs(t, s, nostr.Filter{}), ids(keep))
 			if n := count(t, s, nostr.Filter{IDs: []string{ev.ID}}); n != 0 {
 				t.Fatalf("Count of the expired event = %d, want 0", n)
 			}

@@ -73,6 +73,27 @@ func savingCases() []testCase {
 func filterCases() []testCase {
 	return []testCase{
 		{"queries follow NIP-01 filter semantics", testFilters},
+		{"Keys reads KeyPackages and other events together, oldest first", func(t *testing.T, open Opener) {
+			s := open(t)
+			a := NewAuthor(t)
+			base := past()
+			note := a.Event(t, 1, base+2, nil, "note")
+			kp := a.Event(t, 30443, base+1, nostr.Tags{{"d", "device"}}, "kp")
+			legacy := a.Event(t, 443, base+2, nil, "legacy")
+			mustSave(t, s, note)
+			mustSaveKP(t, s, kp, kpFor(newRef()))
+			mustSaveKP(t, s, legacy, kpFor(newRef()))
+			all := []*nostr.Event{note, kp, legacy}
+			for _, f := range []nostr.Filter{
+				{},
+				{Authors: []string{a.PubKey}},
+				{Kinds: []int{1, 443}},
+				{Kinds: []int{30443}, Tags: nostr.TagMap{"d": {"device"}}},
+				{Limit: 2},
+			} {
+				equalIDs(t, fmt.Sprintf("Keys(%v)", f), keyIDs(t, s, f), keysReference(all, f))
+			}
+		}},
 		{"results come newest first with ties broken by lowest id", func(t *testing.T, open Opener) {
 			s := open(t)
 			a, b := NewAuthor(t), NewAuthor(t)
@@ -171,11 +192,34 @@ func testFilters(t *testing.T, open Opener) {
 			}
 			noLimit := tt.f
 			noLimit.Limit, noLimit.LimitZero = 0, false
+			equalIDs(t, "Keys against the reference", keyIDs(t, s, tt.f), keysReference(all, tt.f))
 			if n, want := count(t, s, tt.f), int64(len(reference(all, noLimit))); n != want {
 				t.Fatalf("Count = %d, want %d (Query's matches without the limit)", n, want)
 			}
 		})
 	}
+}
+
+// keysReference is what Keys yields for f over evs: the matches oldest
+// first, ties by lowest id, the first f.Limit of them (LimitZero ignored).
+func keysReference(evs []*nostr.Event, f nostr.Filter) []string {
+	var m []*nostr.Event
+	for _, ev := range evs {
+		if f.Matches(ev) {
+			m = append(m, ev)
+		}
+	}
+	slices.SortFunc(m, func(a, b *nostr.Event) int {
+		if a.CreatedAt != b.CreatedAt {
+			return int(a.CreatedAt - b.CreatedAt)
+		}
+		return strings.Compare(a.ID, b.ID)
+	})
+	out := ids(m...)
+	if f.Limit > 0 && len(out) > f.Limit {
+		out = out[:f.Limit]
+	}
+	return out
 }
 
 // reference applies f to evs with go-nostr's matcher and the NIP-01 order and

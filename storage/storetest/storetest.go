@@ -12,6 +12,7 @@ package storetest
 import (
 	"cmp"
 	"context"
+	"encoding/hex"
 	"errors"
 	"slices"
 	"testing"
@@ -170,6 +171,25 @@ func query(t *testing.T, s storage.Store, f nostr.Filter) []*nostr.Event {
 func queryIDs(t *testing.T, s storage.Store, f nostr.Filter) []string {
 	t.Helper()
 	return ids(query(t, s, f)...)
+}
+
+// keyIDs reads Keys(f) as hex ids in the order yielded, checking that each
+// key's created_at is the stored event's.
+func keyIDs(t *testing.T, s storage.Store, f nostr.Filter) []string {
+	t.Helper()
+	var out []string
+	for k, err := range s.Keys(testContext(t), f) {
+		if err != nil {
+			t.Fatalf("Keys(%v): %v", f, err)
+		}
+		id := hex.EncodeToString(k.ID[:])
+		evs := query(t, s, nostr.Filter{IDs: []string{id}})
+		if len(evs) != 1 || int64(evs[0].CreatedAt) != k.CreatedAt {
+			t.Fatalf("Keys(%v) yielded %s at %d, which Query does not return at that time", f, id, k.CreatedAt)
+		}
+		out = append(out, id)
+	}
+	return out
 }
 
 func count(t *testing.T, s storage.Store, f nostr.Filter) int64 {
