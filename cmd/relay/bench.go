@@ -19,14 +19,16 @@ import (
 // memory and on PostgreSQL (the baseline module, as a subprocess), one target
 // at a time, printed as one table with ratios against the matching baseline.
 // --sequencing and --slots replace that run with the issue 5 measurements
-// (benchSequencing, benchSlots).
+// (benchSequencing, benchSlots); --separate runs the same targets each as a
+// process of its own and adds the relay's CPU time per event
+// (benchSeparate, benchproc.go).
 func benchCommand(ctx context.Context, args []string, lookup func(string) (string, bool), stdout, stderr io.Writer) error {
 	f := newEnvFlags("relay bench")
 	var (
-		pgAdmin, baselineDir, cpuProfile string
-		events, conns, rounds, repeat    int
-		ceiling                          time.Duration
-		only445, sequencing, slots       bool
+		pgAdmin, baselineDir, cpuProfile, relayBin string
+		events, conns, rounds, repeat              int
+		ceiling                                    time.Duration
+		only445, sequencing, slots, separate       bool
 	)
 	f.String(&pgAdmin, "database-url", "postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable",
 		"PostgreSQL URL allowed to create scratch databases (one per target, dropped after); empty skips the PostgreSQL targets")
@@ -36,6 +38,8 @@ func benchCommand(ctx context.Context, args []string, lookup func(string) (strin
 	f.Duration(&ceiling, "ceiling", 5*time.Second, "how long to measure the verification ceiling (0 skips it)")
 	f.Bool(&only445, "only-445", false, "publish only kind 445 (otherwise kinds 445 and 1 alternate)")
 	f.String(&cpuProfile, "cpuprofile", "", "write a CPU profile of the whole run (client and in-process relay) to this file")
+	f.Bool(&separate, "separate", false, "run each relay as a process of its own (Burrow as \"relay serve\" of --relay-binary, khatru built with this binary's verifier), apart from the publishing client (this process), and add each relay process's CPU time per accepted event (µs, from /proc/<pid>/stat; Linux), and the PostgreSQL server's when it runs on this machine")
+	f.String(&relayBin, "relay-binary", "", "with --separate, the relay binary Burrow's targets run (default: this one, so it verifies as this one does)")
 	f.Bool(&sequencing, "sequencing", false, "instead: kind 445 ingest with sequencing on vs off, 1 and 100 groups, on each store")
 	f.Bool(&slots, "slots", false, "instead: commit-slot claims under contention vs bare kind 445 on an unsequenced store")
 	f.Int(&rounds, "rounds", bench.DefaultSlotRounds, "slots raced for per target (--slots); --conns connections contend for each")
@@ -49,6 +53,9 @@ func benchCommand(ctx context.Context, args []string, lookup func(string) (strin
 	}
 	if err := f.parse(args, lookup); err != nil {
 		return usageError{err}
+	}
+	if separate && (sequencing || slots) {
+		return usageError{errors.New("--separate measures the ingest run; it does not combine with --sequencing or --slots")}
 	}
 
 	if cpuProfile != "" {
@@ -64,6 +71,7 @@ func benchCommand(ctx context.Context, args []string, lookup func(string) (strin
 	}
 	fmt.Fprintf(stdout, "go %s, GOMAXPROCS %d, NumCPU %d, %s/%s\n",
 		runtime.Version(), runtime.GOMAXPROCS(0), runtime.NumCPU(), runtime.GOOS, runtime.GOARCH)
+	fmt.Fprintf(stdout, "verifier: %s\n", signatureVerifier)
 	if sequencing || slots {
 		if repeat < 1 {
 			return usageError{fmt.Errorf("--repeat must be at least 1, got %d", repeat)}
@@ -85,6 +93,17 @@ func benchCommand(ctx context.Context, args []string, lookup func(string) (strin
 		fmt.Fprintf(stdout, "verification ceiling: %.0f signatures/s (go-nostr CheckSignature, %d goroutines, %s)\n",
 			rate, runtime.GOMAXPROCS(0), ceiling)
 	}
+	cfg := bench.Config{Events: events, Conns: conns, OnlyGroupEvents: only445}
+	if separate {
+		if pgAdmin != "" {
+			fsync, syncCommit, err := bench.PostgresDurability(ctx, pgAdmin)
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(stdout, "postgresql: fsync=%s synchronous_commit=%s\n", fsync, syncCommit)
+		}
+		return benchSeparate(ctx, stdout, relayBin, baselineDir, pgAdmin, cfg)
+	}
 
 	var targets []bench.Target
 	if baselineDir != "" {
@@ -105,7 +124,7 @@ func benchCommand(ctx context.Context, args []string, lookup func(string) (strin
 		targets = append(targets, burrowTarget("burrow/postgresql", "khatru/postgresql", pgAdmin, nil))
 	}
 
-	rows, err := bench.Compare(ctx, bench.Config{Events: events, Conns: conns, OnlyGroupEvents: only445}, targets)
+	rows, err := bench.Compare(ctx, cfg, targets)
 	if tableErr := bench.Table(stdout, rows); tableErr != nil {
 		return tableErr
 	}

@@ -1,8 +1,12 @@
 package main
 
 import (
+	"bytes"
 	"context"
+	"os"
+	"strings"
 	"testing"
+	"time"
 
 	"github.com/burrow-relay/burrow/bench"
 )
@@ -37,5 +41,62 @@ func TestBenchSlotsAgainstRelay(t *testing.T) {
 					res.Winners, res.Blocked, res.Violations, res.ViolationSamples, tt.wantWinners, tt.wantBlocked, tt.wantViolations)
 			}
 		})
+	}
+}
+
+// TestBenchSeparateProcesses runs the --separate machinery on a tiny load:
+// Burrow as a child process of the built binary, every event accepted, and
+// the relay's CPU read from its /proc entry (this process's own CPU is
+// not counted: the child's is well above nothing, and the client's cost
+// does not show up in it).
+func TestBenchSeparateProcesses(t *testing.T) {
+	if _, err := readStat(os.Getpid()); err != nil {
+		t.Skipf("no /proc here: %v", err)
+	}
+	bin := buildRelay(t)
+	const events = 300
+	row, err := runProcTarget(context.Background(), bench.Config{Events: events, Conns: 2},
+		burrowProcTarget("burrow/sqlite", "", bin, ""))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if row.res.Accepted != events || row.res.Failures != 0 {
+		t.Fatalf("accepted %d, refused %d (%q); want all %d accepted", row.res.Accepted, row.res.Failures, row.res.FailureSamples, events)
+	}
+	// Verifying a signature alone costs tens of µs: a relay that spent
+	// less than 10 µs an event was not the process measured.
+	if us := row.perEvent(row.relayCPU); us < 10 || us > 1e6 {
+		t.Fatalf("relay CPU %v for %d events (%.0f µs each)", row.relayCPU, events, us)
+	}
+	var out bytes.Buffer
+	if err := procTable(&out, []procRow{row}); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(out.String(), "relay µs/ev") || !strings.Contains(out.String(), "burrow/sqlite") {
+		t.Fatalf("table:\n%s", out.String())
+	}
+}
+
+// TestProcCPUCountsThisProcess checks the /proc/<pid>/stat reading on this
+// process: busy work shows up, in the right unit.
+func TestProcCPUCountsThisProcess(t *testing.T) {
+	before, err := procCPU(os.Getpid(), false)
+	if err != nil {
+		t.Skipf("no /proc here: %v", err)
+	}
+	start := time.Now()
+	x := 0
+	for time.Since(start) < 300*time.Millisecond {
+		x++
+	}
+	after, err := procCPU(os.Getpid(), false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// 300 ms of one busy goroutine on a possibly shared machine: at least
+	// some of it, at most what two cores could give with the test's other
+	// goroutines.
+	if d := after - before; d < 50*time.Millisecond || d > 5*time.Second {
+		t.Fatalf("300 ms of busy work read as %v of CPU (%d loops)", d, x)
 	}
 }
