@@ -4,8 +4,6 @@ import (
 	"context"
 	"fmt"
 	"iter"
-	"strconv"
-	"strings"
 
 	"github.com/nbd-wtf/go-nostr"
 
@@ -13,9 +11,7 @@ import (
 )
 
 // Keys yields the (created_at, id) of the events matching f, oldest first
-// with ties by lowest id; see storage.Store. KeyPackages come from their
-// own table without their content; when f can match both tables one
-// statement reads both, like Query.
+// with ties by lowest id; see storage.Store.
 func (s *Store) Keys(ctx context.Context, f nostr.Filter) iter.Seq2[storage.Key, error] {
 	return func(yield func(storage.Key, error) bool) {
 		if s.isClosed() {
@@ -26,41 +22,10 @@ func (s *Store) Keys(ctx context.Context, f nostr.Filter) iter.Seq2[storage.Key,
 			yield(storage.Key{}, fmt.Errorf("postgres keys: %w", err))
 			return
 		}
-		now := s.now().Unix()
-		inEvents, inKPs := tablesFor(f)
-		var (
-			branches []string
-			args     []any
-		)
-		for i, table := range []string{"events", "keypackages"} {
-			kp := i == 1
-			if kp && !inKPs || !kp && !inEvents {
-				continue
-			}
-			q := translate(f, now, kp, args)
-			if q.none {
-				continue
-			}
-			b := "SELECT created_at, id FROM " + table + " WHERE " + strings.Join(q.where, " AND ") +
-				" ORDER BY created_at, id"
-			if f.Limit > 0 {
-				b += " LIMIT " + q.arg(int64(f.Limit))
-			}
-			args = q.args
-			branches = append(branches, b)
-		}
-		var sql string
-		switch len(branches) {
-		case 0:
+		// KeyPackages from their own table: no content is read.
+		sql, args := selectBoth(f, s.now().Unix(), "created_at, id", "keypackages", "created_at, id")
+		if sql == "" {
 			return
-		case 1:
-			sql = branches[0]
-		default:
-			sql = "(" + strings.Join(branches, ") UNION ALL (") + ") ORDER BY created_at, id"
-			if f.Limit > 0 {
-				args = append(args, int64(f.Limit))
-				sql += " LIMIT $" + strconv.Itoa(len(args))
-			}
 		}
 		rows, err := s.pool.Query(ctx, sql, args...)
 		if err != nil {

@@ -120,9 +120,6 @@ func tablesFor(f nostr.Filter) (events, keyPackages bool) {
 }
 
 // Query yields the events matching f, newest first; see storage.Store.
-// When f can match both tables, one statement reads both (UNION ALL, each
-// branch ordered and limited), so a query holds one connection and
-// streams.
 func (s *Store) Query(ctx context.Context, f nostr.Filter) iter.Seq2[*nostr.Event, error] {
 	return func(yield func(*nostr.Event, error) bool) {
 		if s.isClosed() {
@@ -136,43 +133,11 @@ func (s *Store) Query(ctx context.Context, f nostr.Filter) iter.Seq2[*nostr.Even
 			yield(nil, fmt.Errorf("postgres query: %w", err))
 			return
 		}
-		now := s.now().Unix()
-		inEvents, inKPs := tablesFor(f)
-		var (
-			branches []string
-			args     []any
-		)
 		// KeyPackages are read through keypackage_events, which fetches
 		// the content of the rows returned (migration 6).
-		for i, table := range []string{"events", "keypackage_events"} {
-			kp := i == 1
-			if kp && !inKPs || !kp && !inEvents {
-				continue
-			}
-			q := translate(f, now, kp, args)
-			if q.none {
-				continue
-			}
-			b := "SELECT " + eventColumns + " FROM " + table +
-				" WHERE " + strings.Join(q.where, " AND ") + " ORDER BY created_at DESC, id"
-			if f.Limit > 0 {
-				b += " LIMIT " + q.arg(int64(f.Limit))
-			}
-			args = q.args
-			branches = append(branches, b)
-		}
-		var sql string
-		switch len(branches) {
-		case 0:
+		sql, args := selectBoth(f, s.now().Unix(), eventColumns, "keypackage_events", "created_at DESC, id")
+		if sql == "" {
 			return
-		case 1:
-			sql = branches[0]
-		default:
-			sql = "(" + strings.Join(branches, ") UNION ALL (") + ") ORDER BY created_at DESC, id"
-			if f.Limit > 0 {
-				args = append(args, int64(f.Limit))
-				sql += " LIMIT $" + strconv.Itoa(len(args))
-			}
 		}
 		rows, err := s.pool.Query(ctx, sql, args...)
 		if err != nil {
@@ -194,6 +159,44 @@ func (s *Store) Query(ctx context.Context, f nostr.Filter) iter.Seq2[*nostr.Even
 			yield(nil, fmt.Errorf("postgres query: %w", err))
 		}
 	}
+}
+
+// selectBoth is the statement reading columns of f's events at now, in
+// order, f.Limit capping the count: from the events table and, through
+// kpTable, the KeyPackage table, in one statement (UNION ALL, each branch
+// ordered and limited) when f can match both, so a read holds one
+// connection and streams. It is "" when f can match nothing.
+func selectBoth(f nostr.Filter, now int64, columns, kpTable, order string) (sql string, args []any) {
+	inEvents, inKPs := tablesFor(f)
+	var branches []string
+	for i, table := range []string{"events", kpTable} {
+		kp := i == 1
+		if kp && !inKPs || !kp && !inEvents {
+			continue
+		}
+		q := translate(f, now, kp, args)
+		if q.none {
+			continue
+		}
+		b := "SELECT " + columns + " FROM " + table + " WHERE " + strings.Join(q.where, " AND ") + " ORDER BY " + order
+		if f.Limit > 0 {
+			b += " LIMIT " + q.arg(int64(f.Limit))
+		}
+		args = q.args
+		branches = append(branches, b)
+	}
+	switch len(branches) {
+	case 0:
+		return "", nil
+	case 1:
+		return branches[0], args
+	}
+	sql = "(" + strings.Join(branches, ") UNION ALL (") + ") ORDER BY " + order
+	if f.Limit > 0 {
+		args = append(args, int64(f.Limit))
+		sql += " LIMIT $" + strconv.Itoa(len(args))
+	}
+	return sql, args
 }
 
 func scanEvent(rows pgx.Rows) (*nostr.Event, error) { return scanEventWith(rows) }
