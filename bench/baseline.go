@@ -121,14 +121,16 @@ func StartBaseline(ctx context.Context, dir, databaseURL string) (url string, st
 	case <-startCtx.Done():
 		return fail(fmt.Errorf("no listening line: %w", startCtx.Err()))
 	}
-	if err := waitNIP11(startCtx, url, exited); err != nil {
+	if err := WaitNIP11(startCtx, url, exited); err != nil {
 		return fail(err)
 	}
 	return url, stop, nil
 }
 
-// waitNIP11 polls the relay's NIP-11 document until it is served.
-func waitNIP11(ctx context.Context, wsURL string, exited <-chan struct{}) error {
+// WaitNIP11 polls the relay's NIP-11 document at wsURL (its http twin)
+// until it is served, the process behind it exits (exited closes) or ctx
+// ends.
+func WaitNIP11(ctx context.Context, wsURL string, exited <-chan struct{}) error {
 	httpURL := "http" + strings.TrimPrefix(wsURL, "ws")
 	client := &http.Client{Timeout: time.Second}
 	tick := time.NewTicker(50 * time.Millisecond)

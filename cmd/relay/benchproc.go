@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -222,7 +221,7 @@ func startRelayProcess(ctx context.Context, bin string, args, env []string, urlF
 	case <-startCtx.Done():
 		return fail(fmt.Errorf("no listening line: %w", startCtx.Err()))
 	}
-	if err := waitServing(startCtx, p.url, p.exited); err != nil {
+	if err := bench.WaitNIP11(startCtx, p.url, p.exited); err != nil {
 		return fail(err)
 	}
 	return p, nil
@@ -236,33 +235,6 @@ func (p *relayProcess) stop() {
 	case <-time.After(30 * time.Second):
 		_ = p.cmd.Process.Kill()
 		<-p.exited
-	}
-}
-
-// waitServing polls the relay's NIP-11 document until it is served.
-func waitServing(ctx context.Context, wsURL string, exited <-chan struct{}) error {
-	httpURL := "http" + strings.TrimPrefix(wsURL, "ws")
-	client := &http.Client{Timeout: time.Second}
-	for {
-		req, err := http.NewRequestWithContext(ctx, http.MethodGet, httpURL, nil)
-		if err != nil {
-			return err
-		}
-		req.Header.Set("Accept", "application/nostr+json")
-		if resp, err := client.Do(req); err == nil {
-			_, _ = io.Copy(io.Discard, resp.Body)
-			_ = resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				return nil
-			}
-		}
-		select {
-		case <-time.After(50 * time.Millisecond):
-		case <-exited:
-			return errors.New("exited before answering")
-		case <-ctx.Done():
-			return fmt.Errorf("not answering at %s: %w", httpURL, ctx.Err())
-		}
 	}
 }
 
