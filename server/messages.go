@@ -32,10 +32,16 @@ func encodeNotice(msg string) []byte {
 	return append(b, ']')
 }
 
-func encodeClosed(subID, msg string) []byte {
-	b := append([]byte(`["CLOSED",`), appendJSONString(nil, subID)...)
+func encodeClosed(subID, msg string) []byte { return encodeSubString("CLOSED", subID, msg) }
+
+// encodeSubString is [<label>,<subID>,<s>]: CLOSED, and NIP-77's NEG-MSG
+// and NEG-ERR.
+func encodeSubString(label, subID, s string) []byte {
+	b := append([]byte(`["`), label...)
+	b = append(b, `",`...)
+	b = appendJSONString(b, subID)
 	b = append(b, ',')
-	b = appendJSONString(b, msg)
+	b = appendJSONString(b, s)
 	return append(b, ']')
 }
 

@@ -61,19 +61,9 @@ type negSessions struct {
 	bytes int
 }
 
-func encodeNegMsg(subID, msg string) []byte {
-	b := append([]byte(`["NEG-MSG",`), appendJSONString(nil, subID)...)
-	b = append(b, ',')
-	b = appendJSONString(b, msg)
-	return append(b, ']')
-}
+func encodeNegMsg(subID, msg string) []byte { return encodeSubString("NEG-MSG", subID, msg) }
 
-func encodeNegErr(subID, reason string) []byte {
-	b := append([]byte(`["NEG-ERR",`), appendJSONString(nil, subID)...)
-	b = append(b, ',')
-	b = appendJSONString(b, reason)
-	return append(b, ']')
-}
+func encodeNegErr(subID, reason string) []byte { return encodeSubString("NEG-ERR", subID, reason) }
 
 // negSubID reads the subscription id of a NEG-* message of n elements
 // after its label; on failure it answers (NEG-ERR when the id is usable, NOTICE
