@@ -8,7 +8,9 @@ import (
 	"io"
 	"net/http"
 	"net/netip"
+	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/burrow-relay/burrow/policy"
@@ -43,7 +45,10 @@ type conn struct {
 
 	// pending is the FIFO of EVENTs read but not yet answered; the reader
 	// sends, the committer receives in order.
-	pending       chan *pendingEvent
+	pending chan *pendingEvent
+	// committerIdle is set while the committer waits for the next EVENT;
+	// the reader then hands it the verification (enqueueEvent).
+	committerIdle atomic.Bool
 	readAhead     readAhead
 	committerDone chan struct{}
 	writerDone    chan struct{}
@@ -224,23 +229,36 @@ func (c *conn) readLoop() {
 }
 
 // readCapped reads a message into buf keeping at most limit+1 bytes and
-// discarding the rest, so an oversize message costs no memory.
+// discarding the rest. It reads straight into buf's spare capacity (growing
+// it up to limit+1) rather than through io.Copy, which would allocate and
+// zero a 32 KiB transfer buffer for every message.
 func readCapped(rd io.Reader, buf []byte, limit int) ([]byte, error) {
-	w := &cappedBuffer{b: buf, max: limit + 1}
-	_, err := io.Copy(w, rd)
-	return w.b, err
-}
-
-type cappedBuffer struct {
-	b   []byte
-	max int
-}
-
-func (w *cappedBuffer) Write(p []byte) (int, error) {
-	if room := w.max - len(w.b); room > 0 {
-		w.b = append(w.b, p[:min(room, len(p))]...)
+	keep := limit + 1
+	var discard []byte // allocated only for a message beyond keep
+	for {
+		var dst []byte
+		if len(buf) < keep {
+			if len(buf) == cap(buf) {
+				buf = slices.Grow(buf, min(max(cap(buf), 512), keep-len(buf)))
+			}
+			dst = buf[len(buf):min(cap(buf), keep)]
+		} else {
+			if discard == nil {
+				discard = make([]byte, 4096)
+			}
+			dst = discard
+		}
+		n, err := rd.Read(dst)
+		if len(buf) < keep {
+			buf = buf[:len(buf)+n]
+		}
+		if err == io.EOF {
+			return buf, nil
+		}
+		if err != nil {
+			return buf, err
+		}
 	}
-	return len(p), nil
 }
 
 func (c *conn) extendReadDeadline() {

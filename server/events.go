@@ -25,13 +25,20 @@ type pendingEvent struct {
 	size     int           // bytes counted against the connection's read-ahead
 	verified chan struct{} // closed when reason is set
 	reason   string        // "" when the id and signature are good
+	// inline: the committer verifies the event itself (it was idle with
+	// nothing queued); verified is nil then.
+	inline bool
 }
 
-// enqueueEvent starts verification on the shared pool and queues the event
-// for in-order commit. It blocks when the pool, the FIFO or the read-ahead
-// bytes are full, which only slows this connection's reading.
+// enqueueEvent starts verification and queues the event for in-order
+// commit. Verification holds a slot of the shared pool (verifySem) and runs
+// on a goroutine of its own, or, when the committer is idle with nothing
+// queued, on the committer, which would otherwise only wait for it: the
+// reader goes on reading either way, and the goroutine start and a wake-up
+// are saved. It blocks when the pool, the FIFO or the read-ahead bytes are
+// full, which only slows this connection's reading.
 func (c *conn) enqueueEvent(ev *nostr.Event, size int) {
-	p := &pendingEvent{ev: ev, size: size, verified: make(chan struct{})}
+	p := &pendingEvent{ev: ev, size: size}
 	if !c.readAhead.take(size) {
 		return
 	}
@@ -41,15 +48,26 @@ func (c *conn) enqueueEvent(ev *nostr.Event, size int) {
 		c.readAhead.give(size)
 		return
 	}
-	go func() {
-		defer func() { <-c.srv.verifySem }()
-		p.reason = verifyEvent(ev)
-		close(p.verified)
-	}()
+	// Only this goroutine sends on c.pending, so an idle committer with an
+	// empty FIFO takes p next.
+	if c.committerIdle.Load() && len(c.pending) == 0 {
+		p.inline = true
+	} else {
+		p.verified = make(chan struct{})
+		go func() {
+			defer func() { <-c.srv.verifySem }()
+			p.reason = verifyEvent(ev)
+			close(p.verified)
+		}()
+	}
 	select {
 	case c.pending <- p:
 	case <-c.dead:
-		<-p.verified
+		if p.inline {
+			<-c.srv.verifySem
+		} else {
+			<-p.verified
+		}
 		c.readAhead.give(size)
 	}
 }
@@ -58,8 +76,19 @@ func (c *conn) enqueueEvent(ev *nostr.Event, size int) {
 // pipeline for each.
 func (c *conn) commitLoop() {
 	defer close(c.committerDone)
-	for p := range c.pending {
-		<-p.verified
+	for {
+		c.committerIdle.Store(true)
+		p, ok := <-c.pending
+		c.committerIdle.Store(false)
+		if !ok {
+			return
+		}
+		if p.inline {
+			p.reason = verifyEvent(p.ev)
+			<-c.srv.verifySem
+		} else {
+			<-p.verified
+		}
 		c.srv.processEvent(c, p)
 		c.readAhead.give(p.size)
 	}

@@ -1,6 +1,7 @@
 package server
 
 import (
+	"bytes"
 	"encoding/json"
 	"strconv"
 
@@ -11,9 +12,20 @@ import (
 // Encoders for relay-to-client messages. Events are marshalled once per
 // broadcast and the bytes shared by every subscriber (see outMsg).
 
+// appendJSONString appends s as json.Marshal encodes it. Strings of
+// printable ASCII with nothing to escape (ids, most OK messages) are copied
+// between quotes without a call to json.Marshal; anything else goes
+// through it, so the bytes are json.Marshal's in every case.
 func appendJSONString(b []byte, s string) []byte {
-	q, _ := json.Marshal(s) // a string always marshals
-	return append(b, q...)
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c < 0x20 || c > 0x7e || c == '"' || c == '\\' || c == '<' || c == '>' || c == '&' {
+			q, _ := json.Marshal(s) // a string always marshals
+			return append(b, q...)
+		}
+	}
+	b = append(b, '"')
+	b = append(b, s...)
+	return append(b, '"')
 }
 
 func encodeOK(id string, ok bool, msg string) []byte {
@@ -100,10 +112,17 @@ type clientMessage struct {
 }
 
 // parseClientMessage splits a client message. It fails on anything that is
-// not a JSON array starting with a string.
+// not a JSON array starting with a string. The message is validated once
+// (json.Valid) and split by splitArray rather than decoded into
+// []json.RawMessage, which scanned it a second time and copied every
+// element; the elements share one copy of msg (the reader reuses msg's
+// buffer).
 func parseClientMessage(msg []byte) (clientMessage, bool) {
-	var arr []json.RawMessage
-	if err := json.Unmarshal(msg, &arr); err != nil || len(arr) == 0 {
+	if !json.Valid(msg) {
+		return clientMessage{}, false
+	}
+	arr, ok := splitArray(bytes.Clone(msg))
+	if !ok || len(arr) == 0 {
 		return clientMessage{}, false
 	}
 	var label string
@@ -111,6 +130,71 @@ func parseClientMessage(msg []byte) (clientMessage, bool) {
 		return clientMessage{}, false
 	}
 	return clientMessage{label: label, args: arr[1:]}, true
+}
+
+// splitArray returns the elements of the JSON array msg, without the
+// whitespace around them, as json.Unmarshal into []json.RawMessage would;
+// false when msg is not an array. msg must be valid JSON (json.Valid).
+func splitArray(msg []byte) ([]json.RawMessage, bool) {
+	i := skipSpace(msg, 0)
+	if i == len(msg) || msg[i] != '[' {
+		return nil, false
+	}
+	i = skipSpace(msg, i+1)
+	var arr []json.RawMessage
+	if msg[i] == ']' {
+		return arr, true
+	}
+	for {
+		end := valueEnd(msg, i)
+		arr = append(arr, json.RawMessage(msg[i:end:end]))
+		i = skipSpace(msg, end)
+		if msg[i] == ']' {
+			return arr, true
+		}
+		i = skipSpace(msg, i+1) // past the comma
+	}
+}
+
+func skipSpace(b []byte, i int) int {
+	for i < len(b) && (b[i] == ' ' || b[i] == '\t' || b[i] == '\n' || b[i] == '\r') {
+		i++
+	}
+	return i
+}
+
+// valueEnd returns the index just past the JSON value starting at b[i]; b
+// is valid JSON.
+func valueEnd(b []byte, i int) int {
+	depth := 0
+	for ; i < len(b); i++ {
+		switch b[i] {
+		case '"':
+			for i++; b[i] != '"'; i++ {
+				if b[i] == '\\' {
+					i++
+				}
+			}
+			if depth == 0 {
+				return i + 1
+			}
+		case '[', '{':
+			depth++
+		case ']', '}':
+			if depth == 0 {
+				return i // the end of the enclosing array
+			}
+			depth--
+			if depth == 0 {
+				return i + 1
+			}
+		case ',', ' ', '\t', '\n', '\r':
+			if depth == 0 {
+				return i
+			}
+		}
+	}
+	return i
 }
 
 // peekMessage extracts, without parsing the whole message (which may be
