@@ -155,7 +155,7 @@ func (c *conn) handleNegOpen(args []json.RawMessage) {
 		c.negErr(subID, fmt.Sprintf("blocked: the filter matches more than %d events; narrow it (since/until)", s.limits.NegMaxIDs))
 		return
 	case errors.Is(err, errNegTooBig):
-		c.negErr(subID, fmt.Sprintf("rate-limited: the filter matches more events than the memory left to this connection's and your address's reconciliations holds (%d); NEG-CLOSE some or narrow the filter", room))
+		c.negErr(subID, fmt.Sprintf("rate-limited: the filter matches more events than the memory left to reconciliations on this connection and from your address can hold (%d events); NEG-CLOSE some or narrow the filter", room))
 		return
 	case err != nil:
 		if msg := reqRefusal(err); msg != "" {

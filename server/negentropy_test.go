@@ -538,3 +538,41 @@ func FuzzNegentropyRound(f *testing.F) {
 		}
 	})
 }
+
+// The per-address budget holds across connections: what one connection's
+// session holds is not available to another connection of the address.
+func TestNegentropyMemoryPerAddress(t *testing.T) {
+	store := newTestStore(t)
+	s := newSigner(t)
+	for i := range 12 {
+		if _, err := store.Save(context.Background(), s.event(t, 1, fmt.Sprint(i), nil, nostr.Timestamp(1_700_000_000+i))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	cfg := negConfig()
+	cfg.Limits = testLimits()
+	cfg.Limits.NegBytes = negSessionBytes + 20*negKeyBytes
+	cfg.Limits.NegBytesPerIP = 2*negSessionBytes + 20*negKeyBytes // 12 keys on one connection leave 8
+	r := startRelay(t, cfg, store)
+	start := negentropy.New(vector.New(), 0).Start()
+	c1, c2 := dial(t, r.url, nil), dial(t, r.url, nil)
+	c1.send([]any{"NEG-OPEN", "a", nostr.Filter{}, start}) // 12 keys
+	if msg := c1.read(); label(msg) != "NEG-MSG" {
+		t.Fatalf("first connection: got %s", joinRaw(msg))
+	}
+	// The address has room for one more session of 8 keys at most.
+	c2.send([]any{"NEG-OPEN", "b", nostr.Filter{}, start})
+	c2.readNegErr("b", "rate-limited:")
+	until := nostr.Timestamp(1_700_000_007) // 8 keys
+	c2.send([]any{"NEG-OPEN", "b", nostr.Filter{Until: &until}, start})
+	if msg := c2.read(); label(msg) != "NEG-MSG" {
+		t.Fatalf("a session that fits: got %s", joinRaw(msg))
+	}
+	c2.send([]any{"NEG-CLOSE", "b"})
+	c1.send([]any{"NEG-CLOSE", "a"})
+	c2.stillServes()
+	c2.send([]any{"NEG-OPEN", "b", nostr.Filter{}, start})
+	if msg := c2.read(); label(msg) != "NEG-MSG" {
+		t.Fatalf("after the first connection closed its session: got %s", joinRaw(msg))
+	}
+}
