@@ -2,9 +2,12 @@ package mlsverify
 
 import (
 	"bytes"
+	"encoding/hex"
 	"fmt"
 	"slices"
 	"time"
+
+	"github.com/nbd-wtf/go-nostr"
 
 	"github.com/burrow-relay/burrow/marmot"
 )
@@ -27,7 +30,8 @@ func historyRepair(s *sim) error {
 	// What was published before the member went away: reading any of it
 	// again is a re-read the relay's answer made necessary.
 	before := map[string]bool{}
-	for _, ev := range s.publishedSince(0) {
+	held := s.publishedSince(0)
+	for _, ev := range held {
 		before[ev.ID] = true
 	}
 	const rounds = 3
@@ -46,10 +50,9 @@ func historyRepair(s *sim) error {
 	r.metric("offline_commits", rounds)
 	r.metric("offline_messages", float64(len(ids)))
 
-	switch {
-	case slices.Contains(s.info.SupportedNIPs, 77):
-		r.check("NIP-77 reconciliation", StatusWarn, "advertised, but this harness does not run NIP-77 yet: the catch-up below uses %s", s.readMode())
-	default:
+	if slices.Contains(s.info.SupportedNIPs, 77) {
+		s.checkNIP77(off, held, s.publishedSince(len(held)))
+	} else {
 		r.check("NIP-77 reconciliation", StatusSkip, "not advertised (NIP-11 supported_nips has no 77)")
 	}
 
@@ -125,6 +128,38 @@ func historyRepair(s *sim) error {
 		return err
 	}
 	return s.commit(off, (*marmot.Group).SelfUpdate)
+}
+
+// checkNIP77 reconciles, as a Marmot client repairing history does (MDK:
+// per relay, per h), the group's kind 445 events the offline member held
+// with the relay's: the relay must list exactly what was published while
+// the member was away as missing, and nothing the member holds as unknown.
+func (s *sim) checkNIP77(off *member, held, missed []*nostr.Event) {
+	r := s.res
+	group := hex.EncodeToString(s.h[:])
+	ofGroup := func(evs []*nostr.Event) []*nostr.Event {
+		return slices.DeleteFunc(slices.Clone(evs), func(ev *nostr.Event) bool {
+			return ev.Kind != marmot.KindGroupEvent || ev.Tags.GetFirst([]string{"h", group}) == nil
+		})
+	}
+	held, missed = ofGroup(held), ofGroup(missed)
+	f := nostr.Filter{Kinds: []int{marmot.KindGroupEvent}, Tags: nostr.TagMap{"h": {group}}}
+	t0 := time.Now()
+	got, err := reconcileNIP77(s.ctx, off.conn.url, f, held, s.cfg.Timeout)
+	if err != nil {
+		r.check("NIP-77 reconciliation", StatusFail, "advertised, but reconciling the group's kind 445 events failed: %v", err)
+		return
+	}
+	want := make([]string, 0, len(missed))
+	for _, ev := range missed {
+		want = append(want, ev.ID)
+	}
+	slices.Sort(want)
+	r.expect("NIP-77 reconciliation", len(got.have) == 0 && slices.Equal(got.need, want), StatusFail,
+		"%s held %d of the group's events from before; the relay listed %d it lacks (%d were published while it was away) and %d it did not know (want 0); NEG-MSG rounds: %d",
+		off.name, len(held), len(got.need), len(want), len(got.have), got.rounds)
+	r.metric("nip77_rounds", float64(got.rounds))
+	r.metric("nip77_ms", millis(time.Since(t0)))
 }
 
 func (s *sim) readMode() string {
