@@ -25,14 +25,9 @@ func (s *Store) Keys(ctx context.Context, f nostr.Filter) iter.Seq2[storage.Key,
 			yield(storage.Key{}, fmt.Errorf("sqlite: keys: %w", err))
 			return
 		}
-		cond, args, ok := where(f, time.Now())
+		q, args, ok := selectSQL(f, time.Now(), readKeys)
 		if !ok {
 			return
-		}
-		q := `SELECT e.created_at, e.id FROM events e WHERE ` + cond + ` ORDER BY e.created_at, e.id`
-		if f.Limit > 0 {
-			q += ` LIMIT ?`
-			args = append(args, f.Limit)
 		}
 		rows, err := s.readDB.QueryContext(ctx, q, args...)
 		if err != nil {

@@ -60,12 +60,12 @@ func TestEveryFilterRunsOnAnIndex(t *testing.T) {
 	now := time.Now()
 	for name, f := range storetest.FilterShapes() {
 		t.Run(name, func(t *testing.T) {
-			for _, count := range []bool{false, true} {
+			for _, mode := range []readMode{readEvents, readCount, readKeys} {
 				g := f
-				if !count {
+				if mode != readCount {
 					g = storetest.Clamped(f)
 				}
-				q, args, ok := selectSQL(g, now, count)
+				q, args, ok := selectSQL(g, now, mode)
 				if !ok {
 					t.Fatalf("selectSQL(%v) matches nothing", f)
 				}
@@ -73,17 +73,18 @@ func TestEveryFilterRunsOnAnIndex(t *testing.T) {
 				scans := fullScans(plan)
 				unconditioned := storetest.Unconditioned(f)
 				switch {
-				case unconditioned && !count:
-					// Newest first along the created_at index, up to the limit.
+				case unconditioned && mode != readCount:
+					// Along the created_at index (newest or oldest first), up
+					// to the limit.
 					if !slices.Equal(scans, []string{"SCAN e USING INDEX events_created_at"}) {
-						t.Errorf("query %v: plan %q, want the created_at index walked in order", f, plan)
+						t.Errorf("mode %d %v: plan %q, want the created_at index walked in order", mode, f, plan)
 					}
-				case unconditioned && count:
+				case unconditioned:
 					if !slices.Equal(scans, []string{"SCAN e"}) {
 						t.Errorf("count %v: plan %q", f, plan)
 					}
 				case len(scans) > 0:
-					t.Errorf("count=%v %v: plan %q scans %q", count, f, plan, scans)
+					t.Errorf("mode %d %v: plan %q scans %q", mode, f, plan, scans)
 				}
 			}
 		})
@@ -119,6 +120,7 @@ func params(q string) int {
 var fragments = []string{
 	"SELECT COUNT(*) FROM events e WHERE ",
 	"SELECT e.id, e.pubkey, e.created_at, e.kind, e.tags, e.content, e.sig FROM events e WHERE ",
+	"SELECT e.created_at, e.id FROM events e WHERE ",
 	"INSERT OR IGNORE INTO tags (name, value, event) VALUES ",
 }
 

@@ -109,18 +109,31 @@ func where(f nostr.Filter, now time.Time) (clause string, args []any, ok bool) {
 	return strings.Join(conds, " AND "), args, true
 }
 
-// selectSQL is the statement Query (or, with count, Count) runs for f; ok
-// is false when f can match nothing.
-func selectSQL(f nostr.Filter, now time.Time, count bool) (q string, args []any, ok bool) {
+// readMode is what a statement built by selectSQL reads.
+type readMode int
+
+const (
+	readEvents readMode = iota // Query: whole events, newest first
+	readCount                  // Count: how many
+	readKeys                   // Keys: (created_at, id), oldest first
+)
+
+// selectSQL is the statement Query, Count or Keys (mode) runs for f; ok is
+// false when f can match nothing.
+func selectSQL(f nostr.Filter, now time.Time, mode readMode) (q string, args []any, ok bool) {
 	cond, args, ok := where(f, now)
 	if !ok {
 		return "", nil, false
 	}
-	if count {
+	switch mode {
+	case readCount:
 		return `SELECT COUNT(*) FROM events e WHERE ` + cond, args, true
+	case readKeys:
+		q = `SELECT e.created_at, e.id FROM events e WHERE ` + cond + ` ORDER BY e.created_at, e.id`
+	default:
+		q = `SELECT e.id, e.pubkey, e.created_at, e.kind, e.tags, e.content, e.sig FROM events e WHERE ` +
+			cond + ` ORDER BY e.created_at DESC, e.id ASC`
 	}
-	q = `SELECT e.id, e.pubkey, e.created_at, e.kind, e.tags, e.content, e.sig FROM events e WHERE ` +
-		cond + ` ORDER BY e.created_at DESC, e.id ASC`
 	if f.Limit > 0 {
 		q += ` LIMIT ?`
 		args = append(args, f.Limit)
@@ -143,7 +156,7 @@ func (s *Store) Query(ctx context.Context, f nostr.Filter) iter.Seq2[*nostr.Even
 			yield(nil, fmt.Errorf("sqlite: query: %w", err))
 			return
 		}
-		q, args, ok := selectSQL(f, time.Now(), false)
+		q, args, ok := selectSQL(f, time.Now(), readEvents)
 		if !ok {
 			return
 		}
@@ -184,7 +197,7 @@ func (s *Store) Count(ctx context.Context, f nostr.Filter) (int64, error) {
 	if err := storage.Indexable(f); err != nil {
 		return 0, fmt.Errorf("sqlite: count: %w", err)
 	}
-	q, args, ok := selectSQL(f, time.Now(), true)
+	q, args, ok := selectSQL(f, time.Now(), readCount)
 	if !ok {
 		return 0, nil
 	}
