@@ -20,7 +20,7 @@ import (
 // 100,000 events one by one would take most of a minute), plus 20
 // KeyPackages of a with a twin each, saved with their rules; it returns
 // the KeyPackages' count.
-func fillBigAuthor(t *testing.T, s *Store, a storetest.Author, n, wraps int, at nostr.Timestamp) int {
+func fillBigAuthor(t testing.TB, s *Store, a storetest.Author, n, wraps int, at nostr.Timestamp) int {
 	t.Helper()
 	ctx := context.Background()
 	pk, _ := decodeHex32(a.PubKey)
@@ -193,4 +193,55 @@ func TestOneEventChunks(t *testing.T) {
 		t.Cleanup(func() { _ = s.Close() })
 		return s
 	})
+}
+
+// TestChunkedRemovalsEndDurable: the chunks of a ban and of a request to
+// vanish commit without waiting for the WAL flush (chunkTx), and the
+// removal returns only after a commit that waits for it, past every
+// chunk's commit record. After each chunk the test reads the WAL insert
+// position (beyond that chunk's commit record); once the removal has
+// returned, the WAL must be flushed at least that far. (The server's own
+// WAL writer may flush sooner; it cannot make this test fail.)
+func TestChunkedRemovalsEndDurable(t *testing.T) {
+	for _, what := range []string{"ban", "vanish"} {
+		t.Run(what, func(t *testing.T) {
+			ctx := context.Background()
+			var (
+				s        *Store
+				last     string
+				hookErrs []error
+			)
+			hook := func(time.Duration) {
+				if err := s.pool.QueryRow(ctx, `SELECT pg_current_wal_insert_lsn()::text`).Scan(&last); err != nil {
+					hookErrs = append(hookErrs, err)
+				}
+			}
+			s, err := Open(ctx, Config{URL: testsvc.Postgres(t).URL, chunkHook: hook, chunkCap: 50})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer s.Close()
+			a := storetest.NewAuthor(t)
+			fillBigAuthor(t, s, a, 500, 100, nostr.Now()-10)
+			last = ""
+			if what == "ban" {
+				_, err = s.Ban(ctx, a.PubKey)
+			} else {
+				_, err = s.Save(ctx, a.Event(t, 62, nostr.Now(), nostr.Tags{{"relay", "ALL_RELAYS"}}, ""))
+			}
+			if err != nil {
+				t.Fatalf("%s: %v", what, err)
+			}
+			if len(hookErrs) > 0 || last == "" {
+				t.Fatalf("reading the WAL position after the chunks: %v (last %q)", hookErrs, last)
+			}
+			var flushed bool
+			if err := s.pool.QueryRow(ctx, `SELECT pg_current_wal_flush_lsn() >= $1::pg_lsn`, last).Scan(&flushed); err != nil {
+				t.Fatal(err)
+			}
+			if !flushed {
+				t.Errorf("the %s returned before the WAL was flushed past its last chunk (%s)", what, last)
+			}
+		})
+	}
 }

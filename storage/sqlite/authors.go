@@ -101,6 +101,7 @@ func (tx *txn) removeChunk(stmt *sql.Stmt, args []any, reason storage.Reason, si
 // done.
 func (s *Store) inChunks(ctx context.Context, own func(stored) storage.Reason, op func(tx *txn, size int, deleted *[]storage.Deletion) (more bool, err error)) ([]storage.Deletion, error) {
 	var all []storage.Deletion
+	walMark := s.walWritten.Load()
 	for size := firstChunk; ; {
 		var (
 			chunk []storage.Deletion
@@ -127,6 +128,7 @@ func (s *Store) inChunks(ctx context.Context, own func(stored) storage.Reason, o
 		}
 		size = nextChunk(size, time.Since(start))
 		ctx = context.WithoutCancel(ctx)
+		s.catchUpWAL(ctx, &walMark)
 	}
 }
 

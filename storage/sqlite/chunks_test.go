@@ -21,7 +21,7 @@ import (
 // by SQL (saving 100,000 events one by one would take most of a minute
 // under -race); the KeyPackages through SaveKeyPackage. It returns the
 // KeyPackage events.
-func bigAuthor(t *testing.T, s *Store, a storetest.Author, n, wraps int, at nostr.Timestamp) []*nostr.Event {
+func bigAuthor(t testing.TB, s *Store, a storetest.Author, n, wraps int, at nostr.Timestamp) []*nostr.Event {
 	t.Helper()
 	other := strings.Repeat("0f", 32)
 	tx, err := s.writeDB.Begin()

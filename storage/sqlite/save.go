@@ -539,6 +539,7 @@ func (s *Store) DeleteExpired(ctx context.Context, now time.Time) ([]storage.Del
 // backlog does not hold the writer for long.
 func (s *Store) deleteInChunks(ctx context.Context, find func(*statements) *sql.Stmt, cutoff int64, reason storage.Reason, what string) ([]storage.Deletion, error) {
 	var all []storage.Deletion
+	walMark := s.walWritten.Load()
 	for {
 		var chunk []storage.Deletion
 		err := s.write(ctx, func(tx *txn) error {
@@ -561,5 +562,6 @@ func (s *Store) deleteInChunks(ctx context.Context, find func(*statements) *sql.
 		if len(chunk) < expiredChunk {
 			return all, nil
 		}
+		s.catchUpWAL(ctx, &walMark)
 	}
 }

@@ -14,8 +14,11 @@ import (
 // the zeroed pages into the database file and empties the WAL. A commit that
 // removed a KeyPackage (kinds 443 and 30443) therefore schedules one; a
 // goroutine runs it after a short pause, so a burst of deletions shares one
-// checkpoint, and Saves never wait for it (each attempt holds the write
-// connection only for one non-waiting try; see checkpointOnce).
+// checkpoint, and Saves never wait for it long: each attempt first copies
+// what it can off the writer (a PASSIVE checkpoint on the checkpointer's
+// connection, see checkpointer.go), then holds the write connection only for
+// one non-waiting TRUNCATE try, which copies what was committed meanwhile
+// and empties the WAL (see checkpointOnce).
 
 const (
 	// scrubDelay is the pause between the first deletion and the checkpoint

@@ -89,11 +89,10 @@ const (
 	defaultMaxBatch    = 256
 	writeQueue         = 1024 // queued writes before Save blocks the caller
 
-	// The writer checkpoints the WAL into the database file (on its own
-	// commit path) when it reaches this many pages, 16 MiB at 4 KiB pages.
-	// SQLite's default of 1000 checkpoints four times as often and copies the
-	// hot index pages each time: it cost a third of Save throughput here.
-	autoCheckpointPages = 4000
+	// The WAL is checkpointed off the writer (checkpointer.go); the
+	// writer's own automatic checkpoint, which runs inside its commit, is
+	// only the backstop, at backstopPages (32 MiB at 4 KiB pages).
+	autoCheckpointPages = backstopPages
 	// writerCacheKiB is the writer's page cache, so the index pages most
 	// inserts touch stay in memory (the OS page cache holds the rest). Its
 	// size is paid at every commit too: ending a write transaction scans the
@@ -135,6 +134,18 @@ type Store struct {
 	// chunkCap, set by this package's tests before any write, caps the
 	// events one chunk of a ban or a request to vanish removes.
 	chunkCap int
+	// ckptHook, set by this package's tests before any write, is told the
+	// outcome of each PASSIVE checkpoint (passiveCheckpoint).
+	ckptHook func(walFrames, copied int, took time.Duration)
+
+	// The checkpointer copies the WAL into the database file off the
+	// writer (checkpointer.go).
+	ckptDB     *sql.DB       // exactly one connection: the checkpointer's
+	ckptMu     sync.Mutex    // held by every checkpoint the store runs
+	ckptKick   chan struct{} // capacity 1
+	ckptDone   chan struct{} // closed when the checkpointer has exited
+	walPending atomic.Int64  // pages written to the WAL since the last checkpoint began
+	walWritten atomic.Int64  // pages written to the WAL since Open
 
 	// The scrubber checkpoints the WAL after KeyPackage deletions (scrub.go).
 	onCheckpoint    func(attempts int, err error)
@@ -184,6 +195,8 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 		onCheckpoint: cfg.OnCheckpoint,
 		scrubKick:    make(chan struct{}, 1),
 		scrubDone:    make(chan struct{}),
+		ckptKick:     make(chan struct{}, 1),
+		ckptDone:     make(chan struct{}),
 	}
 	s.writeDB, err = sql.Open("sqlite", dsn(path, busy, url.Values{
 		"_pragma": {
@@ -208,6 +221,9 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 		if s.readDB != nil {
 			_ = s.readDB.Close()
 		}
+		if s.ckptDB != nil {
+			_ = s.ckptDB.Close()
+		}
 		return nil, fmt.Errorf("sqlite: %s: %w", what, err)
 	}
 	applied, err := migrate(ctx, s.writeDB)
@@ -231,12 +247,30 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 	if err := s.readDB.PingContext(ctx); err != nil {
 		return fail("open readers", err)
 	}
+	// The checkpointer's connection syncs as the writer's does: a
+	// checkpoint fsyncs the WAL before copying it, and the database file
+	// before the WAL may be reused, as the connection's synchronous says.
+	s.ckptDB, err = sql.Open("sqlite", dsn(path, busy, url.Values{
+		"_pragma": {"synchronous(" + syncMode + ")"},
+	}))
+	if err != nil {
+		return fail("open checkpointer", err)
+	}
+	s.ckptDB.SetMaxOpenConns(1)
+	s.ckptDB.SetMaxIdleConns(1)
+	s.ckptDB.SetConnMaxLifetime(0)
+	s.ckptDB.SetConnMaxIdleTime(0)
+	if err := s.ckptDB.PingContext(ctx); err != nil {
+		return fail("open checkpointer", err)
+	}
 
 	go s.writer()
-	// The scrubber outlives any caller's context; Close stops it.
+	// The scrubber and the checkpointer outlive any caller's context;
+	// Close stops them.
 	scrubCtx, stopScrub := context.WithCancel(context.WithoutCancel(ctx))
 	s.stopScrub = stopScrub
 	go s.scrubber(scrubCtx)
+	go s.checkpointer(scrubCtx)
 	s.log.Info("sqlite store open", "path", path, "synchronous", syncMode, "migrations_applied", applied)
 	return s, nil
 }
@@ -263,7 +297,8 @@ func (s *Store) Close() error {
 	// which closing the connections below performs instead.
 	s.stopScrub()
 	<-s.scrubDone
-	err := errors.Join(s.stmts.close(), s.readDB.Close(), s.writeDB.Close())
+	<-s.ckptDone
+	err := errors.Join(s.stmts.close(), s.readDB.Close(), s.ckptDB.Close(), s.writeDB.Close())
 	if err != nil {
 		return fmt.Errorf("sqlite: close: %w", err)
 	}
@@ -297,13 +332,18 @@ func (s *Store) readErr(op string, err error) error {
 // still uses WAL frames, so it retries with backoff until it completes or ctx
 // ends. It returns how many attempts it took. The backoff stays short so the
 // WAL is emptied soon after the last reader lets go; a failed attempt costs
-// only a moment of the writer's connection.
+// only a moment of the writer's connection. Each attempt first copies what
+// it can with a PASSIVE checkpoint off the writer, so the TRUNCATE on the
+// writer's connection has only the frames committed meanwhile to copy.
 func (s *Store) checkpoint(ctx context.Context) (attempts int, err error) {
 	if s.isClosed.Load() {
 		return 0, storage.ErrClosed
 	}
 	backoff := 5 * time.Millisecond
 	for attempts = 1; ; attempts++ {
+		if _, _, err := s.passiveCheckpoint(ctx); err != nil {
+			return attempts, fmt.Errorf("sqlite: checkpoint: %w", err)
+		}
 		busy, walFrames, copied, err := s.checkpointOnce(ctx)
 		if err != nil {
 			return attempts, fmt.Errorf("sqlite: checkpoint: %w", err)
@@ -329,6 +369,8 @@ func (s *Store) checkpoint(ctx context.Context) (attempts int, err error) {
 // stall every Save, so the attempt runs with busy_timeout 0 and checkpoint
 // does the waiting without the connection.
 func (s *Store) checkpointOnce(ctx context.Context) (busy, walFrames, copied int, err error) {
+	s.ckptMu.Lock()
+	defer s.ckptMu.Unlock()
 	conn, err := s.writeDB.Conn(ctx)
 	if err != nil {
 		return 0, 0, 0, err

@@ -148,6 +148,7 @@ func (s *Store) commit(batch []*writeOp) {
 	if !done {
 		_, scrub = s.commitOnce(batch, errs, true)
 	}
+	s.noteWAL()
 	// Before the replies, so a caller told its deletion committed can
 	// count on the checkpoint being scheduled.
 	if scrub {
