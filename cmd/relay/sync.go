@@ -17,13 +17,11 @@ import (
 	"sync"
 	"time"
 
+	"github.com/burrow-relay/burrow/nip77client"
 	"github.com/burrow-relay/burrow/server"
 	"github.com/burrow-relay/burrow/storage"
 	"github.com/burrow-relay/burrow/storage/postgres"
-	"github.com/fasthttp/websocket"
 	"github.com/nbd-wtf/go-nostr"
-	"github.com/nbd-wtf/go-nostr/nip77"
-	"github.com/nbd-wtf/go-nostr/nip77/negentropy"
 	"github.com/nbd-wtf/go-nostr/nip77/negentropy/storage/vector"
 )
 
@@ -258,12 +256,12 @@ func (s *syncer) run(ctx context.Context) error {
 	defer stop()
 
 	s.setPhase("connecting")
-	remote, err := dialSyncPeer(ctx, s.opts.from, s.opts.timeout)
+	ws, err := nip77client.Dial(ctx, s.opts.from, http.Header{"User-Agent": {"burrow-relay-sync/" + version}}, s.opts.timeout, 64<<20)
 	if err != nil {
 		return err
 	}
-	defer remote.close()
-	s.remote = remote
+	defer ws.Close()
+	s.remote = &syncPeer{WS: ws}
 
 	if err := s.reconcile(ctx); err != nil {
 		return err
@@ -362,130 +360,48 @@ func (s *syncer) reconcile(ctx context.Context) error {
 		return err
 	}
 	s.setPhase("reconciling")
-	neg := negentropy.New(vec, s.frame)
-	var wg sync.WaitGroup
 	var need []string
-	wg.Add(2)
-	go func() {
-		defer wg.Done()
-		for range neg.Haves {
+	sess := nip77client.Session{
+		Sub: syncSubID, Filter: s.filter, FrameLimit: s.frame, Timeout: s.opts.timeout,
+		Have: func(string) {
 			s.mu.Lock()
 			s.sum.have++
 			s.mu.Unlock()
-		}
-	}()
-	go func() {
-		defer wg.Done()
-		for id := range neg.HaveNots {
+		},
+		Need: func(id string) {
 			need = append(need, id)
 			s.mu.Lock()
 			s.sum.need++
 			s.mu.Unlock()
-		}
-	}()
-	done := false
-	defer func() {
-		if !done {
-			// Reconcile closes the channels only when it finishes.
-			close(neg.Haves)
-			close(neg.HaveNots)
-		}
-		wg.Wait()
-	}()
-
-	open, _ := nip77.OpenEnvelope{SubscriptionID: syncSubID, Filter: s.filter, Message: neg.Start()}.MarshalJSON()
-	if err := s.remote.send(open); err != nil {
-		return err
+		},
+		Round: func() {
+			s.mu.Lock()
+			s.sum.rounds++
+			s.mu.Unlock()
+		},
 	}
-	answered := false
-	var notice string
-	deadline := time.Now().Add(s.opts.timeout)
-	for !done {
-		label, frame, err := s.remote.read(deadline)
-		if err != nil {
-			if errors.Is(err, errPeerTimeout) && !answered {
-				return s.noNIP77(notice)
-			}
-			return err
-		}
-		switch label {
-		case "NOTICE":
-			// A relay without NIP-77 answers with a NOTICE, or nothing;
-			// one with it answers NEG-MSG or NEG-ERR. A NOTICE may also be
-			// a greeting, so wait briefly for the answer after it.
-			if !answered && notice == "" {
-				notice = frameString(frame, 1)
-				if soon := time.Now().Add(2 * time.Second); soon.Before(deadline) {
-					deadline = soon
-				}
-			}
-			continue
-		case "NEG-ERR":
-			if frameString(frame, 1) != syncSubID {
-				continue
-			}
-			reason := frameString(frame, 2)
-			if strings.HasPrefix(reason, "blocked:") {
-				return fmt.Errorf("the other relay refused the reconciliation: %s (narrow --filter with since and until, and run relay sync once for each part)", reason)
-			}
-			return fmt.Errorf("the other relay refused the reconciliation: %s", reason)
-		case "NEG-MSG":
-			if frameString(frame, 1) != syncSubID {
-				continue
-			}
-		default:
-			continue // AUTH challenges, and anything else meant for others
-		}
-		answered = true
-		s.mu.Lock()
-		s.sum.rounds++
-		s.mu.Unlock()
-		out, err := reconcileRound(neg, frameString(frame, 2))
-		if err != nil {
-			return fmt.Errorf("reconciliation with the other relay: %w", err)
-		}
-		if out == "" {
-			done = true // Reconcile closed Haves and HaveNots
-			break
-		}
-		msg, _ := nip77.MessageEnvelope{SubscriptionID: syncSubID, Message: out}.MarshalJSON()
-		if err := s.remote.send(msg); err != nil {
-			return err
-		}
-		deadline = time.Now().Add(s.opts.timeout)
-	}
-	wg.Wait()
-	closeMsg, _ := nip77.CloseEnvelope{SubscriptionID: syncSubID}.MarshalJSON()
-	if err := s.remote.send(closeMsg); err != nil {
-		return err
+	_, err = sess.Run(ctx, s.remote, vec)
+	var refused *nip77client.RefusedError
+	var noAnswer *nip77client.NoAnswerError
+	switch {
+	case errors.As(err, &noAnswer):
+		return s.noNIP77(noAnswer)
+	case errors.As(err, &refused) && strings.HasPrefix(refused.Reason, "blocked:"):
+		return fmt.Errorf("the other relay refused the reconciliation: %s (narrow --filter with since and until, and run relay sync once for each part)", refused.Reason)
+	case errors.As(err, &refused):
+		return fmt.Errorf("the other relay refused the reconciliation: %s", refused.Reason)
+	case err != nil:
+		return fmt.Errorf("reconciliation with the other relay: %w", err)
 	}
 	s.need = need
 	return nil
 }
 
-// reconcileRound is one Reconcile, with a panic on a malformed message
-// (hostile input the decoder does not expect) made an error.
-func reconcileRound(neg *negentropy.Negentropy, msg string) (out string, err error) {
-	defer func() {
-		if r := recover(); r != nil {
-			err = fmt.Errorf("malformed negentropy message: %v", r)
-		}
-	}()
-	return neg.Reconcile(msg)
-}
-
 // noNIP77 is the error for a remote that did not answer NEG-OPEN.
-func (s *syncer) noNIP77(notice string) error {
+func (s *syncer) noNIP77(why *nip77client.NoAnswerError) error {
 	var b strings.Builder
-	fmt.Fprintf(&b, "the other relay does not speak NIP-77 (negentropy): ")
-	if notice != "" {
-		fmt.Fprintf(&b, "it answered NEG-OPEN with NOTICE %q", notice)
-	} else {
-		fmt.Fprintf(&b, "no answer to NEG-OPEN within %v", s.opts.timeout)
-	}
-	switch {
-	case s.nip11Err != nil:
-	case !slices.Contains(s.nips, 77):
+	fmt.Fprintf(&b, "the other relay does not speak NIP-77 (negentropy): %v", why)
+	if s.nip11Err == nil && !slices.Contains(s.nips, 77) {
 		b.WriteString(", and its NIP-11 document does not list 77")
 	}
 	b.WriteString("; relay sync needs NIP-77 on the relay it pulls from")
@@ -636,7 +552,7 @@ func (s *syncer) fetchBatch(ctx context.Context, batch []string, want map[string
 		sub := fmt.Sprintf("burrow-sync-%d", s.remote.subs)
 		ids := slices.DeleteFunc(slices.Clone(batch), func(id string) bool { return !want[id] })
 		req, _ := json.Marshal([]any{"REQ", sub, nostr.Filter{IDs: ids, Limit: len(ids)}})
-		if err := s.remote.send(req); err != nil {
+		if err := s.remote.Send(req); err != nil {
 			return "", err
 		}
 		reason, err := s.readEvents(sub, want, got)
@@ -657,14 +573,14 @@ func (s *syncer) fetchBatch(ctx context.Context, batch []string, want map[string
 // readEvents reads sub's events up to EOSE (then closes it) or CLOSED.
 func (s *syncer) readEvents(sub string, want map[string]bool, got func(*nostr.Event)) (string, error) {
 	for {
-		label, frame, err := s.remote.read(time.Now().Add(s.opts.timeout))
+		label, frame, err := s.remote.Read(time.Now().Add(s.opts.timeout))
 		if err != nil {
-			if errors.Is(err, errPeerTimeout) {
+			if errors.Is(err, nip77client.ErrTimeout) {
 				return "", fmt.Errorf("the other relay sent no EOSE for a REQ of %d ids within %v", len(want), s.opts.timeout)
 			}
 			return "", err
 		}
-		if frameString(frame, 1) != sub {
+		if nip77client.FrameString(frame, 1) != sub {
 			continue
 		}
 		switch label {
@@ -680,9 +596,9 @@ func (s *syncer) readEvents(sub string, want map[string]bool, got func(*nostr.Ev
 			got(&ev)
 		case "EOSE":
 			closeMsg, _ := json.Marshal([]any{"CLOSE", sub})
-			return "", s.remote.send(closeMsg)
+			return "", s.remote.Send(closeMsg)
 		case "CLOSED":
-			return frameString(frame, 2), nil
+			return nip77client.FrameString(frame, 2), nil
 		}
 	}
 }
@@ -743,74 +659,8 @@ func (s *syncer) progressLine() {
 	fmt.Fprintln(s.stderr, "relay sync: "+line)
 }
 
-// errPeerTimeout is a read deadline passing.
-var errPeerTimeout = errors.New("timed out")
-
 // syncPeer is the websocket to the remote relay.
 type syncPeer struct {
-	c    *websocket.Conn
-	url  string
+	*nip77client.WS
 	subs int // REQs sent, for their ids
-	stop func() bool
-}
-
-func dialSyncPeer(ctx context.Context, rawURL string, timeout time.Duration) (*syncPeer, error) {
-	d := websocket.Dialer{HandshakeTimeout: timeout}
-	c, resp, err := d.DialContext(ctx, rawURL, http.Header{"User-Agent": {"burrow-relay-sync/" + version}})
-	if resp != nil && resp.Body != nil {
-		resp.Body.Close()
-	}
-	if err != nil {
-		return nil, fmt.Errorf("connecting to %s: %w", rawURL, err)
-	}
-	c.SetReadLimit(64 << 20)
-	// An interrupt ends a read or write in progress.
-	stop := context.AfterFunc(ctx, func() { c.Close() })
-	return &syncPeer{c: c, url: rawURL, stop: stop}, nil
-}
-
-func (p *syncPeer) close() {
-	p.stop()
-	p.c.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(websocket.CloseNormalClosure, ""), time.Now().Add(time.Second))
-	p.c.Close()
-}
-
-func (p *syncPeer) send(msg []byte) error {
-	p.c.SetWriteDeadline(time.Now().Add(30 * time.Second))
-	if err := p.c.WriteMessage(websocket.TextMessage, msg); err != nil {
-		return fmt.Errorf("writing to %s: %w", p.url, err)
-	}
-	return nil
-}
-
-// read returns the next message's label and elements, waiting until
-// deadline (errPeerTimeout). Messages that are not a JSON array starting
-// with a string are skipped.
-func (p *syncPeer) read(deadline time.Time) (string, []json.RawMessage, error) {
-	p.c.SetReadDeadline(deadline)
-	for {
-		_, data, err := p.c.ReadMessage()
-		if err != nil {
-			var ne interface{ Timeout() bool }
-			if errors.As(err, &ne) && ne.Timeout() {
-				return "", nil, errPeerTimeout
-			}
-			return "", nil, fmt.Errorf("reading from %s: %w", p.url, err)
-		}
-		var frame []json.RawMessage
-		var label string
-		if json.Unmarshal(data, &frame) != nil || len(frame) == 0 || json.Unmarshal(frame[0], &label) != nil {
-			continue
-		}
-		return label, frame, nil
-	}
-}
-
-// frameString is element i of a message as a string ("" if it is not one).
-func frameString(frame []json.RawMessage, i int) string {
-	var s string
-	if i < len(frame) {
-		_ = json.Unmarshal(frame[i], &s)
-	}
-	return s
 }
