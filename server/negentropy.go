@@ -3,11 +3,13 @@ package server
 import (
 	"bytes"
 	"context"
+	"encoding/binary"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"iter"
+	"math/bits"
 	"slices"
 	"strings"
 	"sync"
@@ -29,8 +31,9 @@ import (
 // (negKeyBytes a key) and ends after Limits.NegIdleTimeout without a
 // NEG-MSG.
 
-// negKeyBytes is what one key costs in memory (storage.Key).
-const negKeyBytes = 40
+// negKeyBytes is what one key costs in memory: its storage.Key (40) and
+// its share of keyVector's running sums (half a byte, rounded up).
+const negKeyBytes = 41
 
 // negSessionBytes is charged per session on top of its keys: the
 // negentropy state and the frames it builds.
@@ -171,7 +174,7 @@ func (c *conn) handleNegOpen(args []json.RawMessage) {
 		c.negErr(subID, reason)
 		return
 	}
-	sess.neg = negentropy.New(&keyVector{keys: keys}, negFrameLimit)
+	sess.neg = negentropy.New(newKeyVector(keys), negFrameLimit)
 	sess.timer = time.AfterFunc(s.limits.NegIdleTimeout, func() { c.expireNeg(sess) })
 	c.negs.mu.Lock()
 	c.negs.m[subID] = sess
@@ -375,10 +378,61 @@ func subtractKeys(keys, drop []storage.Key) []storage.Key {
 }
 
 // keyVector is negentropy.Storage over sorted keys held as bytes (40 a
-// key, where go-nostr's vector holds a 64-character hex string each).
+// key, where go-nostr's vector holds a 64-character hex string each). It
+// keeps the running sum of the ids at every keySumStride-th key, so a
+// range's fingerprint costs at most 2*keySumStride additions whatever its
+// size: without them every round would add up every id in the session,
+// about 10 ms a round with a million keys, which a client could ask for
+// again and again.
 type keyVector struct {
 	keys []storage.Key
+	sums []idSum // sums[j] is the sum of the ids of keys[:j*keySumStride]
 	acc  negstorage.Accumulator
+}
+
+// keySumStride is how many keys one running sum covers: 32 bytes per 64
+// keys adds half a byte a key (negKeyBytes).
+const keySumStride = 64
+
+// idSum is a sum of ids as negentropy defines it: 256-bit little-endian
+// numbers added modulo 2^256, in 64-bit limbs, least significant first.
+type idSum [4]uint64
+
+func (a *idSum) add(id *[32]byte) {
+	var c uint64
+	for i := range a {
+		a[i], c = bits.Add64(a[i], binary.LittleEndian.Uint64(id[8*i:]), c)
+	}
+}
+
+func (a idSum) minus(b idSum) idSum {
+	var c uint64
+	for i := range a {
+		a[i], c = bits.Sub64(a[i], b[i], c)
+	}
+	return a
+}
+
+func newKeyVector(keys []storage.Key) *keyVector {
+	v := &keyVector{keys: keys, sums: make([]idSum, 1, len(keys)/keySumStride+1)}
+	var sum idSum
+	for i := range keys {
+		sum.add(&keys[i].ID)
+		if (i+1)%keySumStride == 0 {
+			v.sums = append(v.sums, sum)
+		}
+	}
+	return v
+}
+
+// prefix is the sum of the ids of keys[:i].
+func (v *keyVector) prefix(i int) idSum {
+	j := i / keySumStride
+	sum := v.sums[j]
+	for k := j * keySumStride; k < i; k++ {
+		sum.add(&v.keys[k].ID)
+	}
+	return sum
 }
 
 var _ negentropy.Storage = (*keyVector)(nil)
@@ -425,9 +479,16 @@ func (v *keyVector) GetBound(i int) negentropy.Bound {
 }
 
 func (v *keyVector) Fingerprint(begin, end int) string {
-	v.acc.Reset()
-	for i := begin; i < end; i++ {
-		v.acc.AddBytes(v.keys[i].ID[:])
+	var sum idSum
+	if end-begin <= 2*keySumStride {
+		for i := begin; i < end; i++ {
+			sum.add(&v.keys[i].ID)
+		}
+	} else {
+		sum = v.prefix(end).minus(v.prefix(begin))
+	}
+	for i, limb := range sum {
+		binary.LittleEndian.PutUint64(v.acc.Buf[8*i:], limb)
 	}
 	return v.acc.GetFingerprint(end - begin)
 }
