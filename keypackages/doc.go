@@ -4,8 +4,8 @@
 // parser of KeyPackage events, which decodes the KeyPackage with Burrow's
 // own MLS engine) and applies the relay's own rules, the lifetime grace and
 // the 84 days + 1 hour cap, which are relay rules and therefore live here
-// rather than in mls or marmot. Policy puts them in the EVENT pipeline (it
-// satisfies server.SaveHook): it validates, then stores with
+// rather than in mls or marmot. Policy puts them in the EVENT pipeline (as
+// a server.Hook's Store): it validates, then stores with
 // storage.Store.SaveKeyPackage, giving the store the KeyPackageRef (twins),
 // the expiry (not_after plus the grace) and the per-author slot cap, which
 // the store applies in the same transaction. Policy also describes itself in

@@ -27,8 +27,8 @@ var maxNotAfter = time.Date(9999, 12, 31, 23, 59, 59, 0, time.UTC)
 // pipeline: it validates kind 443 and 30443 events with Validator and stores
 // them with storage.Store.SaveKeyPackage, which applies twins, expiry at
 // not_after plus the grace, and the slot cap in the same transaction. It
-// satisfies server.SaveHook (and server.InfoProvider and
-// server.RouteProvider) without importing the server.
+// satisfies server.SaveHook, server.InfoProvider and server.RouteProvider
+// without importing the server; cmd/relay wires all three.
 type Policy struct {
 	Validator Validator
 	// SlotCap caps an author's KeyPackages (storage.KeyPackage.SlotCap:

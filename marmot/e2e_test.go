@@ -37,14 +37,17 @@ func startBurrow(t *testing.T) string {
 	}
 	var fanoutErr error
 	srv, err := server.New(server.Config{
-		SaveHooks: []server.SaveHook{keypackages.Policy{}, ordering.Slots{MaxGroupContent: policy.DefaultLimits().MaxGroupContentLength}},
-		BroadcastVia: func(local server.Broadcaster) server.Broadcaster {
+		Hooks: []server.Hook{
+			{Store: keypackages.Policy{}},
+			{Envelope: ordering.Slots{MaxGroupContent: policy.DefaultLimits().MaxGroupContentLength}},
+		},
+		BroadcastVia: func(local server.Broadcaster) (server.Broadcaster, server.GroupWatcher) {
 			f, err := ordering.NewFanout(local, ordering.FanoutConfig{Log: store, Logger: logger})
 			if err != nil {
 				fanoutErr = err
-				return local
+				return local, nil
 			}
-			return f
+			return f, f
 		},
 		Logger: logger,
 	}, store)

@@ -15,10 +15,10 @@ import (
 const ExtCommitSlots = "commit_slots/1"
 
 // Slots is the relay side of commit slots (docs/commit-slots.md): the
-// server's SaveHook, an envelope hook, for kind 20445 claims. It checks a
-// claim and the Commit it carries, lets the store arbitrate the slot
-// (storage.Store.ClaimSlot), and hands the Commit, never the claim, to the
-// server to broadcast.
+// server's EnvelopeHook for kind 20445 claims (wired as a server.Hook's
+// Envelope, with its Extensions). It checks a claim and the Commit it
+// carries, lets the store arbitrate the slot (storage.Store.ClaimSlot),
+// and hands the Commit, never the claim, to the server to broadcast.
 //
 // Claims pay their way (DESIGN.md "Who may read what, and what every
 // request costs"): a claim is an EVENT, charged to its connection and
@@ -66,12 +66,6 @@ func (r refusal) OKMessage() string { return string(r) }
 
 // Handles reports whether ev is a commit-slot claim.
 func (s Slots) Handles(ev *nostr.Event) bool { return ev.Kind == KindCommitClaim }
-
-// Save is SaveEnvelope without the envelope's extras.
-func (s Slots) Save(ctx context.Context, st storage.Store, ev *nostr.Event) (storage.Result, error) {
-	env, err := s.SaveEnvelope(ctx, st, ev)
-	return env.Result, err
-}
 
 // SaveEnvelope arbitrates ev's slot. The OK message is "seq:<n>", or
 // "seq:<n> released:<holder id>" for a release; the Commit is returned for

@@ -37,12 +37,12 @@ func TestSubscriptionsWatchUntilTheyEnd(t *testing.T) {
 	defer store.Close()
 	var f *Fanout
 	srv, err := server.New(server.Config{
-		BroadcastVia: func(local server.Broadcaster) server.Broadcaster {
+		BroadcastVia: func(local server.Broadcaster) (server.Broadcaster, server.GroupWatcher) {
 			f, err = NewFanout(local, FanoutConfig{Log: store, Logger: logger})
 			if err != nil {
 				t.Fatal(err)
 			}
-			return f
+			return f, f
 		},
 		Logger: logger,
 	}, store)

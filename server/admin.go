@@ -147,13 +147,13 @@ func (s *Server) serveNIP11(w http.ResponseWriter, r *http.Request) {
 		doc["accepted_kinds"] = s.cfg.Kinds.List()
 	}
 	exts := []string{extSinceSeq}
-	for _, h := range s.cfg.SaveHooks {
-		if ip, ok := h.(InfoProvider); ok {
-			name, value := ip.NIP11Field()
+	for _, h := range s.cfg.Hooks {
+		if h.NIP11 != nil {
+			name, value := h.NIP11.NIP11Field()
 			doc[name] = value
 		}
-		if ep, ok := h.(ExtensionProvider); ok {
-			exts = append(exts, ep.Extensions()...)
+		if h.Extensions != nil {
+			exts = append(exts, h.Extensions.Extensions()...)
 		}
 	}
 	// supported_extensions is the field any relay can use for these

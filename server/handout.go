@@ -23,9 +23,8 @@ type ReqHandler interface {
 	ServeReq(ctx context.Context, st storage.Store, requester string, filters nostr.Filters) ([]*nostr.Event, error)
 }
 
-// ClaimSweeper is implemented by ReqHandlers that delete what they handed
-// out after a while; the server runs SweepClaims every SweepInterval until
-// Shutdown.
+// ClaimSweeper deletes what a ReqHandler handed out after a while; the
+// server runs SweepClaims every SweepInterval until Shutdown.
 type ClaimSweeper interface {
 	SweepInterval() time.Duration
 	SweepClaims(ctx context.Context, st storage.Store, now time.Time) ([]storage.Deletion, error)
@@ -74,12 +73,12 @@ func queryFailure(err error) error {
 	return err
 }
 
-// startClaimSweep runs the ReqHandler's claim sweep until ctx ends; the
+// startClaimSweep runs Config.ClaimSweeper until ctx ends; the
 // returned channel closes when it has stopped (at once without a sweeper).
 func (s *Server) startClaimSweep(ctx context.Context) <-chan struct{} {
 	done := make(chan struct{})
-	sw, ok := s.cfg.ReqHandler.(ClaimSweeper)
-	if !ok {
+	sw := s.cfg.ClaimSweeper
+	if sw == nil {
 		close(done)
 		return done
 	}

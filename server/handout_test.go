@@ -117,7 +117,7 @@ func TestKeyPackageHandout(t *testing.T) {
 			ClaimTTL: 2 * time.Second,
 			Limiter:  policy.NewTokenBucket(0, 3, nil),
 		})
-		r := startRelay(t, Config{ReqHandler: h}, newTestStore(t))
+		r := startRelay(t, Config{ReqHandler: h, ClaimSweeper: h}, newTestStore(t))
 		evs := seed(t, r)
 		anon, a, b := dialAs(t, r, nil), dialAs(t, r, &alice), dialAs(t, r, &bob)
 

@@ -136,7 +136,7 @@ func TestSaveHookAnswers(t *testing.T) {
 			store := newContractStore(t)
 			store.kpErr = tt.storeErr
 			calls := 0
-			r := startRelay(t, Config{SaveHooks: []SaveHook{stubHook{&calls}}}, store)
+			r := startRelay(t, Config{Hooks: []Hook{{Store: stubHook{&calls}, NIP11: stubHook{&calls}, Routes: stubHook{&calls}}}}, store)
 			c := dial(t, r.url, nil)
 			tags := nostr.Tags{}
 			if tt.kind == 30443 {
@@ -168,10 +168,33 @@ func TestSaveHookAnswers(t *testing.T) {
 	}
 }
 
+// A hook stores events or takes them as envelopes: one of the two.
+func TestHookNeedsOneWayToSave(t *testing.T) {
+	calls := 0
+	for _, h := range []Hook{{}, {NIP11: stubHook{&calls}}, {Store: stubHook{&calls}, Envelope: envelopeStub{}}} {
+		if _, err := New(Config{Hooks: []Hook{h}}, newContractStore(t)); err == nil {
+			t.Fatalf("New accepted hook %+v", h)
+		}
+	}
+	srv, err := New(Config{Hooks: []Hook{{Envelope: envelopeStub{}}}}, newContractStore(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv.Shutdown(context.Background())
+}
+
+// envelopeStub takes no event.
+type envelopeStub struct{}
+
+func (envelopeStub) Handles(*nostr.Event) bool { return false }
+func (envelopeStub) SaveEnvelope(context.Context, storage.Store, *nostr.Event) (Envelope, error) {
+	return Envelope{}, nil
+}
+
 func TestSaveHookDescribesItselfAndServesRoutes(t *testing.T) {
 	store := newContractStore(t)
 	calls := 0
-	r := startRelay(t, Config{SaveHooks: []SaveHook{stubHook{&calls}}}, store)
+	r := startRelay(t, Config{Hooks: []Hook{{Store: stubHook{&calls}, NIP11: stubHook{&calls}, Routes: stubHook{&calls}}}}, store)
 	doc := fetchNIP11(t, r)
 	stub, ok := doc["stub"].(map[string]any)
 	if !ok || stub["slot_cap"] != float64(2) {

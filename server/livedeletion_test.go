@@ -247,7 +247,9 @@ func twoInstances(t *testing.T, limits Config) (a, b *testRelay, w *wire) {
 	store := newTestStore(t)
 	cfg := func(peer **testRelay) Config {
 		c := limits
-		c.BroadcastVia = func(local Broadcaster) Broadcaster { return busOut{local: local, w: w, peer: peer} }
+		c.BroadcastVia = func(local Broadcaster) (Broadcaster, GroupWatcher) {
+			return busOut{local: local, w: w, peer: peer}, nil
+		}
 		c.PublishDeletions = func(ids []string) { w.send(func() { (*peer).srv.RemoteDeletions(ids) }) }
 		return c
 	}

@@ -30,8 +30,8 @@ type orderedRead struct {
 	lastSent int64 // highest seq sent; guarded by the subscription's mu
 }
 
-// GroupWatcher is implemented by Broadcasters that order group events (an
-// ordering layer): Watch is called when a subscription that can match group
+// GroupWatcher is the part of an ordering layer (Config.BroadcastVia) that
+// orders group events from a log: Watch is called when a subscription that can match group
 // h's kind 445 events is registered, before its stored query runs, so the
 // layer knows from which seq on the subscription relies on live delivery;
 // Unwatch once for each Watch, when that subscription ends, so the layer
@@ -185,8 +185,8 @@ func (c *conn) sendOrderedPage(ctx context.Context, sub *subscription) (more boo
 // watchGroups tells an ordering layer which groups a subscription with
 // these filters relies on, and returns them for unwatchGroups.
 func (s *Server) watchGroups(ctx context.Context, filters nostr.Filters) []string {
-	w, ok := s.broadcaster.(GroupWatcher)
-	if !ok {
+	w := s.watcher
+	if w == nil {
 		return nil
 	}
 	var watched []string
@@ -207,7 +207,7 @@ func (s *Server) watchGroups(ctx context.Context, filters nostr.Filters) []strin
 
 // unwatchGroups ends what watchGroups started.
 func (s *Server) unwatchGroups(watched []string) {
-	if w, ok := s.broadcaster.(GroupWatcher); ok {
+	if w := s.watcher; w != nil {
 		for _, h := range watched {
 			w.Unwatch(h)
 		}

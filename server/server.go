@@ -67,12 +67,14 @@ type Config struct {
 	// Rules are extra admission rules (khatru's RejectEvent shape), run after
 	// the built-in ones.
 	Rules []policy.Rule
-	// SaveHooks check and store the events of particular kinds (see
-	// SaveHook); the first whose Handles matches stores the event.
-	SaveHooks []SaveHook
+	// Hooks check and store the events of particular kinds (see Hook); the
+	// first that handles an event takes it.
+	Hooks []Hook
 	// ReqHandler, if set, serves the REQs it handles (see ReqHandler; the
-	// opt-in KeyPackage hand-out).
-	ReqHandler ReqHandler
+	// opt-in KeyPackage hand-out), and ClaimSweeper, if set, deletes what
+	// it handed out after a while.
+	ReqHandler   ReqHandler
+	ClaimSweeper ClaimSweeper
 	// EventLimiter charges events per client address (default: an in-process
 	// token bucket from Limits.EventRate and Limits.EventBurst), and
 	// RequestLimiter every other message (Limits.RequestRate and
@@ -89,8 +91,9 @@ type Config struct {
 	GroupRetention time.Duration
 	// BroadcastVia, if set, wraps local fan-out: it receives the local
 	// Broadcaster and returns the one the EVENT pipeline calls (for an
-	// ordering layer or a cross-instance bus).
-	BroadcastVia func(local Broadcaster) Broadcaster
+	// ordering layer or a cross-instance bus), with the GroupWatcher that
+	// subscriptions to groups are reported to (nil when nothing watches).
+	BroadcastVia func(local Broadcaster) (Broadcaster, GroupWatcher)
 	// PublishDeletions, if set, tells the other instances which events this
 	// one deleted (the Redis bus); they pass them to RemoteDeletions. It
 	// must not block.
@@ -151,6 +154,7 @@ type Server struct {
 	ingestRules []policy.Rule
 	registry    *registry
 	broadcaster Broadcaster
+	watcher     GroupWatcher // nil: no ordering layer watches groups
 	tracker     *commitTracker
 	verifySem   chan struct{}
 	meter       *policy.Meter
@@ -197,6 +201,11 @@ func New(cfg Config, store storage.Store) (*Server, error) {
 	}
 	if err := cfg.Limits.Validate(); err != nil {
 		return nil, fmt.Errorf("server: %w", err)
+	}
+	for i, h := range cfg.Hooks {
+		if (h.Store == nil) == (h.Envelope == nil) {
+			return nil, fmt.Errorf("server: hook %d: set exactly one of Store and Envelope", i)
+		}
 	}
 	if cfg.SweepInterval <= 0 {
 		cfg.SweepInterval = defaultSweepInterval
@@ -278,7 +287,7 @@ func New(cfg Config, store storage.Store) (*Server, error) {
 
 	s.broadcaster = s.registry
 	if cfg.BroadcastVia != nil {
-		s.broadcaster = cfg.BroadcastVia(s.registry)
+		s.broadcaster, s.watcher = cfg.BroadcastVia(s.registry)
 	}
 	s.relay = s.newRelay()
 	// Blocks and settings made through NIP-86, on any instance, apply from
@@ -315,9 +324,9 @@ func (s *Server) newRelay() *khatru.Relay {
 	}
 	mux.HandleFunc("GET /healthz", s.healthz)
 	mux.HandleFunc("GET /readyz", s.readyz)
-	for _, h := range s.cfg.SaveHooks {
-		if rp, ok := h.(RouteProvider); ok {
-			for pattern, handler := range rp.Routes(s.store) {
+	for _, h := range s.cfg.Hooks {
+		if h.Routes != nil {
+			for pattern, handler := range h.Routes.Routes(s.store) {
 				mux.Handle(pattern, handler)
 			}
 		}

@@ -118,9 +118,8 @@ func limiters(cfg config, client *redis.Client, logger *slog.Logger) (rateLimite
 // stream, authenticated with a key kept in the database the instances
 // share (storage.Secrets): whoever writes to Redis without it cannot get
 // an event delivered. Its counters are exported as metrics.
-func openBus(ctx context.Context, cfg config, store storage.Store, client *redis.Client, logger *slog.Logger, reg prometheus.Registerer) (*redisbus.Bus, error) {
-	secrets, ok := store.(storage.Secrets)
-	if !ok {
+func openBus(ctx context.Context, cfg config, secrets storage.Secrets, client *redis.Client, logger *slog.Logger, reg prometheus.Registerer) (*redisbus.Bus, error) {
+	if secrets == nil {
 		return nil, errors.New("the storage backend keeps no secrets, so the Redis bus cannot be authenticated")
 	}
 	key, err := secrets.Secret(ctx, "redis-bus", 32)
@@ -179,8 +178,8 @@ func redisDependency(client *redis.Client) server.Dependency {
 // broadcastVia returns the server's BroadcastVia: the ordered fan-out over
 // the local one, publishing to the bus when there is one. The fan-out is
 // kept in q for start and Close.
-func (q *sequencing) broadcastVia(store storage.Store, logger *slog.Logger, reg prometheus.Registerer, errp *error) func(server.Broadcaster) server.Broadcaster {
-	return func(local server.Broadcaster) server.Broadcaster {
+func (q *sequencing) broadcastVia(store storage.Store, logger *slog.Logger, reg prometheus.Registerer, errp *error) func(server.Broadcaster) (server.Broadcaster, server.GroupWatcher) {
+	return func(local server.Broadcaster) (server.Broadcaster, server.GroupWatcher) {
 		fc := ordering.FanoutConfig{Log: store, Logger: logger, Registry: reg}
 		if q.bus != nil {
 			fc.Publish = func(d server.Delivery) {
@@ -190,10 +189,10 @@ func (q *sequencing) broadcastVia(store storage.Store, logger *slog.Logger, reg 
 		f, err := ordering.NewFanout(local, fc)
 		if err != nil {
 			*errp = err
-			return local
+			return local, nil
 		}
 		q.fanout = f
-		return f
+		return f, f
 	}
 }
 

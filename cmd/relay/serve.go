@@ -115,18 +115,19 @@ func openRelay(ctx context.Context, cfg config, logger *slog.Logger) (*runningRe
 	if err != nil {
 		return nil, "", err
 	}
-	store, backend, release, err := openStore(ctx, cfg, logger, onCheckpoint)
+	opened, err := openStore(ctx, cfg, logger, onCheckpoint)
 	if err != nil {
 		return nil, "", err
 	}
+	store := opened.Store
 	// The data directory's lock goes once the store is closed.
 	closeStore := func() error {
 		err := store.Close()
-		release()
+		opened.release()
 		return err
 	}
-	if sb, ok := store.(scrubBacklogger); ok {
-		if err := reg.Register(newScrubCollector(sb)); err != nil {
+	if opened.scrub != nil {
+		if err := reg.Register(newScrubCollector(opened.scrub)); err != nil {
 			closeStore()
 			return nil, "", err
 		}
@@ -138,7 +139,7 @@ func openRelay(ctx context.Context, cfg config, logger *slog.Logger) (*runningRe
 			closeStore()
 			return nil, "", err
 		}
-		if seq.bus, err = openBus(ctx, cfg, store, seq.client, logger, reg); err != nil {
+		if seq.bus, err = openBus(ctx, cfg, opened.secrets, seq.client, logger, reg); err != nil {
 			seq.close()
 			closeStore()
 			return nil, "", err
@@ -156,9 +157,10 @@ func openRelay(ctx context.Context, cfg config, logger *slog.Logger) (*runningRe
 	}
 	// Left nil when off: a typed nil would turn the hand-out on.
 	var reqHandler server.ReqHandler
+	var claimSweeper server.ClaimSweeper
 	if cfg.KeyPackageHandout {
 		kpPolicy.Handout = newHandout(cfg, store.HandoutClaims())
-		reqHandler = kpPolicy.Handout
+		reqHandler, claimSweeper = kpPolicy.Handout, kpPolicy.Handout
 	}
 	slots := ordering.Slots{MaxGroupContent: cfg.Limits.MaxGroupContentLength, Retention: cfg.GroupRetention,
 		Limits: &cfg.Limits, Claims: lim.claims}
@@ -168,16 +170,20 @@ func openRelay(ctx context.Context, cfg config, logger *slog.Logger) (*runningRe
 	}
 	var fanoutErr error
 	srv, err := server.New(server.Config{
-		Name:              cfg.Name,
-		Description:       cfg.Description,
-		Version:           version,
-		ServiceURL:        cfg.ServiceURL,
-		Admins:            cfg.Admins,
-		TrustedProxies:    cfg.TrustedProxies,
-		Kinds:             cfg.Kinds,
-		Limits:            cfg.Limits,
-		SaveHooks:         []server.SaveHook{kpPolicy, slots},
+		Name:           cfg.Name,
+		Description:    cfg.Description,
+		Version:        version,
+		ServiceURL:     cfg.ServiceURL,
+		Admins:         cfg.Admins,
+		TrustedProxies: cfg.TrustedProxies,
+		Kinds:          cfg.Kinds,
+		Limits:         cfg.Limits,
+		Hooks: []server.Hook{
+			{Store: kpPolicy, NIP11: kpPolicy, Routes: kpPolicy},
+			{Envelope: slots, Extensions: slots},
+		},
 		ReqHandler:        reqHandler,
+		ClaimSweeper:      claimSweeper,
 		EventLimiter:      lim.events,
 		RequestLimiter:    lim.requests,
 		GroupLimiter:      lim.group,
@@ -201,7 +207,7 @@ func openRelay(ctx context.Context, cfg config, logger *slog.Logger) (*runningRe
 		return nil, "", fmt.Errorf("server: %w", err)
 	}
 	seq.start(srv, logger)
-	return &runningRelay{srv: srv, store: store, seq: seq, closeStore: closeStore, served: make(chan error, 2), log: logger}, backend, nil
+	return &runningRelay{srv: srv, store: store, seq: seq, closeStore: closeStore, served: make(chan error, 2), log: logger}, opened.backend, nil
 }
 
 // newHTTPServer serves h with the plain HTTP timeouts of the flags.
@@ -263,24 +269,34 @@ func (r *runningRelay) release(ctx context.Context) error {
 // openStore opens PostgreSQL when a database URL is set, else embedded
 // SQLite under the data directory, reporting its scrub checkpoints to
 // onCheckpoint.
-func openStore(ctx context.Context, cfg config, logger *slog.Logger, onCheckpoint func(int, error)) (_ storage.Store, backend string, release func(), _ error) {
+// openedStore is the store the relay flags name, with what its backend
+// offers beside storage.Store, each set by the backend that has it.
+type openedStore struct {
+	storage.Store
+	backend string
+	release func() // gives the data directory's lock back
+	secrets storage.Secrets
+	scrub   scrubBacklogger // nil: deletions leave nothing to scrub later
+}
+
+func openStore(ctx context.Context, cfg config, logger *slog.Logger, onCheckpoint func(int, error)) (openedStore, error) {
 	if cfg.DatabaseURL != "" {
 		s, err := postgres.Open(ctx, postgres.Config{URL: cfg.DatabaseURL, Logger: logger, DisableSequencing: cfg.disableSequencing,
 			KeyPackageRewriteWithin: cfg.KeyPackageScrubWithin})
 		if err != nil {
-			return nil, "", nil, err
+			return openedStore{}, err
 		}
-		return s, "postgres", func() {}, nil
+		return openedStore{Store: s, backend: "postgres", release: func() {}, secrets: s, scrub: s}, nil
 	}
 	release, err := lockDataDir(cfg.DataDir)
 	if err != nil {
-		return nil, "", nil, err
+		return openedStore{}, err
 	}
 	path := filepath.Join(cfg.DataDir, "relay.db")
 	s, err := sqlite.Open(ctx, sqlite.Config{Path: path, Logger: logger, Synchronous: cfg.SQLiteSync, OnCheckpoint: onCheckpoint, DisableSequencing: cfg.disableSequencing})
 	if err != nil {
 		release()
-		return nil, "", nil, fmt.Errorf("open embedded database %s: %w", path, err)
+		return openedStore{}, fmt.Errorf("open embedded database %s: %w", path, err)
 	}
-	return s, "sqlite " + path + " synchronous=" + cfg.SQLiteSync, release, nil
+	return openedStore{Store: s, backend: "sqlite " + path + " synchronous=" + cfg.SQLiteSync, release: release, secrets: s}, nil
 }
