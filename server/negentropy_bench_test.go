@@ -2,20 +2,18 @@ package server
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
-	"github.com/fasthttp/websocket"
 	"github.com/jackc/pgx/v5"
 	"github.com/nbd-wtf/go-nostr"
-	"github.com/nbd-wtf/go-nostr/nip77/negentropy"
 	"github.com/nbd-wtf/go-nostr/nip77/negentropy/storage/vector"
 
 	"github.com/burrow-relay/burrow/internal/testsvc"
+	"github.com/burrow-relay/burrow/nip77client"
 	"github.com/burrow-relay/burrow/storage"
 	"github.com/burrow-relay/burrow/storage/postgres"
 )
@@ -175,57 +173,15 @@ func fill(b *testing.B, store storage.Store, evs []*nostr.Event) {
 // events matching f and returns how many ids the client has that the
 // relay lacks, how many it needs, and the rounds it took.
 func benchReconcile(b *testing.B, url string, f nostr.Filter, vec *vector.Vector) (have, need, rounds int) {
-	conn, err := tryDial(url, nil)
+	ws, err := nip77client.Dial(context.Background(), url, nil, 30*time.Second, 64<<20)
 	if err != nil {
 		b.Fatal(err)
 	}
-	defer conn.Close()
-	neg := negentropy.New(vec, 200_000)
-	var wg sync.WaitGroup
-	wg.Add(2)
-	go func() {
-		defer wg.Done()
-		for range neg.Haves {
-			have++
-		}
-	}()
-	go func() {
-		defer wg.Done()
-		for range neg.HaveNots {
-			need++
-		}
-	}()
-	write := func(v any) {
-		msg, _ := json.Marshal(v)
-		if err := conn.WriteMessage(websocket.TextMessage, msg); err != nil {
-			b.Fatal(err)
-		}
+	defer ws.Close()
+	sess := nip77client.Session{Sub: "b", Filter: f, FrameLimit: 200_000, Timeout: 30 * time.Second,
+		Have: func(string) { have++ }, Need: func(string) { need++ }}
+	if rounds, err = sess.Run(context.Background(), ws, vec); err != nil {
+		b.Fatal(err)
 	}
-	write([]any{"NEG-OPEN", "b", f, neg.Start()})
-	for {
-		_ = conn.SetReadDeadline(time.Now().Add(30 * time.Second))
-		_, raw, err := conn.ReadMessage()
-		if err != nil {
-			b.Fatal(err)
-		}
-		var msg []string
-		if json.Unmarshal(raw, &msg) != nil || len(msg) < 3 {
-			continue // the AUTH challenge
-		}
-		if msg[0] != "NEG-MSG" {
-			b.Fatalf("got %.200s", raw)
-		}
-		rounds++
-		out, err := neg.Reconcile(msg[2])
-		if err != nil {
-			b.Fatal(err)
-		}
-		if out == "" {
-			break
-		}
-		write([]any{"NEG-MSG", "b", out})
-	}
-	write([]any{"NEG-CLOSE", "b"})
-	wg.Wait()
 	return have, need, rounds
 }

@@ -21,6 +21,7 @@ import (
 	"github.com/nbd-wtf/go-nostr/nip77/negentropy/storage/vector"
 	dto "github.com/prometheus/client_model/go"
 
+	"github.com/burrow-relay/burrow/nip77client"
 	"github.com/burrow-relay/burrow/storage"
 )
 
@@ -31,7 +32,7 @@ type negResult struct {
 }
 
 // reconcile runs a NIP-77 reconciliation of local against the relay's
-// events matching f, as a client, with go-nostr's negentropy.
+// events matching f, as a client (nip77client, over go-nostr's negentropy).
 func (c *wsClient) reconcile(subID string, f nostr.Filter, local ...*nostr.Event) negResult {
 	c.t.Helper()
 	vec := vector.New()
@@ -39,42 +40,30 @@ func (c *wsClient) reconcile(subID string, f nostr.Filter, local ...*nostr.Event
 		vec.Insert(ev.CreatedAt, ev.ID)
 	}
 	vec.Seal()
-	neg := negentropy.New(vec, 60_000)
 	var res negResult
-	var wg sync.WaitGroup
-	wg.Add(2)
-	go func() {
-		defer wg.Done()
-		for id := range neg.Haves {
-			res.have = append(res.have, id)
-		}
-	}()
-	go func() {
-		defer wg.Done()
-		for id := range neg.HaveNots {
-			res.need = append(res.need, id)
-		}
-	}()
-	c.send([]any{"NEG-OPEN", subID, f, neg.Start()})
-	for {
-		msg := c.read()
-		if label(msg) != "NEG-MSG" || str(msg[1]) != subID {
-			c.t.Fatalf("got %s during the reconciliation, want NEG-MSG %s", joinRaw(msg), subID)
-		}
-		out, err := neg.Reconcile(str(msg[2]))
-		if err != nil {
-			c.t.Fatalf("client reconcile: %v", err)
-		}
-		if out == "" {
-			break // the client's side is done; it closes the channels
-		}
-		c.send([]any{"NEG-MSG", subID, out})
+	sess := nip77client.Session{Sub: subID, Filter: f, FrameLimit: 60_000, Timeout: 10 * time.Second,
+		Have: func(id string) { res.have = append(res.have, id) },
+		Need: func(id string) { res.need = append(res.need, id) }}
+	if _, err := sess.Run(context.Background(), negConn{c}, vec); err != nil {
+		c.t.Fatalf("reconciliation %s: %v", subID, err)
 	}
-	c.send([]any{"NEG-CLOSE", subID})
-	wg.Wait()
 	slices.Sort(res.have)
 	slices.Sort(res.need)
 	return res
+}
+
+// negConn is the test client as a nip77client.Conn; anything but NEG-MSG
+// and NEG-ERR for the session fails the test.
+type negConn struct{ c *wsClient }
+
+func (n negConn) Send(msg []byte) error { n.c.sendRaw(msg); return nil }
+
+func (n negConn) Read(time.Time) (string, []json.RawMessage, error) {
+	msg := n.c.read()
+	if l := label(msg); l != "NEG-MSG" && l != "NEG-ERR" {
+		n.c.t.Fatalf("got %s during the reconciliation, want NEG-MSG or NEG-ERR", joinRaw(msg))
+	}
+	return label(msg), msg, nil
 }
 
 // readNegErr reads the next message, which must be NEG-ERR for subID with
