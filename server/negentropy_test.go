@@ -566,6 +566,9 @@ func TestNegentropyMemoryPerAddress(t *testing.T) {
 	}
 	c2.send([]any{"NEG-CLOSE", "b"})
 	c1.send([]any{"NEG-CLOSE", "a"})
+	// Each connection handles its messages in order: once both answer a
+	// REQ, both sessions are closed.
+	c1.stillServes()
 	c2.stillServes()
 	c2.send([]any{"NEG-OPEN", "b", nostr.Filter{}, start})
 	if msg := c2.read(); label(msg) != "NEG-MSG" {
