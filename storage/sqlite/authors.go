@@ -69,7 +69,7 @@ func nextChunk(size int, took time.Duration) int {
 // time and stopping early once the batch has worked chunkWork. more
 // reports that some may remain. It removes at least one event when there
 // is one, so every call makes progress.
-func (tx *txn) removeChunk(stmt *sql.Stmt, args []any, reason storage.Reason, size int, deleted *[]storage.Deletion) (more bool, err error) {
+func (tx *txn) removeChunk(stmt *rawStmt, args []any, reason storage.Reason, size int, deleted *[]storage.Deletion) (more bool, err error) {
 	for removed := 0; removed < size; {
 		want := min(chunkPage, size-removed)
 		found, err := tx.collect(stmt, append(args, want)...)

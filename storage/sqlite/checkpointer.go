@@ -4,8 +4,6 @@ import (
 	"context"
 	"fmt"
 	"time"
-
-	"modernc.org/sqlite"
 )
 
 // Checkpoints off the writer. SQLite's automatic checkpoint runs on the
@@ -43,23 +41,9 @@ const (
 )
 
 // noteWAL runs on the writer goroutine after each commit: it adds the
-// pages that commit wrote to the WAL (SQLITE_DBSTATUS_CACHE_WRITE, read
-// and reset) and wakes the checkpointer once checkpointPages have piled up.
-func (s *Store) noteWAL() {
-	conn, err := s.writeDB.Conn(context.Background())
-	if err != nil {
-		return
-	}
-	defer conn.Close()
-	var pages int
-	_ = conn.Raw(func(dc any) error {
-		st, ok := dc.(sqlite.DBStatus)
-		if !ok {
-			return nil
-		}
-		pages, _, err = st.Status(sqlite.DBStatusCacheWrite, true)
-		return err
-	})
+// pages that commit wrote to the WAL (rawConn.walPages) and wakes the
+// checkpointer once checkpointPages have piled up.
+func (s *Store) noteWAL(pages int) {
 	s.walWritten.Add(int64(pages))
 	if s.walPending.Add(int64(pages)) >= checkpointPages {
 		select {

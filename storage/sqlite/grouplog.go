@@ -335,7 +335,7 @@ func (s *Store) DeleteGroupEvents(ctx context.Context, before time.Time) ([]stor
 	if s.isClosed.Load() {
 		return nil, storage.ErrClosed
 	}
-	all, err := s.deleteInChunks(ctx, func(st *statements) *sql.Stmt { return st.oldGroup }, before.Unix(), storage.ReasonRetention, "old group events")
+	all, err := s.deleteInChunks(ctx, func(st *statements) *rawStmt { return st.oldGroup }, before.Unix(), storage.ReasonRetention, "old group events")
 	if err != nil {
 		return all, err
 	}

@@ -146,7 +146,7 @@ func scanStored(sc interface{ Scan(...any) error }) (stored, error) {
 
 // collect reads every row stmt yields (columns as scanStored expects). The
 // rows are read to the end before the caller removes any of them.
-func (tx *txn) collect(stmt *sql.Stmt, args ...any) ([]stored, error) {
+func (tx *txn) collect(stmt *rawStmt, args ...any) ([]stored, error) {
 	rows, err := stmt.QueryContext(tx.ctx, args...)
 	if err != nil {
 		return nil, err
@@ -531,13 +531,13 @@ func (s *Store) DeleteExpired(ctx context.Context, now time.Time) ([]storage.Del
 	if s.isClosed.Load() {
 		return nil, storage.ErrClosed
 	}
-	return s.deleteInChunks(ctx, func(st *statements) *sql.Stmt { return st.expired }, now.Unix(), storage.ReasonExpired, "expired events")
+	return s.deleteInChunks(ctx, func(st *statements) *rawStmt { return st.expired }, now.Unix(), storage.ReasonExpired, "expired events")
 }
 
 // deleteInChunks removes and tombstones what find's statement (taking the
 // cutoff and a chunk size) selects, one chunk per write op, so a large
 // backlog does not hold the writer for long.
-func (s *Store) deleteInChunks(ctx context.Context, find func(*statements) *sql.Stmt, cutoff int64, reason storage.Reason, what string) ([]storage.Deletion, error) {
+func (s *Store) deleteInChunks(ctx context.Context, find func(*statements) *rawStmt, cutoff int64, reason storage.Reason, what string) ([]storage.Deletion, error) {
 	var all []storage.Deletion
 	walMark := s.walWritten.Load()
 	for {

@@ -109,9 +109,13 @@ const (
 // serialize their writers, and every rule is checked inside the writing
 // transaction.
 type Store struct {
-	log      *slog.Logger
-	writeDB  *sql.DB // exactly one connection: the writer's
-	readDB   *sql.DB // read-only pool
+	log     *slog.Logger
+	writeDB *sql.DB // exactly one connection: the writer's
+	readDB  *sql.DB // read-only pool
+	// raw and stmts are the write connection as the driver gives it and
+	// the writer's statements prepared on it (raw.go). Only the writer
+	// goroutine uses them, and Open and Close before and after it runs.
+	raw      *rawConn
 	stmts    *statements
 	maxBatch int
 	noSeq    bool // Config.DisableSequencing
@@ -230,7 +234,7 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 	if err != nil {
 		return fail("migrate", err)
 	}
-	if s.stmts, err = prepareStatements(ctx, s.writeDB); err != nil {
+	if err := s.withWriter(func(*rawConn) {}); err != nil {
 		return fail("prepare statements", err)
 	}
 	// Readers are opened after the writer has switched the file to WAL.
@@ -298,11 +302,30 @@ func (s *Store) Close() error {
 	s.stopScrub()
 	<-s.scrubDone
 	<-s.ckptDone
-	err := errors.Join(s.stmts.close(), s.readDB.Close(), s.ckptDB.Close(), s.writeDB.Close())
+	err := errors.Join(s.closeStatements(), s.readDB.Close(), s.ckptDB.Close(), s.writeDB.Close())
 	if err != nil {
 		return fmt.Errorf("sqlite: close: %w", err)
 	}
 	return nil
+}
+
+// closeStatements finalizes the writer's statements, on the connection
+// they were prepared on (the writer has exited).
+func (s *Store) closeStatements() error {
+	if s.raw == nil {
+		return nil
+	}
+	conn, err := s.writeDB.Conn(context.Background())
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+	return conn.Raw(func(dc any) error {
+		if dc != s.raw.dc {
+			return nil // gone with the connection they were prepared on
+		}
+		return s.raw.close()
+	})
 }
 
 // Ping reports whether the database answers a read.

@@ -483,6 +483,7 @@ func BenchmarkWriterBatch(b *testing.B) {
 			user2, sys2 := processCPUSplit()
 			b.ReportMetric(float64((user2-user).Microseconds())/float64(b.N), "user-µs/event")
 			b.ReportMetric(float64((sys2-sys).Microseconds())/float64(b.N), "sys-µs/event")
+			b.ReportMetric(float64(s.walWritten.Load())/float64(b.N), "wal-pages/event")
 		})
 	}
 }
