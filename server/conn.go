@@ -49,6 +49,10 @@ type conn struct {
 	// committerIdle is set while the committer waits for the next EVENT;
 	// the reader then hands it the verification (enqueueEvent).
 	committerIdle atomic.Bool
+	// evCtx is the context the committer's events run in (eventContext),
+	// for the authenticated pubkey evCtxAuthed; the committer only.
+	evCtx         context.Context
+	evCtxAuthed   string
 	readAhead     readAhead
 	committerDone chan struct{}
 	writerDone    chan struct{}
@@ -414,9 +418,10 @@ type readAhead struct {
 	max  int
 	dead chan struct{}
 
-	mu    sync.Mutex
-	bytes int
-	room  chan struct{} // closed and replaced when bytes are given back
+	mu      sync.Mutex
+	bytes   int
+	room    chan struct{} // closed and replaced when bytes are given back to a waiter
+	waiting bool          // someone waits on room
 }
 
 func (r *readAhead) init(max int, dead chan struct{}) {
@@ -434,6 +439,7 @@ func (r *readAhead) take(n int) bool {
 			return true
 		}
 		room := r.room
+		r.waiting = true
 		r.mu.Unlock()
 		select {
 		case <-room:
@@ -446,7 +452,12 @@ func (r *readAhead) take(n int) bool {
 func (r *readAhead) give(n int) {
 	r.mu.Lock()
 	r.bytes -= n
-	close(r.room)
-	r.room = make(chan struct{})
+	if r.waiting {
+		// A new channel only when the old one was handed to a waiter: no
+		// allocation per event otherwise.
+		close(r.room)
+		r.room = make(chan struct{})
+		r.waiting = false
+	}
 	r.mu.Unlock()
 }

@@ -109,7 +109,7 @@ func verifyEvent(ev *nostr.Event) string {
 // processEvent runs the pipeline for an EVENT read from c and answers it
 // with OK.
 func (s *Server) processEvent(c *conn, p *pendingEvent) {
-	s.runEvent(contextFor(s.hardCtx, c), p.ev, p.reason, s.rules, func(ok bool, msg string) {
+	s.runEvent(c.eventContext(), p.ev, p.reason, s.rules, func(ok bool, msg string) {
 		c.send(s.hardCtx, encodeOK(p.ev.ID, ok, msg))
 	})
 }
@@ -266,6 +266,18 @@ var _ Broadcaster = (*registry)(nil)
 // contextFor is the context rules and storage see for c's events.
 func contextFor(ctx context.Context, c *conn) context.Context {
 	return policy.WithConn(ctx, policy.Conn{IP: c.ip, Group: c.group, AuthedPubKey: c.authedPubKey()})
+}
+
+// eventContext is contextFor(hardCtx, c) for the committer, kept while the
+// connection's authenticated pubkey stays the same, so an event costs no
+// new context.
+func (c *conn) eventContext() context.Context {
+	pk := c.authedPubKey()
+	if c.evCtx == nil || c.evCtxAuthed != pk {
+		c.evCtx = policy.WithConn(c.srv.hardCtx, policy.Conn{IP: c.ip, Group: c.group, AuthedPubKey: pk})
+		c.evCtxAuthed = pk
+	}
+	return c.evCtx
 }
 
 // removed records events that left storage: metrics, the deleted set that

@@ -19,7 +19,7 @@ import (
 // Every message is first charged to the connection's and the address's
 // token buckets (policy.Meter), before any work is spent on it.
 func (c *conn) handleMessage(msg []byte, oversize bool) {
-	label, id := peekMessage(msg)
+	label := peekLabel(msg)
 	if reason := c.meter.Charge(c.srv.hardCtx, label == "EVENT"); reason != "" {
 		c.srv.metrics.rateLimited.WithLabelValues(typeLabel(label)).Inc()
 		if label == "CLOSE" && !oversize {
@@ -28,17 +28,17 @@ func (c *conn) handleMessage(msg []byte, oversize bool) {
 				c.closeSub(m.args)
 			}
 		}
-		c.refuse(label, id, reason)
+		c.refuse(label, peekID(msg, label), reason)
 		return
 	}
 	if oversize {
-		c.refuse(label, id, fmt.Sprintf("invalid: message too large (max %d bytes)", c.srv.limits.MaxMessageLength))
+		c.refuse(label, peekID(msg, label), fmt.Sprintf("invalid: message too large (max %d bytes)", c.srv.limits.MaxMessageLength))
 		return
 	}
 	if !utf8.Valid(msg) {
 		// What is stored must be what was signed: JSON decoding would turn
 		// these bytes into U+FFFD, so the served event would not verify.
-		c.refuse(label, id, "invalid: message is not valid UTF-8")
+		c.refuse(label, peekID(msg, label), "invalid: message is not valid UTF-8")
 		return
 	}
 	m, ok := parseClientMessage(msg)
@@ -76,7 +76,7 @@ func (c *conn) handleMessage(msg []byte, oversize bool) {
 }
 
 // refuse answers a message refused before it was parsed, with the most
-// specific message its label and id (see peekMessage) allow.
+// specific message its label and id (see peekLabel, peekID) allow.
 func (c *conn) refuse(label, id, reason string) {
 	switch {
 	case (label == "EVENT" || label == "AUTH") && policy.IsLowerHex(id, 64):

@@ -112,102 +112,65 @@ type clientMessage struct {
 }
 
 // parseClientMessage splits a client message. It fails on anything that is
-// not a JSON array starting with a string. The message is validated once
-// (json.Valid) and split by splitArray rather than decoded into
-// []json.RawMessage, which scanned it a second time and copied every
-// element; the elements share one copy of msg (the reader reuses msg's
-// buffer).
+// not a JSON array starting with a string. One scan (splitValidArray)
+// validates the message as json.Valid does and cuts it into its elements,
+// as json.Unmarshal into []json.RawMessage would, without the copy of every
+// element that made; the elements share one copy of msg (the reader reuses
+// msg's buffer).
 func parseClientMessage(msg []byte) (clientMessage, bool) {
-	if !json.Valid(msg) {
-		return clientMessage{}, false
-	}
-	arr, ok := splitArray(bytes.Clone(msg))
+	arr, ok := splitValidArray(bytes.Clone(msg))
 	if !ok || len(arr) == 0 {
 		return clientMessage{}, false
 	}
-	var label string
-	if err := json.Unmarshal(arr[0], &label); err != nil {
-		return clientMessage{}, false
+	label, ok := knownLabel(arr[0])
+	if !ok {
+		if err := json.Unmarshal(arr[0], &label); err != nil {
+			return clientMessage{}, false
+		}
 	}
 	return clientMessage{label: label, args: arr[1:]}, true
 }
 
-// splitArray returns the elements of the JSON array msg, without the
-// whitespace around them, as json.Unmarshal into []json.RawMessage would;
-// false when msg is not an array. msg must be valid JSON (json.Valid).
-func splitArray(msg []byte) ([]json.RawMessage, bool) {
-	i := skipSpace(msg, 0)
-	if i == len(msg) || msg[i] != '[' {
-		return nil, false
+// knownLabel returns the label a raw JSON string decodes to when it is one
+// the relay understands written without escapes (the usual case), without
+// decoding it.
+func knownLabel(raw []byte) (string, bool) {
+	switch string(raw) {
+	case `"EVENT"`:
+		return "EVENT", true
+	case `"REQ"`:
+		return "REQ", true
+	case `"CLOSE"`:
+		return "CLOSE", true
+	case `"COUNT"`:
+		return "COUNT", true
+	case `"AUTH"`:
+		return "AUTH", true
+	case `"NEG-OPEN"`:
+		return "NEG-OPEN", true
+	case `"NEG-MSG"`:
+		return "NEG-MSG", true
+	case `"NEG-CLOSE"`:
+		return "NEG-CLOSE", true
 	}
-	i = skipSpace(msg, i+1)
-	var arr []json.RawMessage
-	if msg[i] == ']' {
-		return arr, true
-	}
-	for {
-		end := valueEnd(msg, i)
-		arr = append(arr, json.RawMessage(msg[i:end:end]))
-		i = skipSpace(msg, end)
-		if msg[i] == ']' {
-			return arr, true
-		}
-		i = skipSpace(msg, i+1) // past the comma
-	}
+	return "", false
 }
 
-func skipSpace(b []byte, i int) int {
-	for i < len(b) && (b[i] == ' ' || b[i] == '\t' || b[i] == '\n' || b[i] == '\r') {
-		i++
-	}
-	return i
+// peekLabel extracts a message's label without parsing the whole message
+// (which may be cut short, if it was oversize).
+func peekLabel(msg []byte) string {
+	return gjson.GetBytes(msg, "0").String()
 }
 
-// valueEnd returns the index just past the JSON value starting at b[i]; b
-// is valid JSON.
-func valueEnd(b []byte, i int) int {
-	depth := 0
-	for ; i < len(b); i++ {
-		switch b[i] {
-		case '"':
-			for i++; b[i] != '"'; i++ {
-				if b[i] == '\\' {
-					i++
-				}
-			}
-			if depth == 0 {
-				return i + 1
-			}
-		case '[', '{':
-			depth++
-		case ']', '}':
-			if depth == 0 {
-				return i // the end of the enclosing array
-			}
-			depth--
-			if depth == 0 {
-				return i + 1
-			}
-		case ',', ' ', '\t', '\n', '\r':
-			if depth == 0 {
-				return i
-			}
-		}
-	}
-	return i
-}
-
-// peekMessage extracts, without parsing the whole message (which may be
-// cut short, if it was oversize), its label and the EVENT or AUTH event id
-// or the REQ, COUNT or NEG-* subscription id, so a refusal can use the right
-// message type.
-func peekMessage(msg []byte) (label, id string) {
-	label = gjson.GetBytes(msg, "0").String()
+// peekID extracts, as peekLabel does, the EVENT or AUTH event id or the
+// REQ, COUNT or NEG-* subscription id, so a refusal can use the right
+// message type. Only refusals need it, so it is not done for every message.
+func peekID(msg []byte, label string) string {
 	switch label {
 	case "EVENT", "AUTH":
-		id = gjson.GetBytes(msg, "1.id").String()
+		return gjson.GetBytes(msg, "1.id").String()
 	case "REQ", "COUNT", "NEG-OPEN", "NEG-MSG":
-		id = gjson.GetBytes(msg, "1").String()
+		return gjson.GetBytes(msg, "1").String()
 	}
-	return label, id
+	return ""
 }

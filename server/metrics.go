@@ -5,6 +5,7 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/burrow-relay/burrow/storage"
@@ -27,6 +28,7 @@ type metrics struct {
 	deleted       *prometheus.CounterVec
 	deletedDrops  prometheus.Counter
 	rateLimited   *prometheus.CounterVec
+	okByKind      sync.Map // kind of a listed kind → its eventsOK counter
 }
 
 func newMetrics(reg *prometheus.Registry) (*metrics, error) {
@@ -125,7 +127,21 @@ func reasonLabel(msg string) string {
 	return "other"
 }
 
-func (m *metrics) accepted(kind int) { m.eventsOK.WithLabelValues(kindLabel(kind)).Inc() }
+// accepted counts an accepted event. The counters of the listed kinds are
+// kept once looked up (a bounded set), so the usual event costs no label
+// formatting and hashing.
+func (m *metrics) accepted(kind int) {
+	if c, ok := m.okByKind.Load(kind); ok {
+		c.(prometheus.Counter).Inc()
+		return
+	}
+	label := kindLabel(kind)
+	c := m.eventsOK.WithLabelValues(label)
+	if label != "other" && label != "ephemeral" {
+		m.okByKind.Store(kind, c)
+	}
+	c.Inc()
+}
 
 func (m *metrics) rejected(kind int, msg string) {
 	m.eventsRefused.WithLabelValues(kindLabel(kind), reasonLabel(msg)).Inc()

@@ -69,7 +69,8 @@ type outbox struct {
 	items   []outMsg
 	bytes   int           // queued plus taken by the writer and not yet written
 	closing bool          // no more messages; writer flushes then stops
-	space   chan struct{} // closed and replaced when the writer frees room
+	space   chan struct{} // closed and replaced when the writer frees room for a waiter
+	waiting bool          // a pushWait waits on space
 	wake    chan struct{} // capacity 1: tells the writer there is work
 	dead    chan struct{} // closed when the connection is gone
 }
@@ -138,6 +139,7 @@ func (o *outbox) pushWait(ctx context.Context, m outMsg) error {
 			return nil
 		}
 		space := o.space
+		o.waiting = true
 		o.mu.Unlock()
 		if err := o.waitRoom(ctx, space, mine); err != nil {
 			return err
@@ -192,10 +194,16 @@ func (o *outbox) written(msgs []outMsg) {
 	o.total.give(n)
 }
 
-// freed wakes pushWait callers; o.mu is held.
+// freed wakes pushWait callers; o.mu is held. The channel is replaced only
+// when one was handed to a waiter, so a batch written costs no allocation
+// otherwise.
 func (o *outbox) freed() {
+	if !o.waiting {
+		return
+	}
 	close(o.space)
 	o.space = make(chan struct{})
+	o.waiting = false
 }
 
 // close stops accepting messages; the writer flushes what is queued.

@@ -3,6 +3,7 @@ package server
 import (
 	"context"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/nbd-wtf/go-nostr"
@@ -17,15 +18,20 @@ type registry struct {
 
 	mu  sync.RWMutex
 	idx *filterIndex
+	// subs counts the subscriptions in idx (changed under mu). Broadcast
+	// reads it without the lock: with none, there is nothing to hand the
+	// dispatcher.
+	subs atomic.Int64
 
-	qmu    sync.Mutex
-	queue  []Delivery
-	qbytes int
-	room   chan struct{} // closed and replaced when the dispatcher takes the queue
-	wake   chan struct{} // capacity 1
-	stop   chan struct{}
-	done   chan struct{}
-	once   sync.Once
+	qmu        sync.Mutex
+	queue      []Delivery
+	qbytes     int
+	room       chan struct{} // closed and replaced when the dispatcher takes the queue, if roomWaited
+	roomWaited bool          // a broadcaster waits on room
+	wake       chan struct{} // capacity 1
+	stop       chan struct{}
+	done       chan struct{}
+	once       sync.Once
 
 	matched []*compiledFilter // dispatcher scratch
 }
@@ -65,6 +71,10 @@ func (r *registry) add(sub *subscription) {
 	for _, cf := range sub.compiled {
 		r.idx.add(cf)
 	}
+	if !sub.registered {
+		sub.registered = true
+		r.subs.Add(1)
+	}
 	r.mu.Unlock()
 }
 
@@ -72,6 +82,10 @@ func (r *registry) remove(sub *subscription) {
 	r.mu.Lock()
 	for _, cf := range sub.compiled {
 		r.idx.remove(cf)
+	}
+	if sub.registered {
+		sub.registered = false
+		r.subs.Add(-1)
 	}
 	r.mu.Unlock()
 	sub.close()
@@ -82,7 +96,16 @@ func (r *registry) remove(sub *subscription) {
 // A KeyPackage is first looked up in storage: one deleted since it was
 // stored (by a replacement or kind 5 racing its broadcast, on any instance)
 // is not delivered.
+//
+// With no subscription open, Broadcast returns at once: the event would
+// match nothing, and a subscription opened after this check registers
+// before its stored query, which then finds the event (committed before its
+// broadcast), so it is not missed. Each event then costs no hand-off to the
+// dispatcher (nor, for a KeyPackage, a storage lookup).
 func (r *registry) Broadcast(d Delivery) {
+	if r.subs.Load() == 0 {
+		return
+	}
 	if k := d.Event.Kind; (k == kindKeyPackage || k == kindLegacyKeyPackage) && !r.srv.stillStored(d.Event.ID) {
 		return
 	}
@@ -101,6 +124,7 @@ func (r *registry) Broadcast(d Delivery) {
 			return
 		}
 		room := r.room
+		r.roomWaited = true
 		r.qmu.Unlock()
 		select {
 		case <-room:
@@ -120,8 +144,11 @@ func (r *registry) dispatchLoop() {
 		clear(r.queue)
 		r.queue = r.queue[:0]
 		r.qbytes = 0
-		close(r.room)
-		r.room = make(chan struct{})
+		if r.roomWaited {
+			close(r.room)
+			r.room = make(chan struct{})
+			r.roomWaited = false
+		}
 		r.qmu.Unlock()
 		for _, d := range batch {
 			r.dispatch(d)

@@ -37,6 +37,8 @@ type subscription struct {
 	// dispatched is the last match that delivered to this subscription;
 	// only the dispatcher touches it.
 	dispatched uint64
+	// registered: in the registry's index (registry.mu).
+	registered bool
 
 	mu          sync.Mutex
 	state       subState
