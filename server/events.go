@@ -12,10 +12,10 @@ import (
 )
 
 // The EVENT pipeline: verify (parallel) → admission rules (the configured
-// ones, then NIP-62's relay check) → store, through the SaveHook that
-// handles the kind (KeyPackages: validation and SaveKeyPackage) or
-// Store.Save → answer → broadcast (in arrival order per connection). Later
-// kind-specific rules (commit slots) join as SaveHooks. Ingest (ingest.go)
+// ones, then NIP-62's relay check) → store, through the Hook that handles
+// the kind (KeyPackages: validation and SaveKeyPackage; commit-slot claims:
+// an envelope) or Store.Save → answer → broadcast (in arrival order per
+// connection). Ingest (ingest.go)
 // runs the same pipeline (runEvent) for an event that came without a
 // connection.
 
