@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"runtime/pprof"
 )
 
 // Target is one relay a comparison runs against. Start brings it up (fresh storage each time)
@@ -21,7 +22,13 @@ type Target struct {
 func Compare(ctx context.Context, cfg Config, targets []Target) ([]Row, error) {
 	rows := make([]Row, 0, len(targets))
 	for _, t := range targets {
-		res, err := runTarget(ctx, cfg, t)
+		var (
+			res Result
+			err error
+		)
+		// The label follows every goroutine the target starts (an in-process relay's included),
+		// so one --cpuprofile of a comparison splits by target (pprof -tagfocus target=NAME).
+		pprof.Do(ctx, pprof.Labels("target", t.Name), func(ctx context.Context) { res, err = runTarget(ctx, cfg, t) })
 		if err != nil {
 			return rows, fmt.Errorf("bench: target %s: %w", t.Name, err)
 		}

@@ -285,6 +285,51 @@ type procTarget struct {
 	start          func(ctx context.Context) (*relayProcess, func(context.Context) error, error)
 }
 
+// asTarget is t as a bench.Target: stopping it stops the process, then
+// removes its storage. While it runs, cpu reads the relay process's CPU
+// time and, for a PostgreSQL target on this machine, the server's (0 when
+// not measured).
+func (t procTarget) asTarget() (target bench.Target, cpu func() (relay, pg time.Duration)) {
+	var (
+		mu   sync.Mutex
+		pid  int
+		pm   int
+		pgOK bool
+	)
+	cpu = func() (time.Duration, time.Duration) {
+		mu.Lock()
+		defer mu.Unlock()
+		var r, g time.Duration
+		if pid != 0 {
+			r, _ = procCPU(pid, true)
+		}
+		if pgOK {
+			g, _ = pgServerCPU(pm)
+		}
+		return r, g
+	}
+	target = bench.Target{Name: t.name, Baseline: t.baseline, Start: func(ctx context.Context) (string, func(context.Context) error, error) {
+		p, drop, err := t.start(ctx)
+		if err != nil {
+			return "", nil, err
+		}
+		mu.Lock()
+		pid = p.cmd.Process.Pid
+		if t.pgAdmin != "" {
+			pm, pgOK = pgServer(ctx, t.pgAdmin)
+		}
+		mu.Unlock()
+		return p.url, func(ctx context.Context) error {
+			mu.Lock()
+			pid, pgOK = 0, false
+			mu.Unlock()
+			p.stop()
+			return drop(ctx)
+		}, nil
+	}}
+	return target, cpu
+}
+
 // burrowProcTarget runs bin as `relay serve` on a loopback port with the
 // event rate limits lifted (as burrowTarget does in process), on a scratch
 // SQLite directory or, with pgAdmin, a scratch PostgreSQL database.
@@ -293,7 +338,8 @@ func burrowProcTarget(name, baseline, bin, pgAdmin string, extra ...string) proc
 		args := append([]string{"serve", "--listen", "127.0.0.1:0", "--log-format", "json",
 			"--event-rate", "1e9", "--event-burst", "1000000000",
 			"--conn-event-rate", "1e9", "--conn-event-burst", "1000000000",
-			"--group-rate", "1e9", "--group-burst", "1000000000"}, extra...)
+			"--group-rate", "1e9", "--group-burst", "1000000000",
+			"--group-claim-rate", "1e9", "--group-claim-burst", "1000000000"}, extra...)
 		var drop func(context.Context) error
 		if pgAdmin != "" {
 			dbURL, d, err := bench.TempDatabase(ctx, pgAdmin)
