@@ -236,6 +236,7 @@ $fn$;
 	{6, "KeyPackage content in small partitions by author, scrubbed one partition at a time", migrationKeyPackageContent},
 	{7, "an index for every filter shape on the KeyPackage table; relay secrets", migrationKeyPackageIndexes},
 	{8, "NIP-86 records: ban reasons, blocked addresses, settings", migrationAdmin},
+	{9, "fewer statements per KeyPackage save and slot replacement; twins found through the (pubkey, kp_ref) index", migrationLeanReplace},
 }
 
 // migrate applies the migrations not yet recorded. Each runs in its own
