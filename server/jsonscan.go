@@ -13,6 +13,10 @@ const maxJSONDepth = 10000
 type jsonScan struct {
 	b     []byte
 	depth int
+	// With collect set, top gathers the elements of the outermost array
+	// (depth 1), without the whitespace around them.
+	collect bool
+	top     []json.RawMessage
 }
 
 // splitValidArray returns the elements of msg, without the whitespace
@@ -20,44 +24,19 @@ type jsonScan struct {
 // json.Unmarshal into []json.RawMessage would); false otherwise. The
 // elements share msg's bytes.
 func splitValidArray(msg []byte) ([]json.RawMessage, bool) {
-	s := jsonScan{b: msg}
+	s := jsonScan{b: msg, collect: true}
 	i := s.space(0)
 	if i == len(msg) || msg[i] != '[' {
 		return nil, false
 	}
-	s.depth = 1
-	i = s.space(i + 1)
-	var arr []json.RawMessage
-	if i < len(msg) && msg[i] == ']' {
-		i++
-	} else {
-		for {
-			end, ok := s.value(i)
-			if !ok {
-				return nil, false
-			}
-			arr = append(arr, json.RawMessage(msg[i:end:end]))
-			i = s.space(end)
-			if i == len(msg) {
-				return nil, false
-			}
-			if msg[i] == ']' {
-				i++
-				break
-			}
-			if msg[i] != ',' {
-				return nil, false
-			}
-			i = s.space(i + 1)
-		}
-	}
-	if s.space(i) != len(msg) {
+	end, ok := s.array(i)
+	if !ok || s.space(end) != len(msg) {
 		return nil, false
 	}
-	if arr == nil {
-		arr = []json.RawMessage{}
+	if s.top == nil {
+		return []json.RawMessage{}, true
 	}
-	return arr, true
+	return s.top, true
 }
 
 // jsonValid is json.Valid by jsonScan (for the tests that hold the two
@@ -208,6 +187,9 @@ func (s *jsonScan) elements(i int) (int, bool) {
 		end, ok := s.value(i)
 		if !ok {
 			return end, false
+		}
+		if s.collect && s.depth == 1 {
+			s.top = append(s.top, json.RawMessage(s.b[i:end:end]))
 		}
 		i = s.space(end)
 		if i == len(s.b) {
