@@ -73,27 +73,23 @@ func benchCommand(ctx context.Context, args []string, lookup func(string) (strin
 		return usageError{errors.New("--marmot-load does not combine with --sequencing or --slots")}
 	}
 
-	if cpuProfile != "" {
-		f, err := os.Create(cpuProfile)
+	for _, p := range []struct {
+		file  string
+		start func(io.Writer) error
+		stop  func()
+	}{{cpuProfile, pprof.StartCPUProfile, pprof.StopCPUProfile}, {traceFile, trace.Start, trace.Stop}} {
+		if p.file == "" {
+			continue
+		}
+		f, err := os.Create(p.file)
 		if err != nil {
 			return err
 		}
 		defer f.Close()
-		if err := pprof.StartCPUProfile(f); err != nil {
+		if err := p.start(f); err != nil {
 			return err
 		}
-		defer pprof.StopCPUProfile()
-	}
-	if traceFile != "" {
-		f, err := os.Create(traceFile)
-		if err != nil {
-			return err
-		}
-		defer f.Close()
-		if err := trace.Start(f); err != nil {
-			return err
-		}
-		defer trace.Stop()
+		defer p.stop()
 	}
 	fmt.Fprintf(stdout, "go %s, GOMAXPROCS %d, NumCPU %d, %s/%s\n",
 		runtime.Version(), runtime.GOMAXPROCS(0), runtime.NumCPU(), runtime.GOOS, runtime.GOARCH)
@@ -441,23 +437,16 @@ func benchMarmot(ctx context.Context, stdout io.Writer, cfg bench.MarmotConfig, 
 		cpus[t.name] = cpu
 	}
 	if separate {
-		if relayBin == "" {
-			exe, err := os.Executable()
-			if err != nil {
-				return err
-			}
-			relayBin = exe
+		relayBin, err := relayBinary(relayBin)
+		if err != nil {
+			return err
 		}
 		if baselineDir != "" {
-			tmp, err := os.MkdirTemp("", "burrow-baseline-")
+			bin, remove, err := baselineBinary(ctx, baselineDir)
 			if err != nil {
 				return err
 			}
-			defer os.RemoveAll(tmp)
-			bin, err := baselineBinary(ctx, baselineDir, tmp)
-			if err != nil {
-				return err
-			}
+			defer remove()
 			addProc(baselineProcTarget("khatru/memory", bin, ""))
 		}
 		for _, st := range stores {

@@ -369,11 +369,16 @@ func burrowProcTarget(name, baseline, bin, pgAdmin string, extra ...string) proc
 	}}
 }
 
-// baselineBinary builds the stock khatru baseline module in dir once, with
-// the libsecp256k1 tag when this binary has it, so both sides verify
-// signatures with the same code.
-func baselineBinary(ctx context.Context, dir, outDir string) (string, error) {
-	bin := filepath.Join(outDir, "baseline")
+// baselineBinary builds the stock khatru baseline module in dir once, into
+// a temporary directory that remove deletes, with the libsecp256k1 tag when
+// this binary has it, so both sides verify signatures with the same code.
+func baselineBinary(ctx context.Context, dir string) (bin string, remove func(), err error) {
+	outDir, err := os.MkdirTemp("", "burrow-baseline-")
+	if err != nil {
+		return "", nil, err
+	}
+	remove = func() { os.RemoveAll(outDir) }
+	bin = filepath.Join(outDir, "baseline")
 	args := []string{"build", "-o", bin}
 	env := append(os.Environ(), "GOWORK=off")
 	if libsecp256k1Build {
@@ -383,9 +388,19 @@ func baselineBinary(ctx context.Context, dir, outDir string) (string, error) {
 	build := exec.CommandContext(ctx, "go", append(args, ".")...)
 	build.Dir, build.Env = dir, env
 	if out, err := build.CombinedOutput(); err != nil {
-		return "", fmt.Errorf("%w: go %s in %s: %w: %s", bench.ErrBaseline, strings.Join(args, " "), dir, err, strings.TrimSpace(string(out)))
+		remove()
+		return "", nil, fmt.Errorf("%w: go %s in %s: %w: %s", bench.ErrBaseline, strings.Join(args, " "), dir, err, strings.TrimSpace(string(out)))
 	}
-	return bin, nil
+	return bin, remove, nil
+}
+
+// relayBinary is the binary --separate runs Burrow's targets with: bin, or
+// by default this one, so it verifies as this one does.
+func relayBinary(bin string) (string, error) {
+	if bin != "" {
+		return bin, nil
+	}
+	return os.Executable()
 }
 
 // baselineProcTarget runs the built baseline binary, in memory or on a
@@ -513,25 +528,20 @@ func benchSeparate(ctx context.Context, stdout io.Writer, relayBin, baselineDir,
 	if _, err := readStat(os.Getpid()); err != nil {
 		return fmt.Errorf("--separate reads relay CPU time from /proc/<pid>/stat (Linux): %w", err)
 	}
-	if relayBin == "" {
-		exe, err := os.Executable()
-		if err != nil {
-			return err
-		}
-		relayBin = exe
+	relayBin, err := relayBinary(relayBin)
+	if err != nil {
+		return err
 	}
 	fmt.Fprintf(stdout, "separate processes: the client is this process (pid %d); burrow runs as %s serve; relay CPU is utime+stime from /proc/<pid>/stat\n",
 		os.Getpid(), relayBin)
 	var baseline string // the baseline binary, "" to skip it
 	if baselineDir != "" {
-		tmp, err := os.MkdirTemp("", "burrow-baseline-")
+		bin, remove, err := baselineBinary(ctx, baselineDir)
 		if err != nil {
 			return err
 		}
-		defer os.RemoveAll(tmp)
-		if baseline, err = baselineBinary(ctx, baselineDir, tmp); err != nil {
-			return err
-		}
+		defer remove()
+		baseline = bin
 		tags := "no build tags (pure-Go verifier)"
 		if libsecp256k1Build {
 			tags = "-tags libsecp256k1"
