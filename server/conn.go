@@ -418,14 +418,13 @@ type readAhead struct {
 	max  int
 	dead chan struct{}
 
-	mu      sync.Mutex
-	bytes   int
-	room    chan struct{} // closed and replaced when bytes are given back to a waiter
-	waiting bool          // someone waits on room
+	mu    sync.Mutex
+	bytes int
+	room  freedSignal // bytes given back
 }
 
 func (r *readAhead) init(max int, dead chan struct{}) {
-	r.max, r.dead, r.room = max, dead, make(chan struct{})
+	r.max, r.dead = max, dead
 }
 
 // take counts n bytes, waiting while others are pending and n does not fit;
@@ -438,8 +437,7 @@ func (r *readAhead) take(n int) bool {
 			r.mu.Unlock()
 			return true
 		}
-		room := r.room
-		r.waiting = true
+		room := r.room.wait()
 		r.mu.Unlock()
 		select {
 		case <-room:
@@ -452,12 +450,6 @@ func (r *readAhead) take(n int) bool {
 func (r *readAhead) give(n int) {
 	r.mu.Lock()
 	r.bytes -= n
-	if r.waiting {
-		// A new channel only when the old one was handed to a waiter: no
-		// allocation per event otherwise.
-		close(r.room)
-		r.room = make(chan struct{})
-		r.waiting = false
-	}
+	r.room.notify()
 	r.mu.Unlock()
 }

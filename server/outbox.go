@@ -69,8 +69,7 @@ type outbox struct {
 	items   []outMsg
 	bytes   int           // queued plus taken by the writer and not yet written
 	closing bool          // no more messages; writer flushes then stops
-	space   chan struct{} // closed and replaced when the writer frees room for a waiter
-	waiting bool          // a pushWait waits on space
+	space   freedSignal   // the writer freed room
 	wake    chan struct{} // capacity 1: tells the writer there is work
 	dead    chan struct{} // closed when the connection is gone
 }
@@ -80,7 +79,6 @@ func newOutbox(limit, limitBytes int, total *byteBudget, dead chan struct{}) *ou
 		limit:      limit,
 		limitBytes: limitBytes,
 		total:      total,
-		space:      make(chan struct{}),
 		wake:       make(chan struct{}, 1),
 		dead:       dead,
 	}
@@ -138,8 +136,7 @@ func (o *outbox) pushWait(ctx context.Context, m outMsg) error {
 			o.signal()
 			return nil
 		}
-		space := o.space
-		o.waiting = true
+		space := o.space.wait()
 		o.mu.Unlock()
 		if err := o.waitRoom(ctx, space, mine); err != nil {
 			return err
@@ -149,7 +146,7 @@ func (o *outbox) pushWait(ctx context.Context, m outMsg) error {
 
 // waitRoom waits for the writer to free room (space), or, when only the
 // process-wide budget is short (totalOnly), for a while.
-func (o *outbox) waitRoom(ctx context.Context, space chan struct{}, totalOnly bool) error {
+func (o *outbox) waitRoom(ctx context.Context, space <-chan struct{}, totalOnly bool) error {
 	var retry <-chan time.Time
 	if totalOnly {
 		t := time.NewTimer(totalRetry)
@@ -176,7 +173,7 @@ func (o *outbox) take(buf []outMsg) (msgs []outMsg, done bool) {
 	clear(o.items)
 	o.items = o.items[:0]
 	if len(msgs) > 0 {
-		o.freed()
+		o.space.notify()
 	}
 	return msgs, o.closing && len(msgs) == 0
 }
@@ -189,21 +186,9 @@ func (o *outbox) written(msgs []outMsg) {
 	}
 	o.mu.Lock()
 	o.bytes -= n
-	o.freed()
+	o.space.notify()
 	o.mu.Unlock()
 	o.total.give(n)
-}
-
-// freed wakes pushWait callers; o.mu is held. The channel is replaced only
-// when one was handed to a waiter, so a batch written costs no allocation
-// otherwise.
-func (o *outbox) freed() {
-	if !o.waiting {
-		return
-	}
-	close(o.space)
-	o.space = make(chan struct{})
-	o.waiting = false
 }
 
 // close stops accepting messages; the writer flushes what is queued.

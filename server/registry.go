@@ -23,15 +23,14 @@ type registry struct {
 	// dispatcher.
 	subs atomic.Int64
 
-	qmu        sync.Mutex
-	queue      []Delivery
-	qbytes     int
-	room       chan struct{} // closed and replaced when the dispatcher takes the queue, if roomWaited
-	roomWaited bool          // a broadcaster waits on room
-	wake       chan struct{} // capacity 1
-	stop       chan struct{}
-	done       chan struct{}
-	once       sync.Once
+	qmu    sync.Mutex
+	queue  []Delivery
+	qbytes int
+	room   freedSignal   // the dispatcher took the queue
+	wake   chan struct{} // capacity 1
+	stop   chan struct{}
+	done   chan struct{}
+	once   sync.Once
 
 	matched []*compiledFilter // dispatcher scratch
 }
@@ -51,7 +50,6 @@ func newRegistry(s *Server) *registry {
 	r := &registry{
 		srv:  s,
 		idx:  newFilterIndex(),
-		room: make(chan struct{}),
 		wake: make(chan struct{}, 1),
 		stop: make(chan struct{}),
 		done: make(chan struct{}),
@@ -123,8 +121,7 @@ func (r *registry) Broadcast(d Delivery) {
 			}
 			return
 		}
-		room := r.room
-		r.roomWaited = true
+		room := r.room.wait()
 		r.qmu.Unlock()
 		select {
 		case <-room:
@@ -144,11 +141,7 @@ func (r *registry) dispatchLoop() {
 		clear(r.queue)
 		r.queue = r.queue[:0]
 		r.qbytes = 0
-		if r.roomWaited {
-			close(r.room)
-			r.room = make(chan struct{})
-			r.roomWaited = false
-		}
+		r.room.notify()
 		r.qmu.Unlock()
 		for _, d := range batch {
 			r.dispatch(d)
