@@ -169,6 +169,7 @@ func (s *Server) runEvent(ctx context.Context, ev *nostr.Event, reason string, r
 		answer(ok, msg)
 		return
 	}
+	committed := s.tracker.committed()
 	// Deletions are known before anything is answered or broadcast, so no
 	// copy of a deleted event still on its way is written after the OK.
 	s.removed(st.res.Deleted)
@@ -178,7 +179,7 @@ func (s *Server) runEvent(ctx context.Context, ev *nostr.Event, reason string, r
 	}
 	answer(true, msg)
 	if st.broadcast != nil {
-		s.broadcaster.Broadcast(Delivery{Event: st.broadcast, Seq: st.res.Seq, Ticket: ticket, Releases: st.releases})
+		s.broadcaster.Broadcast(Delivery{Event: st.broadcast, Seq: st.res.Seq, Ticket: ticket, Committed: committed, Releases: st.releases})
 	}
 }
 
@@ -246,6 +247,10 @@ type Delivery struct {
 	// instance), which are always checked against stored results already
 	// sent to a subscription.
 	Ticket uint64
+	// Committed is the commit's place in completion order (commitTracker),
+	// set with Ticket: a subscription whose stored query began after it
+	// does not get the event live.
+	Committed uint64
 	// Releases, for the replacement Commit of a commit-slot release, names
 	// the Commit it released; ordered readers get it in the EVENT's
 	// metadata (docs/commit-slots.md, section 5.1).

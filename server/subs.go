@@ -48,10 +48,13 @@ type subscription struct {
 	// sent holds the ids of stored events already sent; storedUpTo is the
 	// last commit ticket issued when the stored query ended. A live event
 	// with a higher ticket began committing after the query and cannot be
-	// among them.
-	sent       map[[32]byte]struct{}
-	storedUpTo uint64
-	liveAt     time.Time // when the subscription went live
+	// among them. completedBefore is the number of commits completed when
+	// the stored query began: the query saw every one of them, so none is
+	// live for this subscription, whether it sent it or a limit left it out.
+	sent            map[[32]byte]struct{}
+	storedUpTo      uint64
+	completedBefore uint64
+	liveAt          time.Time // when the subscription went live
 	// ordered is set for a since_seq subscription: live events are sent in
 	// seq order with their seq, skipping any the stored page sent.
 	ordered *orderedRead
@@ -130,6 +133,9 @@ func (sub *subscription) sendLiveLocked(d Delivery, body []byte, id [32]byte, at
 }
 
 func (sub *subscription) alreadySentLocked(d Delivery, id [32]byte) bool {
+	if d.Ticket != 0 && d.Committed != 0 && d.Committed <= sub.completedBefore {
+		return true // stored before the query began
+	}
 	if sub.sent == nil {
 		return false
 	}
@@ -345,6 +351,7 @@ func (c *conn) handleReq(args []json.RawMessage) {
 	}
 	// Register before the stored query so nothing committed meanwhile is
 	// missed; it waits in the buffer until EOSE.
+	sub.completedBefore = s.tracker.completed()
 	s.registry.add(sub)
 	c.subs[subID] = sub
 
@@ -599,11 +606,14 @@ func (c *conn) askAuth(subID string) {
 
 // commitTracker issues increasing tickets to commits in flight, so a
 // subscription can tell whether a live event may also be among the stored
-// results it already sent.
+// results it already sent; and numbers the commits in the order they
+// completed, so it can tell one that completed before its stored query
+// began.
 type commitTracker struct {
 	mu       sync.Mutex
 	last     uint64
 	inFlight map[uint64]int // holders of each ticket
+	commits  uint64         // commits completed so far (committed)
 }
 
 func newCommitTracker() *commitTracker {
@@ -642,6 +652,22 @@ func (t *commitTracker) end(ticket uint64) {
 		delete(t.inFlight, ticket)
 	}
 	t.mu.Unlock()
+}
+
+// committed records that a commit completed (its Save returned) and
+// returns its place in completion order.
+func (t *commitTracker) committed() uint64 {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.commits++
+	return t.commits
+}
+
+// completed is the number of commits completed so far.
+func (t *commitTracker) completed() uint64 {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.commits
 }
 
 func (t *commitTracker) lastIssued() uint64 {
