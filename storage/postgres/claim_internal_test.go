@@ -97,3 +97,123 @@ func TestClaimSlotLockFreeLoser(t *testing.T) {
 		t.Fatalf("Save of the loser = %v; want slot taken by %s", err, holder.ID)
 	}
 }
+
+// TestClaimContendersShareOneCommit holds the group's writer on a save
+// waiting for a lock, queues eight claims on one slot behind it, and lets
+// it go: the eight are decided in one transaction of the group commit (the
+// winner's slot row and the seven losers' records carry one xmin), one
+// Commit holds the slot and the other seven are told it is taken by that
+// one. Claims used to commit one by one, each waiting for the previous
+// contender's flush.
+func TestClaimContendersShareOneCommit(t *testing.T) {
+	pg := testsvc.Postgres(t)
+	ctx := context.Background()
+	s, err := Open(ctx, Config{URL: pg.URL})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = s.Close() })
+
+	const h = "g"
+	blocker := storetest.GroupEvent(t, storetest.NewAuthor(t), h, nostr.Now())
+	conn, err := pgx.Connect(ctx, pg.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = conn.Close(context.Background()) })
+	tx, err := conn.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = tx.Rollback(context.Background()) })
+	// burrow_save takes its author's lock shared; this holds it exclusive.
+	if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock($1, $2)`, lockClassEvent, lockKey('p', blocker.PubKey)); err != nil {
+		t.Fatal(err)
+	}
+	blocked := make(chan error, 1)
+	go func() {
+		_, err := s.Save(ctx, blocker)
+		blocked <- err
+	}()
+	waitFor(t, "the save to wait for the author's lock", func() bool {
+		var n int
+		err := conn.QueryRow(ctx, `SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted`).Scan(&n)
+		return err == nil && n == 1
+	})
+
+	const contenders = 8
+	a := storetest.NewAuthor(t)
+	slot := storetest.NewSlot()
+	commits := make([]*nostr.Event, contenders)
+	type outcome struct {
+		id  string
+		res storage.SlotResult
+		err error
+	}
+	outcomes := make(chan outcome, contenders)
+	for i := range commits {
+		commits[i] = storetest.GroupEvent(t, a, h, nostr.Now()-nostr.Timestamp(i))
+		go func(ev *nostr.Event) {
+			res, err := s.ClaimSlot(ctx, storage.SlotClaim{H: h, Slot: slot, Commit: ev})
+			outcomes <- outcome{ev.ID, res, err}
+		}(commits[i])
+	}
+	queue := s.queues[uint32(lockKey('h', h))%uint32(len(s.queues))]
+	waitFor(t, "the claims to queue behind the save", func() bool { return len(queue) == contenders })
+	if err := tx.Commit(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-blocked; err != nil {
+		t.Fatal(err)
+	}
+
+	var (
+		winner          string
+		losers, holders []string
+	)
+	for range contenders {
+		o := <-outcomes
+		if o.err == nil && o.res.Stored {
+			if winner != "" {
+				t.Fatalf("two Commits hold the slot: %s and %s", winner, o.id)
+			}
+			winner = o.id
+			continue
+		}
+		losers = append(losers, o.id)
+		var taken *storage.SlotTakenError
+		if !errors.As(o.err, &taken) {
+			t.Fatalf("claim of %s = %+v, %v; want the slot taken", o.id, o.res, o.err)
+		}
+		holders = append(holders, taken.Holder)
+	}
+	if winner == "" {
+		t.Fatal("no Commit holds the slot")
+	}
+	for _, got := range holders {
+		if got != winner {
+			t.Errorf("a loser was told the slot is held by %s; the holder is %s", got, winner)
+		}
+	}
+	var xmins int
+	if err := conn.QueryRow(ctx, `SELECT count(DISTINCT x) FROM (
+		SELECT xmin::text AS x FROM commit_slots WHERE holder = decode($1, 'hex')
+		UNION ALL SELECT xmin::text FROM commit_slot_losers WHERE encode(id, 'hex') = ANY($2)) r`,
+		winner, losers).Scan(&xmins); err != nil {
+		t.Fatal(err)
+	}
+	if xmins != 1 {
+		t.Fatalf("the %d contenders were decided in %d transactions; want 1", contenders, xmins)
+	}
+}
+
+// waitFor polls cond until it holds, failing the test after a generous
+// bound; it waits for a state, so no outcome depends on how long that takes.
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	for deadline := time.Now().Add(30 * time.Second); !cond(); time.Sleep(5 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+	}
+}

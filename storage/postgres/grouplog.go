@@ -111,11 +111,25 @@ const (
 	statusClaimHolds = 10 // the Commit holds another slot
 )
 
+// claimCall is what a queued claim adds to a save (saveReq.claim): the
+// arguments of burrow_claim_slot (its own, then burrow_save's), and its
+// extra result columns, filled by the writer before it answers.
+type claimCall struct {
+	values                  []any
+	holder, released, other []byte
+	releasedSeq             *int64
+}
+
 // ClaimSlot arbitrates a commit slot in one statement, burrow_claim_slot,
 // which holds an advisory lock on (c.H, c.Slot) from its first read to its
 // commit, so every instance sharing the database decides claims on one slot
 // one at a time (a plain claim that loses to a committed holder is answered
-// without that lock); see storage.Store.
+// without that lock); see storage.Store. The statement runs in the group
+// commit of the writer that saves the group's events: the contenders for a
+// slot, usually queued together, are then decided in one transaction with
+// one flush, the loser seeing the winner's row, instead of each waiting for
+// the last one's commit (retries after a deadlock or a slot freed mid-claim
+// are the writer's, as for saves).
 func (s *Store) ClaimSlot(ctx context.Context, c storage.SlotClaim) (storage.SlotResult, error) {
 	if s.isClosed() {
 		return storage.SlotResult{}, storage.ErrClosed
@@ -147,31 +161,13 @@ func (s *Store) ClaimSlot(ctx context.Context, c storage.SlotClaim) (storage.Slo
 	if args.expiresAt != nil && *args.expiresAt <= now.Unix() {
 		return storage.SlotResult{}, fmt.Errorf("save %s: expires at %d: %w", c.Commit.ID, *args.expiresAt, storage.ErrExpired)
 	}
-	values := append([]any{slot, release, lockKey('s', c.H+":"+c.Slot), lockKey('e', c.Commit.ID), now.Unix(), string(reasonSlotLost)},
-		args.values()...)
-
-	var (
-		resp                    saveResp
-		holder, released, other []byte
-		releasedSeq             *int64
-	)
-	wctx, err := writeContext(ctx)
-	if err != nil {
-		return storage.SlotResult{}, err
+	call := &claimCall{values: append([]any{slot, release, lockKey('s', c.H+":"+c.Slot), lockKey('e', c.Commit.ID), now.Unix(), string(reasonSlotLost)},
+		args.values()...)}
+	resp := s.queue(ctx, &saveReq{ctx: ctx, id: c.Commit.ID, args: args, claim: call})
+	if resp.err != nil {
+		return storage.SlotResult{}, fmt.Errorf("postgres claim slot: %w", busy(resp.err))
 	}
-	for try := 1; ; try++ {
-		// One autocommit statement: its implicit transaction ends, and the
-		// advisory locks are released, when the row has been sent. The
-		// wait for the slot's lock is bounded by lock_timeout.
-		resp, err = scanSaveWith(s.pool.QueryRow(wctx, claimSQL, values...), &holder, &released, &releasedSeq, &other)
-		if err == nil || !retryable(err) || try >= 5 {
-			break
-		}
-		time.Sleep(time.Duration(try) * 10 * time.Millisecond)
-	}
-	if err != nil {
-		return storage.SlotResult{}, fmt.Errorf("postgres claim slot: %w", busy(err))
-	}
+	holder, released, releasedSeq, other := call.holder, call.released, call.releasedSeq, call.other
 	out := storage.SlotResult{Result: resp.res}
 	if released != nil {
 		out.Released = hex.EncodeToString(released)

@@ -3,9 +3,10 @@
 // every rule of the contract is enforced inside PostgreSQL (unique indexes,
 // counter rows and advisory locks), never by an in-process lock.
 //
-// Saves from all goroutines go to a few writers (Config.Writers) that
-// commit them in groups: each group is one transaction in which every event
-// is one call of the burrow_save SQL function, all sent in one round trip;
+// Saves and commit-slot claims from all goroutines go to a few writers
+// (Config.Writers) that commit them in groups: each group is one
+// transaction in which every event is one call of the burrow_save SQL
+// function (a claim, of burrow_claim_slot), all sent in one round trip;
 // callers are answered after COMMIT. With fsync and synchronous_commit on,
 // this turns one WAL flush and a few round trips per event into one of each
 // per group.

@@ -33,10 +33,11 @@ const (
 )
 
 type saveReq struct {
-	ctx  context.Context
-	id   string
-	args *saveArgs
-	resp chan saveResp // buffered: the writer never waits for the caller
+	ctx   context.Context
+	id    string
+	args  *saveArgs
+	claim *claimCall    // set for a commit-slot claim: burrow_claim_slot instead of burrow_save
+	resp  chan saveResp // buffered: the writer never waits for the caller
 
 	res saveResp // filled during a batch, sent after COMMIT
 }
@@ -90,25 +91,7 @@ func (s *Store) save(ctx context.Context, ev *nostr.Event, kp *storage.KeyPackag
 
 // saveArgs queues one save with the writers and waits for its outcome.
 func (s *Store) saveArgs(ctx context.Context, ev *nostr.Event, args *saveArgs) (storage.Result, error) {
-	req := &saveReq{ctx: ctx, id: ev.ID, args: args, resp: make(chan saveResp, 1)}
-
-	s.mu.RLock()
-	if s.closed {
-		s.mu.RUnlock()
-		return storage.Result{}, storage.ErrClosed
-	}
-	select {
-	case s.queues[args.route%uint32(len(s.queues))] <- req:
-	case <-ctx.Done():
-		s.mu.RUnlock()
-		return storage.Result{}, ctx.Err()
-	}
-	s.mu.RUnlock()
-
-	// Once queued, the save is waited for whatever ctx does: the writer
-	// skips it if ctx ended before its group started, and otherwise its
-	// outcome is the one reported (waits are bounded inside PostgreSQL).
-	r := <-req.resp
+	r := s.queue(ctx, &saveReq{ctx: ctx, id: ev.ID, args: args})
 	if r.err != nil {
 		return r.res, fmt.Errorf("save %s: %w", ev.ID, busy(r.err))
 	}
@@ -117,6 +100,27 @@ func (s *Store) saveArgs(ctx context.Context, ev *nostr.Event, args *saveArgs) (
 		return r.res, nil
 	}
 	return r.res, s.statusErr(ctx, ev, args.id, r.status)
+}
+
+// queue hands req to the writer of its route and waits for its outcome.
+// Once queued, req is waited for whatever ctx does: the writer skips it if
+// ctx ended before its group started, and otherwise its outcome is the one
+// reported (waits are bounded inside PostgreSQL).
+func (s *Store) queue(ctx context.Context, req *saveReq) saveResp {
+	req.resp = make(chan saveResp, 1)
+	s.mu.RLock()
+	if s.closed {
+		s.mu.RUnlock()
+		return saveResp{err: storage.ErrClosed}
+	}
+	select {
+	case s.queues[req.args.route%uint32(len(s.queues))] <- req:
+	case <-ctx.Done():
+		s.mu.RUnlock()
+		return saveResp{err: ctx.Err()}
+	}
+	s.mu.RUnlock()
+	return <-req.resp
 }
 
 // statusErr is the error of a burrow_save status other than statusStored.
@@ -249,11 +253,23 @@ func (s *Store) runGroup(reqs []*saveReq) error {
 	defer cancel()
 	var b pgx.Batch
 	for _, r := range reqs {
+		if r.claim != nil {
+			b.Queue(claimSQL, r.claim.values...)
+			continue
+		}
 		b.Queue(saveSQL, r.args.values()...)
 	}
 	br := s.pool.SendBatch(ctx, &b)
 	for _, r := range reqs {
-		resp, err := scanSave(br.QueryRow())
+		var (
+			resp saveResp
+			err  error
+		)
+		if c := r.claim; c != nil {
+			resp, err = scanSaveWith(br.QueryRow(), &c.holder, &c.released, &c.releasedSeq, &c.other)
+		} else {
+			resp, err = scanSave(br.QueryRow())
+		}
 		if err != nil {
 			_ = br.Close()
 			return err
