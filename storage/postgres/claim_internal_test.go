@@ -39,19 +39,7 @@ func TestClaimSlotLockFreeLoser(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	conn, err := pgx.Connect(ctx, pg.URL)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = conn.Close(context.Background()) })
-	tx, err := conn.Begin(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = tx.Rollback(context.Background()) })
-	if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock($1, $2)`, lockClassSlot, lockKey('s', h+":"+slot)); err != nil {
-		t.Fatal(err)
-	}
+	_, tx := holdLock(t, pg.URL, lockClassSlot, lockKey('s', h+":"+slot))
 
 	loser := storetest.GroupEvent(t, a, h, nostr.Now()-9)
 	replacement := storetest.GroupEvent(t, a, h, nostr.Now()-8)
@@ -116,20 +104,8 @@ func TestClaimContendersShareOneCommit(t *testing.T) {
 
 	const h = "g"
 	blocker := storetest.GroupEvent(t, storetest.NewAuthor(t), h, nostr.Now())
-	conn, err := pgx.Connect(ctx, pg.URL)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = conn.Close(context.Background()) })
-	tx, err := conn.Begin(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = tx.Rollback(context.Background()) })
 	// burrow_save takes its author's lock shared; this holds it exclusive.
-	if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock($1, $2)`, lockClassEvent, lockKey('p', blocker.PubKey)); err != nil {
-		t.Fatal(err)
-	}
+	conn, tx := holdLock(t, pg.URL, lockClassEvent, lockKey('p', blocker.PubKey))
 	blocked := make(chan error, 1)
 	go func() {
 		_, err := s.Save(ctx, blocker)
@@ -216,4 +192,26 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 			t.Fatalf("timed out waiting for %s", what)
 		}
 	}
+}
+
+// holdLock takes an advisory lock exclusively in a transaction of its own
+// connection, as another instance's claim or deletion would, until the
+// test commits or rolls back tx (or ends).
+func holdLock(t *testing.T, url string, class, key int32) (*pgx.Conn, pgx.Tx) {
+	t.Helper()
+	ctx := context.Background()
+	conn, err := pgx.Connect(ctx, url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = conn.Close(context.Background()) })
+	tx, err := conn.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = tx.Rollback(context.Background()) })
+	if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock($1, $2)`, class, key); err != nil {
+		t.Fatal(err)
+	}
+	return conn, tx
 }
