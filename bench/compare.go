@@ -38,17 +38,27 @@ func Compare(ctx context.Context, cfg Config, targets []Target) ([]Row, error) {
 }
 
 func runTarget(ctx context.Context, cfg Config, t Target) (res Result, err error) {
+	err = t.With(ctx, func(url string) error {
+		cfg.URL = url
+		res, err = Run(ctx, cfg)
+		return err
+	})
+	return res, err
+}
+
+// With starts t, calls run with its URL and stops it, whatever run returned; a failure to stop
+// is joined to run's error.
+func (t Target) With(ctx context.Context, run func(url string) error) (err error) {
 	url, stop, err := t.Start(ctx)
 	if err != nil {
-		return Result{}, fmt.Errorf("start: %w", err)
+		return fmt.Errorf("start: %w", err)
 	}
 	defer func() {
 		if stopErr := stop(context.WithoutCancel(ctx)); stopErr != nil {
 			err = errors.Join(err, fmt.Errorf("stop: %w", stopErr))
 		}
 	}()
-	cfg.URL = url
-	return Run(ctx, cfg)
+	return run(url)
 }
 
 // BaselineTarget is the stock khatru baseline built from dir (the repository's baseline/). With

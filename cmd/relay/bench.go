@@ -392,17 +392,12 @@ func benchSlots(ctx context.Context, stdout io.Writer, stores []benchStore, roun
 // runSlotTarget starts t, runs one slot contention run against it and stops
 // it.
 func runSlotTarget(ctx context.Context, t bench.Target, cfg bench.SlotConfig) (res bench.SlotResult, err error) {
-	url, stop, err := t.Start(ctx)
-	if err != nil {
-		return res, fmt.Errorf("start: %w", err)
-	}
-	defer func() {
-		if stopErr := stop(context.WithoutCancel(ctx)); stopErr != nil {
-			err = errors.Join(err, fmt.Errorf("stop: %w", stopErr))
-		}
-	}()
-	cfg.URL = url
-	return bench.RunSlots(ctx, cfg)
+	err = t.With(ctx, func(url string) error {
+		cfg.URL = url
+		res, err = bench.RunSlots(ctx, cfg)
+		return err
+	})
+	return res, err
 }
 
 func metOrNot(met bool) string {
@@ -500,25 +495,19 @@ func benchMarmot(ctx context.Context, stdout io.Writer, cfg bench.MarmotConfig, 
 // runMarmotTarget starts t, runs the load against it and stops it; cpu,
 // when set, reads the relay's (and PostgreSQL's) CPU time around the run.
 func runMarmotTarget(ctx context.Context, t bench.Target, cfg bench.MarmotConfig, cpu func() (relay, pg time.Duration)) (res bench.MarmotResult, err error) {
-	url, stop, err := t.Start(ctx)
-	if err != nil {
-		return res, fmt.Errorf("start: %w", err)
-	}
-	defer func() {
-		if stopErr := stop(context.WithoutCancel(ctx)); stopErr != nil {
-			err = errors.Join(err, fmt.Errorf("stop: %w", stopErr))
-		}
-	}()
-	cfg.URL = url
-	if cpu == nil {
-		return bench.RunMarmot(ctx, cfg)
-	}
-	cfg.AroundRun = func() func() (time.Duration, time.Duration) {
-		r0, g0 := cpu()
-		return func() (time.Duration, time.Duration) {
-			r1, g1 := cpu()
-			return r1 - r0, g1 - g0
+	if cpu != nil {
+		cfg.AroundRun = func() func() (time.Duration, time.Duration) {
+			r0, g0 := cpu()
+			return func() (time.Duration, time.Duration) {
+				r1, g1 := cpu()
+				return r1 - r0, g1 - g0
+			}
 		}
 	}
-	return bench.RunMarmot(ctx, cfg)
+	err = t.With(ctx, func(url string) error {
+		cfg.URL = url
+		res, err = bench.RunMarmot(ctx, cfg)
+		return err
+	})
+	return res, err
 }

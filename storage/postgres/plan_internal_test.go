@@ -128,19 +128,7 @@ var wholeReads = []string{
 func TestEveryStatementRunsOnAnIndex(t *testing.T) {
 	pg := testsvc.Postgres(t)
 	ctx := context.Background()
-	probe, err := pgx.Connect(ctx, pg.URL)
-	if err != nil {
-		t.Fatal(err)
-	}
-	_, err = probe.Exec(ctx, `LOAD 'auto_explain'`)
-	probe.Close(ctx)
-	if err != nil {
-		msg := fmt.Sprintf("cannot load auto_explain (needs a superuser and the contrib module): %v", err)
-		if os.Getenv(testsvc.EnvRequireServices) == "1" {
-			t.Fatal(msg)
-		}
-		t.Skip(msg)
-	}
+	requireAutoExplain(t, pg.URL)
 	w := &planWatcher{}
 	s, err := Open(ctx, Config{URL: pg.URL, poolHook: w.hook})
 	if err != nil {
@@ -235,4 +223,25 @@ ANALYZE;
 // expiry check.
 func unconditioned(q string) bool {
 	return strings.Contains(q, " WHERE (expires_at IS NULL OR expires_at > $") && !strings.Contains(q, " AND ")
+}
+
+// requireAutoExplain checks that the server can load auto_explain, which
+// planWatcher needs (a superuser and the contrib module); a server without
+// it fails the test when services are required, and skips it otherwise.
+func requireAutoExplain(t *testing.T, url string) {
+	t.Helper()
+	ctx := context.Background()
+	probe, err := pgx.Connect(ctx, url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = probe.Exec(ctx, `LOAD 'auto_explain'`)
+	probe.Close(ctx)
+	if err != nil {
+		msg := fmt.Sprintf("cannot load auto_explain (needs a superuser and the contrib module): %v", err)
+		if os.Getenv(testsvc.EnvRequireServices) == "1" {
+			t.Fatal(msg)
+		}
+		t.Skip(msg)
+	}
 }

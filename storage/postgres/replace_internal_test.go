@@ -4,14 +4,11 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
-	"fmt"
-	"os"
 	"slices"
 	"strings"
 	"testing"
 	"time"
 
-	"github.com/jackc/pgx/v5"
 	"github.com/nbd-wtf/go-nostr"
 
 	"github.com/burrow-relay/burrow/internal/testsvc"
@@ -30,19 +27,7 @@ import (
 func TestKeyPackageDeletionsOnANewRelayRunOnIndexes(t *testing.T) {
 	pg := testsvc.Postgres(t)
 	ctx := context.Background()
-	probe, err := pgx.Connect(ctx, pg.URL)
-	if err != nil {
-		t.Fatal(err)
-	}
-	_, err = probe.Exec(ctx, `LOAD 'auto_explain'`)
-	probe.Close(ctx)
-	if err != nil {
-		msg := fmt.Sprintf("cannot load auto_explain (needs a superuser and the contrib module): %v", err)
-		if os.Getenv(testsvc.EnvRequireServices) == "1" {
-			t.Fatal(msg)
-		}
-		t.Skip(msg)
-	}
+	requireAutoExplain(t, pg.URL)
 	w := &planWatcher{}
 	s, err := Open(ctx, Config{URL: pg.URL, Writers: 1, poolHook: w.hook})
 	if err != nil {
