@@ -938,7 +938,7 @@ func (r MarmotRow) Verdict() string {
 	}
 	return fmt.Sprintf("%s: OK p99 %s ms, delivery p99 %s ms at %.0f events/s offered; goal <= %s: %s; %s, %s",
 		r.Name, millis(res.OKP99), millis(res.DelP99), res.SentPerSec, MarmotGoal,
-		metOrNotMet(latency && res.Refused == 0 && res.Unanswered == 0), once, order)
+		MetOrNot(latency && res.Refused == 0 && res.Unanswered == 0), once, order)
 }
 
 // Passed reports whether the run delivered exactly once, in order, with nothing refused or dropped.
@@ -955,7 +955,8 @@ func (r MarmotResult) Problems() string {
 		r.Refused, d.Missing, d.Duplicates, d.Unexpected, d.OutOfOrder, r.Dropped)
 }
 
-func metOrNotMet(met bool) string {
+// MetOrNot words a goal's verdict for the benchmark's reports.
+func MetOrNot(met bool) string {
 	if met {
 		return "met"
 	}

@@ -304,7 +304,7 @@ func benchSequencing(ctx context.Context, stdout io.Writer, stores []benchStore,
 			cost := bench.Overhead(seq, off)
 			cpuCost := bench.CPUOverhead(seq, off)
 			verdicts = append(verdicts, fmt.Sprintf("%s, %d group(s): sequencing costs %.1f%% of ingest (best of %d each side); goal <= %.0f%%: %s; CPU per event %+.1f%% (least of each side, client included)",
-				st.name, goal.groups, 100*cost, repeat, 100*goal.maxCost, metOrNot(cost <= goal.maxCost), 100*cpuCost))
+				st.name, goal.groups, 100*cost, repeat, 100*goal.maxCost, bench.MetOrNot(cost <= goal.maxCost), 100*cpuCost))
 		}
 	}
 	fmt.Fprintln(stdout)
@@ -380,7 +380,7 @@ func benchSlots(ctx context.Context, stdout io.Writer, stores []benchStore, roun
 			}
 		}
 		verdicts = append(verdicts, fmt.Sprintf("%s: claim p99 %.2f ms (worst of %d runs); goal <= %s: %s",
-			st.name, float64(worst)/float64(time.Millisecond), repeat, slotGoalP99, metOrNot(worst <= slotGoalP99)))
+			st.name, float64(worst)/float64(time.Millisecond), repeat, slotGoalP99, bench.MetOrNot(worst <= slotGoalP99)))
 	}
 	fmt.Fprintln(stdout)
 	for _, v := range verdicts {
@@ -398,13 +398,6 @@ func runSlotTarget(ctx context.Context, t bench.Target, cfg bench.SlotConfig) (r
 		return err
 	})
 	return res, err
-}
-
-func metOrNot(met bool) string {
-	if met {
-		return "met"
-	}
-	return "NOT met"
 }
 
 // benchMarmot runs the busy-Marmot-relay load (issue 17 item 4) on stock
