@@ -5,11 +5,13 @@
 //
 // Saves and commit-slot claims from all goroutines go to a few writers
 // (Config.Writers) that commit them in groups: each group is one
-// transaction in which every event is one call of the burrow_save SQL
-// function (a claim, of burrow_claim_slot), all sent in one round trip;
-// callers are answered after COMMIT. With fsync and synchronous_commit on,
-// this turns one WAL flush and a few round trips per event into one of each
-// per group.
+// transaction, sent in one round trip, in which the plain events (no
+// replacement, deletion or KeyPackage: saveArgs.plain) are one call of the
+// set-based burrow_save_plain SQL function, and every other event is one
+// call of burrow_save (a claim, of burrow_claim_slot); both apply the
+// refusal checks of burrow_refused. Callers are answered after COMMIT. With
+// fsync and synchronous_commit on, this turns one WAL flush and a few round
+// trips per event into one of each per group.
 //
 // KeyPackages (kinds 443 and 30443) are kept in a table of their own
 // without tag-value index rows, their content in 256 small partitions by
@@ -56,7 +58,11 @@ type Config struct {
 	// group's execution with another's WAL flush, but make groups smaller,
 	// which costs more CPU per event (BenchmarkSave reports both). Saves are
 	// routed by group ("h") or author, so events that lock the same rows meet
-	// in one writer. 0 means 2.
+	// in one writer. 0 means 1: since a group's plain events are saved in one
+	// statement (migration 10), one writer's larger groups cost less than
+	// two writers' overlap gains, except for saves that are one burrow_save
+	// call each, such as KeyPackage replacements (docs/benchmarks.md,
+	// "Session 9").
 	Writers int
 	// ConnectTimeout bounds each connection attempt, including Open's first
 	// one. 0 means 10 seconds.
@@ -231,7 +237,7 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 	s.rewrite = newRewriter(pool, s.log, cfg.KeyPackageRewriteWithin, cfg.KeyPackageRewriteLockWait)
 	n := cfg.Writers
 	if n <= 0 {
-		n = 2
+		n = 1
 	}
 	for range n {
 		q := make(chan *saveReq, 1024)

@@ -205,7 +205,7 @@ func (s *Store) commitGroup(reqs []*saveReq) {
 	// Order among different callers is free; one caller waits for each
 	// save, so its own saves are never in one group together.
 	slices.SortStableFunc(live, func(a, b *saveReq) int { return cmp.Compare(a.args.route, b.args.route) })
-	err := s.runGroup(live)
+	err := s.runGroup(live, true)
 	if err == nil {
 		for _, r := range live {
 			r.resp <- r.res
@@ -214,10 +214,10 @@ func (s *Store) commitGroup(reqs []*saveReq) {
 	}
 	s.log.Warn("group commit failed; saving one by one", "events", len(live), "err", err)
 	for _, r := range live {
-		err := s.runGroup([]*saveReq{r})
+		err := s.runGroup([]*saveReq{r}, false)
 		for try := 1; err != nil && retryable(err) && try < 5; try++ {
 			time.Sleep(time.Duration(try) * 10 * time.Millisecond)
-			err = s.runGroup([]*saveReq{r})
+			err = s.runGroup([]*saveReq{r}, false)
 		}
 		if err != nil {
 			s.log.Warn("save failed", "id", r.id, "err", err)
@@ -245,13 +245,26 @@ func retryable(err error) bool {
 // one pipeline ending in a single Sync, which PostgreSQL runs as one
 // implicit transaction, committed at the Sync (or rolled back whole if any
 // call fails). Results are kept in each request until the commit is known.
-func (s *Store) runGroup(reqs []*saveReq) error {
+// With together, the plain saves among reqs go first, in one
+// burrow_save_plain call; the others, and every save of a group saved one
+// by one after a failure, are one burrow_save (or burrow_claim_slot) call
+// each, which also weathers another instance storing the same event.
+func (s *Store) runGroup(reqs []*saveReq, together bool) error {
 	// Lock waits are bounded by the server (lock_timeout); this deadline
 	// is only a backstop against a server that stopped answering, whose
 	// transaction's fate is then unknown.
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	var b pgx.Batch
+	var (
+		b     pgx.Batch
+		plain plainGroup
+	)
+	if together {
+		reqs = plain.take(reqs)
+	}
+	if len(plain.reqs) > 0 {
+		b.Queue(savePlainSQL, plain.values()...)
+	}
 	for _, r := range reqs {
 		if r.claim != nil {
 			b.Queue(claimSQL, r.claim.values...)
@@ -260,6 +273,12 @@ func (s *Store) runGroup(reqs []*saveReq) error {
 		b.Queue(saveSQL, r.args.values()...)
 	}
 	br := s.pool.SendBatch(ctx, &b)
+	if len(plain.reqs) > 0 {
+		if err := plain.scan(br.QueryRow()); err != nil {
+			_ = br.Close()
+			return err
+		}
+	}
 	for _, r := range reqs {
 		var (
 			resp saveResp

@@ -237,6 +237,7 @@ $fn$;
 	{7, "an index for every filter shape on the KeyPackage table; relay secrets", migrationKeyPackageIndexes},
 	{8, "NIP-86 records: ban reasons, blocked addresses, settings", migrationAdmin},
 	{9, "fewer statements per KeyPackage save and slot replacement; twins found through the (pubkey, kp_ref) index", migrationLeanReplace},
+	{10, "a group commit's plain events saved in one statement; refusal checks in burrow_refused", migrationPlainGroups},
 }
 
 // migrate applies the migrations not yet recorded. Each runs in its own

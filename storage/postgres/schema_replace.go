@@ -21,7 +21,9 @@ package postgres
 //   - One delete trigger on keypackages instead of two: the content row
 //     out (the static per-partition statements of migration 6), the tag
 //     rows out, the partition's scrub debt in.
-const migrationLeanReplace = `
+const migrationLeanReplace = leanReplaceHelpers + burrowSaveV9Head + refusalChecksV9 + burrowSaveV9Tail
+
+const leanReplaceHelpers = `
 CREATE OR REPLACE FUNCTION burrow_bury_twins(
 	p_pubkeys bytea[], p_refs bytea[], p_keep bytea,
 	INOUT o_ids bytea[], INOUT o_kinds integer[], INOUT o_pubkeys bytea[], INOUT o_reasons text[])
@@ -131,7 +133,12 @@ BEGIN
 END
 $fn$;
 
-CREATE OR REPLACE FUNCTION burrow_save(
+`
+
+// burrowSaveV9Head + refusalChecksV9 + burrowSaveV9Tail is migration 9's
+// burrow_save. Migration 10 (schema_plain.go) keeps it but for the refusal
+// checks, which it moves into burrow_refused.
+const burrowSaveV9Head = `CREATE OR REPLACE FUNCTION burrow_save(
 	p_id bytea, p_id_hex bytea, p_pubkey bytea, p_created_at bigint, p_kind integer,
 	p_tags bytea, p_content bytea, p_sig bytea,
 	p_slot_d bytea, p_addr bytea, p_expires_at bigint, p_h bytea,
@@ -186,7 +193,12 @@ BEGIN
 
 		-- One statement for every refusal check: statements are what
 		-- PL/pgSQL spends its time on.
-		SELECT EXISTS (SELECT 1 FROM events e WHERE e.id = p_id)
+`
+
+// refusalChecksV9 is the statement that decides whether an event is refused
+// before anything is written: already stored, banned author, tombstoned,
+// deleted by a stored kind 5, vanished, or a KeyPackage that died.
+const refusalChecksV9 = `		SELECT EXISTS (SELECT 1 FROM events e WHERE e.id = p_id)
 		       OR (p_kind IN (443, 30443) AND EXISTS (SELECT 1 FROM keypackages k WHERE k.id = p_id)),
 		       (SELECT e.seq FROM events e WHERE e.id = p_id),
 		       EXISTS (SELECT 1 FROM banned_pubkeys b WHERE b.pubkey = p_pubkey),
@@ -210,7 +222,9 @@ BEGIN
 		       -- A KeyPackage that died (the upsert below closes the race).
 		       OR (p_kp AND EXISTS (SELECT 1 FROM keypackage_refs r
 		            WHERE r.ref = p_kp_ref AND r.deleted_at IS NOT NULL))
-		  INTO v_found, v_seq, v_banned, v_blocked;
+`
+
+const burrowSaveV9Tail = `		  INTO v_found, v_seq, v_banned, v_blocked;
 		IF v_found THEN
 			o_status := 1; o_seq := coalesce(v_seq, 0);
 			RETURN;
