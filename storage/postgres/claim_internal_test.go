@@ -103,19 +103,7 @@ func TestClaimContendersShareOneCommit(t *testing.T) {
 	t.Cleanup(func() { _ = s.Close() })
 
 	const h = "g"
-	blocker := storetest.GroupEvent(t, storetest.NewAuthor(t), h, nostr.Now())
-	// burrow_save takes its author's lock shared; this holds it exclusive.
-	conn, tx := holdLock(t, pg.URL, lockClassEvent, lockKey('p', blocker.PubKey))
-	blocked := make(chan error, 1)
-	go func() {
-		_, err := s.Save(ctx, blocker)
-		blocked <- err
-	}()
-	waitFor(t, "the save to wait for the author's lock", func() bool {
-		var n int
-		err := conn.QueryRow(ctx, `SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted`).Scan(&n)
-		return err == nil && n == 1
-	})
+	conn, tx, blocked := blockWriter(t, s, pg.URL, storetest.GroupEvent(t, storetest.NewAuthor(t), h, nostr.Now()))
 
 	const contenders = 8
 	a := storetest.NewAuthor(t)
@@ -192,6 +180,27 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 			t.Fatalf("timed out waiting for %s", what)
 		}
 	}
+}
+
+// blockWriter saves ev while another connection holds its author's lock
+// (saves take it shared), so the writer of ev's route waits inside
+// PostgreSQL until the test ends tx, and what is queued meanwhile forms
+// its next group. blocked receives the save's error.
+func blockWriter(t *testing.T, s *Store, url string, ev *nostr.Event) (*pgx.Conn, pgx.Tx, <-chan error) {
+	t.Helper()
+	ctx := context.Background()
+	conn, tx := holdLock(t, url, lockClassEvent, lockKey('p', ev.PubKey))
+	blocked := make(chan error, 1)
+	go func() {
+		_, err := s.Save(ctx, ev)
+		blocked <- err
+	}()
+	waitFor(t, "the save to wait for the author's lock", func() bool {
+		var n int
+		err := conn.QueryRow(ctx, `SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted`).Scan(&n)
+		return err == nil && n == 1
+	})
+	return conn, tx, blocked
 }
 
 // holdLock takes an advisory lock exclusively in a transaction of its own

@@ -51,18 +51,7 @@ func TestPlainGroup(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	blocker := a.Event(t, 1, now-60, nil, "holds the writer")
-	conn, tx := holdLock(t, pg.URL, lockClassEvent, lockKey('p', blocker.PubKey))
-	blocked := make(chan error, 1)
-	go func() {
-		_, err := s.Save(ctx, blocker)
-		blocked <- err
-	}()
-	waitFor(t, "the save to wait for the author's lock", func() bool {
-		var n int
-		err := conn.QueryRow(ctx, `SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted`).Scan(&n)
-		return err == nil && n == 1
-	})
+	conn, tx, blocked := blockWriter(t, s, pg.URL, a.Event(t, 1, now-60, nil, "holds the writer"))
 
 	twice := a.Event(t, 1, now-50, nil, "sent on two connections at once")
 	tagged := a.Event(t, 1, now-49, nostr.Tags{{"t", "plain"}, {"expiration", "4102444800"}}, "tagged, expiring in 2100")

@@ -6,12 +6,12 @@
 // Saves and commit-slot claims from all goroutines go to a few writers
 // (Config.Writers) that commit them in groups: each group is one
 // transaction, sent in one round trip, in which the plain events (no
-// replacement, deletion or KeyPackage: saveArgs.plain) are one call of the
-// set-based burrow_save_plain SQL function, and every other event is one
-// call of burrow_save (a claim, of burrow_claim_slot); both apply the
-// refusal checks of burrow_refused. Callers are answered after COMMIT. With
-// fsync and synchronous_commit on, this turns one WAL flush and a few round
-// trips per event into one of each per group.
+// replacement, deletion, KeyPackage or gift wrap: saveArgs.plain) are one
+// call of the set-based burrow_save_plain SQL function, and every other
+// event is one call of burrow_save (a claim, of burrow_claim_slot); both
+// apply the refusal checks of burrow_refused. Callers are answered after
+// COMMIT. With fsync and synchronous_commit on, this turns one WAL flush and
+// a few round trips per event into one of each per group.
 //
 // KeyPackages (kinds 443 and 30443) are kept in a table of their own
 // without tag-value index rows, their content in 256 small partitions by
