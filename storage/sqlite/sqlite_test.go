@@ -488,24 +488,6 @@ func BenchmarkWriterBatch(b *testing.B) {
 	}
 }
 
-func TestNextBatchTarget(t *testing.T) {
-	for _, tt := range []struct {
-		target, n, maxBatch, want int
-	}{
-		{1, 1, 256, 1},     // a lone publisher never waits
-		{1, 5, 256, 5},     // a larger batch raises the target
-		{6, 6, 256, 6},     // a full batch keeps it
-		{6, 4, 256, 4},     // a short batch halves it, not below its size
-		{256, 1, 256, 128}, // after a burst it falls quickly
-		{3, 1, 256, 1},
-		{8, 300, 256, 256}, // never above MaxBatch
-	} {
-		if got := nextTarget(tt.target, tt.n, tt.maxBatch); got != tt.want {
-			t.Errorf("nextTarget(%d, %d, %d) = %d, want %d", tt.target, tt.n, tt.maxBatch, got, tt.want)
-		}
-	}
-}
-
 // TestBatchIsolatesAFailedOp runs batches straight through commit: whatever
 // one op does (a refusal, a backend failure after it has written), the other
 // ops of its batch are stored exactly once and report what they did exactly

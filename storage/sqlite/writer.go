@@ -5,7 +5,6 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
-	"runtime"
 	"strings"
 	"time"
 
@@ -13,6 +12,7 @@ import (
 	sqlite3 "modernc.org/sqlite/lib"
 
 	"github.com/burrow-relay/burrow/storage"
+	"github.com/burrow-relay/burrow/storage/groupcommit"
 )
 
 // SQLite has one writer at a time, so the Store owns exactly one write
@@ -69,43 +69,13 @@ func (s *Store) write(ctx context.Context, apply func(tx *txn) error) error {
 // has closed ops and every queued op has been answered.
 func (s *Store) writer() {
 	defer close(s.done)
+	g := groupcommit.New(s.ops, s.maxBatch, maxLinger)
 	batch := make([]*writeOp, 0, s.maxBatch)
-	linger := time.NewTimer(time.Hour)
-	linger.Stop()
-	// target is the batch size recent load has shown (see nextTarget).
-	target := 1
-	for op := range s.ops {
-		batch = append(batch[:0], op)
-		// Publishers answered by the previous commit are usually runnable
-		// but not yet running; yielding once lets them queue their next
-		// write into this batch, which shares one commit and fsync.
-		runtime.Gosched()
-		open := s.drain(&batch)
-		// A batch smaller than recent ones means publishers are still on
-		// their way (verifying a signature, say). Waiting briefly for them
-		// costs no CPU and spreads one commit, with its fsync, over more
-		// writes. A lone publisher never waits, nor do publishers that all
-		// fit in one batch.
-		if open && len(batch) < target {
-			linger.Reset(maxLinger)
-		wait:
-			for len(batch) < target {
-				select {
-				case next, ok := <-s.ops:
-					if !ok {
-						break wait
-					}
-					batch = append(batch, next)
-					if !s.drain(&batch) {
-						break wait
-					}
-				case <-linger.C:
-					break wait
-				}
-			}
-			linger.Stop()
+	for {
+		var ok bool
+		if batch, ok = g.Next(batch); !ok {
+			return
 		}
-		target = nextTarget(target, len(batch), s.maxBatch)
 		s.batches.Add(1)
 		s.batchedOps.Add(int64(len(batch)))
 		s.commit(batch)
@@ -113,39 +83,15 @@ func (s *Store) writer() {
 	}
 }
 
-// nextTarget is the batch size the writer waits for after committing a
-// batch of size n: it rises to any larger batch and halves (not below n)
-// when a batch falls short, so after a burst the writes of a few publishers
-// do not keep waiting for a batch that will not fill.
-func nextTarget(target, n, maxBatch int) int {
-	return min(max(n, target/2, 1), maxBatch)
-}
-
-// maxLinger bounds how long the writer waits for a batch to fill. Much of
-// a commit's CPU is paid per commit (the fsync's writeback, page-cache
-// upkeep, the pages several writes share): with the relay benchmark's 8
-// publishers on 2 busy cores, 500 µs gathered about 5 writes a commit and
-// 4 ms about 7.5, for 9-14 µs less relay CPU per event and no worse median
-// latency (docs/benchmarks.md, "SQLite writer, session 7"). The wait
-// happens only while a batch is smaller than recent ones (nextTarget).
+// maxLinger bounds how long the writer waits for a batch to fill
+// (groupcommit.Gatherer). Much of a commit's CPU is paid per commit (the
+// fsync's writeback, page-cache upkeep, the pages several writes share):
+// with the relay benchmark's 8 publishers on 2 busy cores, 500 µs gathered
+// about 5 writes a commit and 4 ms about 7.5, for 9-14 µs less relay CPU per
+// event and no worse median latency (docs/benchmarks.md, "SQLite writer,
+// session 7"). The wait happens only while a batch is smaller than recent
+// ones.
 const maxLinger = 4 * time.Millisecond
-
-// drain moves the writes already queued into batch, up to MaxBatch. It
-// reports false once ops is closed.
-func (s *Store) drain(batch *[]*writeOp) (open bool) {
-	for len(*batch) < s.maxBatch {
-		select {
-		case next, ok := <-s.ops:
-			if !ok {
-				return false
-			}
-			*batch = append(*batch, next)
-		default:
-			return true
-		}
-	}
-	return true
-}
 
 // commit runs batch in one transaction and answers every op.
 func (s *Store) commit(batch []*writeOp) {
