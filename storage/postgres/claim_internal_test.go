@@ -208,6 +208,14 @@ func blockWriter(t *testing.T, s *Store, url string, ev *nostr.Event) (*pgx.Conn
 // test commits or rolls back tx (or ends).
 func holdLock(t *testing.T, url string, class, key int32) (*pgx.Conn, pgx.Tx) {
 	t.Helper()
+	return holdTx(t, url, `SELECT pg_advisory_xact_lock($1, $2)`, class, key)
+}
+
+// holdTx runs sql in a transaction of its own connection and keeps it
+// open, holding the locks sql took as another instance's transaction
+// would, until the test commits or rolls back tx (or ends).
+func holdTx(t *testing.T, url, sql string, args ...any) (*pgx.Conn, pgx.Tx) {
+	t.Helper()
 	ctx := context.Background()
 	conn, err := pgx.Connect(ctx, url)
 	if err != nil {
@@ -219,7 +227,7 @@ func holdLock(t *testing.T, url string, class, key int32) (*pgx.Conn, pgx.Tx) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = tx.Rollback(context.Background()) })
-	if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock($1, $2)`, class, key); err != nil {
+	if _, err := tx.Exec(ctx, sql, args...); err != nil {
 		t.Fatal(err)
 	}
 	return conn, tx

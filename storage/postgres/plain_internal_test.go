@@ -187,19 +187,7 @@ func TestPlainRaceWithAnotherInstance(t *testing.T) {
 	}
 
 	ev := storetest.GroupEvent(t, storetest.NewAuthor(t), "g", nostr.Now())
-	conn, err := pgx.Connect(ctx, pg.URL)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = conn.Close(context.Background()) })
-	tx, err := conn.Begin(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = tx.Rollback(context.Background()) })
-	if _, err := tx.Exec(ctx, `SELECT 1 FROM group_seqs WHERE h = 'g' FOR UPDATE`); err != nil {
-		t.Fatal(err)
-	}
+	conn, tx := holdTx(t, pg.URL, `SELECT 1 FROM group_seqs WHERE h = 'g' FOR UPDATE`)
 	type outcome struct {
 		res storage.Result
 		err error

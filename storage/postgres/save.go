@@ -182,8 +182,8 @@ func (s *Store) writer(queue chan *saveReq) {
 
 // maxLinger bounds how long a writer waits for a group to reach the size of
 // recent ones. With the relay benchmark's 8 publishers, 4 ms took the
-// server's CPU per event from 126-128 to 82 µs and events/s up 8-10 %
-// (docs/benchmarks.md, "Session 9").
+// server's CPU per event from 126-128 to 82 µs and events/s up 7-15 %
+// (docs/benchmarks.md, "Session 9", "Second change").
 const maxLinger = 4 * time.Millisecond
 
 // commitGroup saves reqs in one transaction. If that fails (a deadlock with
