@@ -248,10 +248,11 @@ func TestPlainSavesOnANewRelayRunOnIndexes(t *testing.T) {
 	w.take()
 
 	a := storetest.NewAuthor(t)
+	base := nostr.Now() // one clock reading: eight distinct notes however slow the loop
 	for i := range 8 {
 		for _, ev := range []*nostr.Event{
-			a.Event(t, 1, nostr.Now()-nostr.Timestamp(i), nostr.Tags{{"t", "x"}}, "note"),
-			storetest.GroupEvent(t, storetest.NewAuthor(t), "g", nostr.Now()),
+			a.Event(t, 1, base-nostr.Timestamp(i), nostr.Tags{{"t", "x"}}, "note"),
+			storetest.GroupEvent(t, storetest.NewAuthor(t), "g", base),
 		} {
 			if _, err := s.Save(ctx, ev); err != nil {
 				t.Fatal(err)
