@@ -68,12 +68,22 @@ func TestBenchSeparateProcesses(t *testing.T) {
 	if us := row.perEvent(row.relayCPU); us < 10 || us > 1e6 {
 		t.Fatalf("relay CPU %v for %d events (%.0f µs each)", row.relayCPU, events, us)
 	}
+	if row.res.ProcessCPU <= 0 {
+		t.Fatalf("the client's CPU was not measured: %v", row.res.ProcessCPU)
+	}
+	// The relay's group commits, from its /metrics: every event was one
+	// write (the start-up sweep of expired events may add one more).
+	if c := row.commits; c.writes < events || c.writes > events+1 || c.count < 1 || c.count > c.writes || c.seconds <= 0 {
+		t.Fatalf("commits scraped from the relay: %+v; want %d or %d writes in 1 to as many commits, taking some time", c, events, events+1)
+	}
 	var out bytes.Buffer
 	if err := procTable(&out, []procRow{row}); err != nil {
 		t.Fatal(err)
 	}
-	if !strings.Contains(out.String(), "relay µs/ev") || !strings.Contains(out.String(), "burrow/sqlite") {
-		t.Fatalf("table:\n%s", out.String())
+	for _, want := range []string{"relay µs/ev", "client µs/ev", "writes/commit", "commit ms", "burrow/sqlite"} {
+		if !strings.Contains(out.String(), want) {
+			t.Fatalf("table lacks %q:\n%s", want, out.String())
+		}
 	}
 }
 

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -282,7 +283,9 @@ func childEnv(extra ...string) []string {
 type procTarget struct {
 	name, baseline string
 	pgAdmin        string // set for PostgreSQL targets
-	start          func(ctx context.Context) (*relayProcess, func(context.Context) error, error)
+	// commits: the relay exports burrow_store_commit_* on /metrics.
+	commits bool
+	start   func(ctx context.Context) (*relayProcess, func(context.Context) error, error)
 }
 
 // asTarget is t as a bench.Target: stopping it stops the process, then
@@ -334,7 +337,7 @@ func (t procTarget) asTarget() (target bench.Target, cpu func() (relay, pg time.
 // event rate limits lifted (as burrowTarget does in process), on a scratch
 // SQLite directory or, with pgAdmin, a scratch PostgreSQL database.
 func burrowProcTarget(name, baseline, bin, pgAdmin string, extra ...string) procTarget {
-	return procTarget{name: name, baseline: baseline, pgAdmin: pgAdmin, start: func(ctx context.Context) (*relayProcess, func(context.Context) error, error) {
+	return procTarget{name: name, baseline: baseline, pgAdmin: pgAdmin, commits: true, start: func(ctx context.Context) (*relayProcess, func(context.Context) error, error) {
 		args := append([]string{"serve", "--listen", "127.0.0.1:0", "--log-format", "json",
 			"--event-rate", "1e9", "--event-burst", "1000000000",
 			"--conn-event-rate", "1e9", "--conn-event-burst", "1000000000",
@@ -433,6 +436,7 @@ type procRow struct {
 	res            bench.Result
 	relayCPU       time.Duration
 	pgCPU          time.Duration // 0 when not measured
+	commits        storeCommits  // zero when not measured
 }
 
 func (r procRow) perEvent(d time.Duration) float64 {
@@ -472,10 +476,22 @@ func runProcTarget(ctx context.Context, cfg bench.Config, t procTarget) (row pro
 	if err != nil {
 		return row, fmt.Errorf("PostgreSQL CPU: %w", err)
 	}
+	metricsURL := "http" + strings.TrimPrefix(p.url, "ws") + "/metrics"
+	commits0, commitsOK := storeCommits{}, false
+	if t.commits {
+		commits0, commitsOK = scrapeCommits(ctx, metricsURL)
+	}
 	cfg.URL = p.url
 	row.res, err = bench.Run(ctx, cfg)
 	if err != nil {
 		return row, fmt.Errorf("%w; the relay's output ends: %s", err, p.log.String())
+	}
+	if commitsOK {
+		// A relay binary without the series (--relay-binary of an older
+		// build) leaves the columns empty.
+		if commits1, ok := scrapeCommits(ctx, metricsURL); ok {
+			row.commits = commits1.minus(commits0)
+		}
 	}
 	relay1, err := settledCPU(relayCPU)
 	if err != nil {
@@ -489,6 +505,45 @@ func runProcTarget(ctx context.Context, cfg bench.Config, t procTarget) (row pro
 	return row, nil
 }
 
+// storeCommits are the totals of a relay's group commits, from its
+// burrow_store_commit_writes and burrow_store_commit_seconds histograms.
+type storeCommits struct{ count, writes, seconds float64 }
+
+func (c storeCommits) minus(o storeCommits) storeCommits {
+	return storeCommits{c.count - o.count, c.writes - o.writes, c.seconds - o.seconds}
+}
+
+// scrapeCommits reads a relay's commit totals from its /metrics; ok is
+// false when the page or a series is missing.
+func scrapeCommits(ctx context.Context, url string) (c storeCommits, ok bool) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		return c, false
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return c, false
+	}
+	defer resp.Body.Close()
+	want := map[string]*float64{
+		"burrow_store_commit_writes_count": &c.count,
+		"burrow_store_commit_writes_sum":   &c.writes,
+		"burrow_store_commit_seconds_sum":  &c.seconds,
+	}
+	found := 0
+	sc := bufio.NewScanner(resp.Body)
+	for sc.Scan() {
+		name, value, _ := strings.Cut(sc.Text(), " ")
+		if dst, ok := want[name]; ok {
+			if *dst, err = strconv.ParseFloat(value, 64); err != nil {
+				return c, false
+			}
+			found++
+		}
+	}
+	return c, sc.Err() == nil && resp.StatusCode == http.StatusOK && found == len(want)
+}
+
 // procTable prints the --separate results: the ingest columns of
 // bench.Table, the relay's CPU per accepted event (and PostgreSQL's), and
 // ratios against the row's baseline.
@@ -500,7 +555,7 @@ func procTable(w io.Writer, rows []procRow) error {
 		width = max(width, len(r.name))
 	}
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintf(tw, "%-*s\tevents\tOK false\tseconds\tevents/s\tp50 ms\tp99 ms\trelay CPU s\trelay µs/ev\tpg µs/ev\tev/s ratio\tµs/ev ratio\t%-*s\t\n", width, "target", width, "vs")
+	fmt.Fprintf(tw, "%-*s\tevents\tOK false\tseconds\tevents/s\tp50 ms\tp99 ms\trelay CPU s\trelay µs/ev\tpg µs/ev\tclient µs/ev\twrites/commit\tcommit ms\tev/s ratio\tµs/ev ratio\t%-*s\t\n", width, "target", width, "vs")
 	for _, r := range rows {
 		pg := "-"
 		if r.pgCPU > 0 {
@@ -514,10 +569,15 @@ func procTable(w io.Writer, rows []procRow) error {
 				cpuRatio = fmt.Sprintf("%.2fx", r.perEvent(r.relayCPU)/b.perEvent(b.relayCPU))
 			}
 		}
-		fmt.Fprintf(tw, "%-*s\t%d\t%d\t%.2f\t%.0f\t%.2f\t%.2f\t%.2f\t%.0f\t%s\t%s\t%s\t%-*s\t\n",
+		perCommit, commitMs := "-", "-"
+		if c := r.commits; c.count > 0 {
+			perCommit, commitMs = fmt.Sprintf("%.1f", c.writes/c.count), fmt.Sprintf("%.2f", 1000*c.seconds/c.count)
+		}
+		fmt.Fprintf(tw, "%-*s\t%d\t%d\t%.2f\t%.0f\t%.2f\t%.2f\t%.2f\t%.0f\t%s\t%.0f\t%s\t%s\t%s\t%s\t%-*s\t\n",
 			width, r.name, r.res.Events, r.res.Failures, r.res.Duration.Seconds(), r.res.EventsPerSec,
 			float64(r.res.P50)/float64(time.Millisecond), float64(r.res.P99)/float64(time.Millisecond),
-			r.relayCPU.Seconds(), r.perEvent(r.relayCPU), pg, evRatio, cpuRatio, width, r.baseline)
+			r.relayCPU.Seconds(), r.perEvent(r.relayCPU), pg, r.perEvent(r.res.ProcessCPU), perCommit, commitMs,
+			evRatio, cpuRatio, width, r.baseline)
 	}
 	return tw.Flush()
 }

@@ -111,11 +111,15 @@ func startRelay(ctx context.Context, cfg config, logger *slog.Logger) (*runningR
 func openRelay(ctx context.Context, cfg config, logger *slog.Logger) (*runningRelay, string, error) {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	onCheckpoint, err := server.CheckpointMetrics(reg)
-	if err != nil {
+	var hooks storeHooks
+	var err error
+	if hooks.checkpoint, err = server.CheckpointMetrics(reg); err != nil {
 		return nil, "", err
 	}
-	opened, err := openStore(ctx, cfg, logger, onCheckpoint)
+	if hooks.commit, err = server.CommitMetrics(reg); err != nil {
+		return nil, "", err
+	}
+	opened, err := openStore(ctx, cfg, logger, hooks)
 	if err != nil {
 		return nil, "", err
 	}
@@ -266,9 +270,6 @@ func (r *runningRelay) release(ctx context.Context) error {
 	return errors.Join(serr, qerr, cerr)
 }
 
-// openStore opens PostgreSQL when a database URL is set, else embedded
-// SQLite under the data directory, reporting its scrub checkpoints to
-// onCheckpoint.
 // openedStore is the store the relay flags name, with what its backend
 // offers beside storage.Store, each set by the backend that has it.
 type openedStore struct {
@@ -279,10 +280,19 @@ type openedStore struct {
 	scrub   scrubBacklogger // nil: deletions leave nothing to scrub later
 }
 
-func openStore(ctx context.Context, cfg config, logger *slog.Logger, onCheckpoint func(int, error)) (openedStore, error) {
+// storeHooks are the metrics callbacks a store reports to: each group
+// commit (both backends) and each scrub checkpoint (SQLite).
+type storeHooks struct {
+	commit     func(writes int, took time.Duration)
+	checkpoint func(attempts int, err error)
+}
+
+// openStore opens PostgreSQL when a database URL is set, else embedded
+// SQLite under the data directory, reporting to hooks.
+func openStore(ctx context.Context, cfg config, logger *slog.Logger, hooks storeHooks) (openedStore, error) {
 	if cfg.DatabaseURL != "" {
 		s, err := postgres.Open(ctx, postgres.Config{URL: cfg.DatabaseURL, Logger: logger, DisableSequencing: cfg.disableSequencing,
-			KeyPackageRewriteWithin: cfg.KeyPackageScrubWithin})
+			KeyPackageRewriteWithin: cfg.KeyPackageScrubWithin, OnCommit: hooks.commit})
 		if err != nil {
 			return openedStore{}, err
 		}
@@ -293,7 +303,8 @@ func openStore(ctx context.Context, cfg config, logger *slog.Logger, onCheckpoin
 		return openedStore{}, err
 	}
 	path := filepath.Join(cfg.DataDir, "relay.db")
-	s, err := sqlite.Open(ctx, sqlite.Config{Path: path, Logger: logger, Synchronous: cfg.SQLiteSync, OnCheckpoint: onCheckpoint, DisableSequencing: cfg.disableSequencing})
+	s, err := sqlite.Open(ctx, sqlite.Config{Path: path, Logger: logger, Synchronous: cfg.SQLiteSync, OnCheckpoint: hooks.checkpoint, OnCommit: hooks.commit,
+		DisableSequencing: cfg.disableSequencing})
 	if err != nil {
 		release()
 		return openedStore{}, fmt.Errorf("open embedded database %s: %w", path, err)

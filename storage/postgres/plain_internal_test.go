@@ -25,7 +25,8 @@ func TestPlainGroup(t *testing.T) {
 	pg := testsvc.Postgres(t)
 	ctx := context.Background()
 	trackFunctions(t, pg.URL)
-	s, err := Open(ctx, Config{URL: pg.URL, Writers: 1})
+	var commits storetest.CommitLog
+	s, err := Open(ctx, Config{URL: pg.URL, Writers: 1, OnCommit: commits.Add})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -88,6 +89,7 @@ func TestPlainGroup(t *testing.T) {
 		}()
 	}
 	waitFor(t, "the saves to queue behind the blocked one", func() bool { return len(s.queues[0]) == len(cases) })
+	committed := len(commits.Sizes(t))
 	if err := tx.Commit(ctx); err != nil {
 		t.Fatal(err)
 	}
@@ -134,6 +136,10 @@ func TestPlainGroup(t *testing.T) {
 		t.Errorf("the group's events were stored in %d transactions (%v); want 1", xmins, err)
 	}
 	waitCalled(t, conn, "burrow_save_plain")
+	// The blocked save's commit, then the whole group's (Config.OnCommit).
+	if got := commits.Sizes(t)[committed:]; !slices.Equal(got, []int{1, len(cases)}) {
+		t.Errorf("OnCommit reported commits of %v writes; want [1 %d]", got, len(cases))
+	}
 }
 
 // trackFunctions makes the database at url count calls of PL/pgSQL

@@ -94,6 +94,16 @@ type Config struct {
 	// without seq numbers, as on a plain relay (Save answers Seq 0).
 	// GroupLog, LastSeq and ClaimSlot then fail with an error saying so.
 	DisableSequencing bool
+	// OnCommit, if set, is called after each group commit of saves (and
+	// slot claims) a writer makes: writes is how many saves it held, took
+	// the group's round trip to PostgreSQL, from sending its statements to
+	// the commit (with its WAL flush at synchronous_commit on). Every
+	// caller of the group waited about that long for its answer, plus the
+	// time its save queued. A group saved one by one after a failure is
+	// reported as each of its saves commits. It runs on the writer's
+	// goroutine, so it must return quickly (update a metric); it must not
+	// call the Store.
+	OnCommit func(writes int, took time.Duration)
 
 	// poolHook, for this package's tests, adjusts the pool's configuration
 	// before it connects (to watch every statement's plan); chunkHook is
@@ -138,7 +148,8 @@ type Store struct {
 	log      *slog.Logger
 	now      func() time.Time
 	maxBatch int
-	noSeq    bool // Config.DisableSequencing
+	noSeq    bool                                 // Config.DisableSequencing
+	onCommit func(writes int, took time.Duration) // Config.OnCommit
 
 	mu      sync.RWMutex // guards closed and sends on queues
 	closed  bool
@@ -224,6 +235,7 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 		now:      cfg.Now,
 		maxBatch: cfg.MaxBatch,
 		noSeq:    cfg.DisableSequencing,
+		onCommit: cfg.OnCommit,
 
 		chunkHook: cfg.chunkHook,
 		chunkCap:  cfg.chunkCap,

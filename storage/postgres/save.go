@@ -206,7 +206,7 @@ func (s *Store) commitGroup(reqs []*saveReq) {
 	// Order among different callers is free; one caller waits for each
 	// save, so its own saves are never in one group together.
 	slices.SortStableFunc(live, func(a, b *saveReq) int { return cmp.Compare(a.args.route, b.args.route) })
-	err := s.runGroup(live, true)
+	err := s.commitTimed(live, true)
 	if err == nil {
 		for _, r := range live {
 			r.resp <- r.res
@@ -215,10 +215,10 @@ func (s *Store) commitGroup(reqs []*saveReq) {
 	}
 	s.log.Warn("group commit failed; saving one by one", "events", len(live), "err", err)
 	for _, r := range live {
-		err := s.runGroup([]*saveReq{r}, false)
+		err := s.commitTimed([]*saveReq{r}, false)
 		for try := 1; err != nil && retryable(err) && try < 5; try++ {
 			time.Sleep(time.Duration(try) * 10 * time.Millisecond)
-			err = s.runGroup([]*saveReq{r}, false)
+			err = s.commitTimed([]*saveReq{r}, false)
 		}
 		if err != nil {
 			s.log.Warn("save failed", "id", r.id, "err", err)
@@ -227,6 +227,16 @@ func (s *Store) commitGroup(reqs []*saveReq) {
 		}
 		r.resp <- r.res
 	}
+}
+
+// commitTimed runs runGroup and reports a commit to Config.OnCommit.
+func (s *Store) commitTimed(reqs []*saveReq, together bool) error {
+	start := time.Now()
+	err := s.runGroup(reqs, together)
+	if err == nil && s.onCommit != nil {
+		s.onCommit(len(reqs), time.Since(start))
+	}
+	return err
 }
 
 // retryable reports errors that a new transaction may not meet again.

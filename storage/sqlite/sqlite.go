@@ -75,6 +75,15 @@ type Config struct {
 	// metric); it must not call the Store.
 	OnCheckpoint func(attempts int, err error)
 
+	// OnCommit, if set, is called after each transaction the writer
+	// commits: writes is how many queued writes (Save, Delete and the
+	// like) it held, took how long it ran, from its BEGIN to its COMMIT
+	// returning, that is with the fsync at synchronous FULL. Every caller
+	// of the batch waited about that long for its answer, plus the time
+	// its write queued. It runs on the writer goroutine, so it must return
+	// quickly (update a metric); it must not call the Store.
+	OnCommit func(writes int, took time.Duration)
+
 	// DisableSequencing is for benchmarks: kind 445 events are stored
 	// without seq numbers, as on a plain relay (Save answers Seq 0).
 	// GroupLog, LastSeq and ClaimSlot then fail with an error saying so.
@@ -130,7 +139,8 @@ type Store struct {
 	ops      chan *writeOp
 	done     chan struct{} // closed when the writer goroutine has exited
 
-	batches, batchedOps atomic.Int64 // group-commit statistics
+	batches, batchedOps atomic.Int64                         // group-commit statistics
+	onCommit            func(writes int, took time.Duration) // Config.OnCommit
 	// batchHook, set by this package's tests before any write, is told how
 	// long each committed batch worked before its commit, and how long it
 	// held the writer in all (its commit included).
@@ -197,6 +207,7 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 		done:        make(chan struct{}),
 
 		onCheckpoint: cfg.OnCheckpoint,
+		onCommit:     cfg.OnCommit,
 		scrubKick:    make(chan struct{}, 1),
 		scrubDone:    make(chan struct{}),
 		ckptKick:     make(chan struct{}, 1),

@@ -525,7 +525,8 @@ func TestBatchIsolatesAFailedOp(t *testing.T) {
 		}, storage.ErrReplaced},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
-			s := openT(t, Config{Path: filepath.Join(t.TempDir(), "burrow.db")})
+			var commits storetest.CommitLog
+			s := openT(t, Config{Path: filepath.Join(t.TempDir(), "burrow.db"), OnCommit: commits.Add})
 			ctx := context.Background()
 			a := storetest.NewAuthor(t)
 			now := nostr.Now()
@@ -554,7 +555,13 @@ func TestBatchIsolatesAFailedOp(t *testing.T) {
 				{ctx: ctx, reply: make(chan error, 1), apply: tt.failing(stored)},
 				saveOp(note, &results[1]),
 			}
+			before := commits.Sizes(t)
 			s.commit(batch)
+			// One commit of the three, reported once even when the batch
+			// was run again with savepoints.
+			if got := commits.Sizes(t)[len(before):]; !slices.Equal(got, []int{3}) {
+				t.Errorf("OnCommit reported %v, want [3]", got)
+			}
 			for i, op := range batch {
 				err := <-op.reply
 				if i == 1 {
@@ -590,7 +597,8 @@ func TestBatchIsolatesAFailedOp(t *testing.T) {
 // the batch is kept, and every op is told so: the ops after it must not run,
 // and commit, outside a transaction.
 func TestBatchFailsWholeWhenSQLiteRolledBack(t *testing.T) {
-	s := openT(t, Config{Path: filepath.Join(t.TempDir(), "burrow.db")})
+	var commits storetest.CommitLog
+	s := openT(t, Config{Path: filepath.Join(t.TempDir(), "burrow.db"), OnCommit: commits.Add})
 	ctx := context.Background()
 	a := storetest.NewAuthor(t)
 	now := nostr.Now()
@@ -623,6 +631,9 @@ func TestBatchFailsWholeWhenSQLiteRolledBack(t *testing.T) {
 	}
 	if n, err := s.Count(ctx, nostr.Filter{Tags: nostr.TagMap{"t": {"batch"}}}); err != nil || n != 0 {
 		t.Errorf("Count = %d, %v; want 0: a failed batch keeps nothing", n, err)
+	}
+	if got := commits.Sizes(t); len(got) != 0 {
+		t.Errorf("OnCommit reported %v for a batch that was rolled back", got)
 	}
 }
 

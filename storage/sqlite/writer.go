@@ -227,8 +227,12 @@ func (s *Store) commitOnce(c *rawConn, batch []*writeOp, errs []error, savepoint
 		}
 		return true, false
 	}
+	hold := time.Since(tx.started)
 	if s.batchHook != nil {
-		s.batchHook(work, time.Since(tx.started))
+		s.batchHook(work, hold)
+	}
+	if s.onCommit != nil {
+		s.onCommit(len(batch), hold)
 	}
 	return true, tx.scrub
 }
