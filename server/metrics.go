@@ -206,7 +206,7 @@ func CommitMetrics(reg prometheus.Registerer) (func(writes int, took time.Durati
 	})
 	writes := prometheus.NewHistogram(prometheus.HistogramOpts{
 		Name:    "burrow_store_commit_writes",
-		Help:    "Writes (saves, deletions, slot claims) committed together in one group commit.",
+		Help:    "Writes committed together in one group commit: event saves and slot claims (on SQLite, every write).",
 		Buckets: prometheus.ExponentialBuckets(1, 2, 9), // 1 to 256, the default group cap
 	})
 	for _, c := range []prometheus.Collector{seconds, writes} {

@@ -525,23 +525,29 @@ func scrapeCommits(ctx context.Context, url string) (c storeCommits, ok bool) {
 		return c, false
 	}
 	defer resp.Body.Close()
-	want := map[string]*float64{
-		"burrow_store_commit_writes_count": &c.count,
-		"burrow_store_commit_writes_sum":   &c.writes,
-		"burrow_store_commit_seconds_sum":  &c.seconds,
-	}
-	found := 0
+	series := map[string]string{} // unlabelled series by name
 	sc := bufio.NewScanner(resp.Body)
 	for sc.Scan() {
-		name, value, _ := strings.Cut(sc.Text(), " ")
-		if dst, ok := want[name]; ok {
-			if *dst, err = strconv.ParseFloat(value, 64); err != nil {
-				return c, false
-			}
-			found++
+		if name, value, ok := strings.Cut(sc.Text(), " "); ok && !strings.HasPrefix(name, "#") {
+			series[name] = value
 		}
 	}
-	return c, sc.Err() == nil && resp.StatusCode == http.StatusOK && found == len(want)
+	if sc.Err() != nil || resp.StatusCode != http.StatusOK {
+		return c, false
+	}
+	for _, v := range []struct {
+		dst   *float64
+		value string
+	}{
+		{&c.count, series["burrow_store_commit_writes_count"]},
+		{&c.writes, series["burrow_store_commit_writes_sum"]},
+		{&c.seconds, series["burrow_store_commit_seconds_sum"]},
+	} {
+		if *v.dst, err = strconv.ParseFloat(v.value, 64); err != nil {
+			return c, false
+		}
+	}
+	return c, true
 }
 
 // procTable prints the --separate results: the ingest columns of
