@@ -5,7 +5,9 @@ import (
 	"errors"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/nbd-wtf/go-nostr"
@@ -171,68 +173,105 @@ func waitCalled(t *testing.T, conn *pgx.Conn, name string) {
 // TestPlainRaceWithAnotherInstance lets two instances save one kind 445 at
 // once, both past the refusal checks before either commits: both wait for
 // the group's counter row, held by the test, inside burrow_save_plain's
-// statement. The second insert fails that statement (no seq may be given
-// back there), its group is saved again one event at a time with
-// burrow_save, and the event is stored once: one save succeeds, the other is
-// told it is a duplicate, and the group's numbers stay gapless.
+// statement. The first in line stores it; the second's insert then fails
+// its whole statement (no seq may be given back there), and its group,
+// three other events with it, is run again whole, once: its checks now
+// see the event and refuse it as a duplicate, and the others are stored
+// in that one commit, not one transaction each. The group's numbers stay
+// gapless.
 func TestPlainRaceWithAnotherInstance(t *testing.T) {
 	pg := testsvc.Postgres(t)
 	ctx := context.Background()
-	trackFunctions(t, pg.URL)
-	open := func() *Store {
-		s, err := Open(ctx, Config{URL: pg.URL})
+	var loserCommits storetest.CommitLog
+	open := func(onCommit func(int, time.Duration)) *Store {
+		s, err := Open(ctx, Config{URL: pg.URL, Writers: 1, OnCommit: onCommit})
 		if err != nil {
 			t.Fatal(err)
 		}
 		t.Cleanup(func() { _ = s.Close() })
 		return s
 	}
-	stores := []*Store{open(), open()}
-	if res, err := stores[0].Save(ctx, storetest.GroupEvent(t, storetest.NewAuthor(t), "g", nostr.Now()-1)); err != nil || res.Seq != 1 {
+	first, second := open(nil), open(loserCommits.Add)
+	if res, err := first.Save(ctx, storetest.GroupEvent(t, storetest.NewAuthor(t), "g", nostr.Now()-1)); err != nil || res.Seq != 1 {
 		t.Fatalf("the group's first event = %+v, %v; want seq 1", res, err)
 	}
 
 	ev := storetest.GroupEvent(t, storetest.NewAuthor(t), "g", nostr.Now())
 	conn, tx := holdTx(t, pg.URL, `SELECT 1 FROM group_seqs WHERE h = 'g' FOR UPDATE`)
+	waiting := func(n int) func() bool {
+		return func() bool {
+			var got int
+			err := conn.QueryRow(ctx, `SELECT count(DISTINCT pid) FROM pg_locks WHERE NOT granted`).Scan(&got)
+			return err == nil && got == n
+		}
+	}
 	type outcome struct {
 		res storage.Result
 		err error
 	}
-	outcomes := make(chan outcome, len(stores))
-	for _, s := range stores {
+	firstDone := make(chan outcome, 1)
+	go func() {
+		res, err := first.Save(ctx, ev)
+		firstDone <- outcome{res, err}
+	}()
+	waitFor(t, "the first instance's save to wait for the group's counter", waiting(1))
+
+	// The second instance's group: the same event and three others,
+	// queued together behind a save held on its author's lock.
+	_, lockTx, blocked := blockWriter(t, second, pg.URL, storetest.NewAuthor(t).Event(t, 1, nostr.Now(), nil, "holds the writer"))
+	others := []*nostr.Event{
+		storetest.NewAuthor(t).Event(t, 1, nostr.Now(), nil, "saved beside the race"),
+		storetest.GroupEvent(t, storetest.NewAuthor(t), "g2", nostr.Now()),
+		storetest.NewAuthor(t).Event(t, 1, nostr.Now(), nostr.Tags{{"t", "race"}}, "also beside it"),
+	}
+	group := append([]*nostr.Event{ev}, others...)
+	results := make([]outcome, len(group))
+	var wg sync.WaitGroup
+	for i, e := range group {
+		wg.Add(1)
 		go func() {
-			res, err := s.Save(ctx, ev)
-			outcomes <- outcome{res, err}
+			defer wg.Done()
+			res, err := second.Save(ctx, e)
+			results[i] = outcome{res, err}
 		}()
 	}
-	waitFor(t, "both saves to wait for the group's counter", func() bool {
-		var n int
-		err := conn.QueryRow(ctx, `SELECT count(DISTINCT pid) FROM pg_locks WHERE NOT granted`).Scan(&n)
-		return err == nil && n == 2
-	})
+	waitFor(t, "the second instance's group to queue", func() bool { return len(second.queues[0]) == len(group) })
+	committed := len(loserCommits.Sizes(t))
+	if err := lockTx.Commit(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-blocked; err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "both instances to wait for the group's counter", waiting(2))
 	if err := tx.Commit(ctx); err != nil {
 		t.Fatal(err)
 	}
-	var stored, duplicate int
-	for range stores {
-		o := <-outcomes
-		switch {
-		case o.err == nil && o.res.Seq == 2:
-			stored++
-		case errors.Is(o.err, storage.ErrDuplicate):
-			duplicate++
-		default:
-			t.Errorf("save = %+v, %v; want stored with seq 2 or a duplicate", o.res, o.err)
+	wg.Wait()
+
+	if o := <-firstDone; o.err != nil || o.res.Seq != 2 {
+		t.Errorf("the first instance's save = %+v, %v; want stored with seq 2", o.res, o.err)
+	}
+	if o := results[0]; !errors.Is(o.err, storage.ErrDuplicate) {
+		t.Errorf("the second instance's save of the same event = %+v, %v; want a duplicate", o.res, o.err)
+	}
+	for i, o := range results[1:] {
+		if o.err != nil {
+			t.Errorf("the second instance's other save %d: %v", i, o.err)
 		}
 	}
-	if stored != 1 || duplicate != 1 {
-		t.Errorf("%d saves stored the event and %d were told it is a duplicate; want 1 and 1", stored, duplicate)
+	if seq := results[2].res.Seq; seq != 1 {
+		t.Errorf("g2's first event was numbered %d; want 1", seq)
+	}
+	// One commit for the held save, then the group of four in one more:
+	// saved one by one it would be four commits of one.
+	if got := loserCommits.Sizes(t)[committed:]; !slices.Equal(got, []int{1, len(group)}) {
+		t.Errorf("the second instance committed %v writes; want [1 %d]", got, len(group))
 	}
 	next := storetest.GroupEvent(t, storetest.NewAuthor(t), "g", nostr.Now())
-	if res, err := stores[0].Save(ctx, next); err != nil || res.Seq != 3 {
+	if res, err := first.Save(ctx, next); err != nil || res.Seq != 3 {
 		t.Errorf("the group's next event = %+v, %v; want seq 3", res, err)
 	}
-	waitCalled(t, conn, "burrow_save")
 }
 
 // TestPlainSavesOnANewRelayRunOnIndexes saves plain events on a new relay's

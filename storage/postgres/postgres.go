@@ -99,8 +99,8 @@ type Config struct {
 	// the group's round trip to PostgreSQL, from sending its statements to
 	// the commit (with its WAL flush at synchronous_commit on). Every
 	// caller of the group waited about that long for its answer, plus the
-	// time its save queued. A group saved one by one after a failure is
-	// reported as each of its saves commits. It runs on the writer's
+	// time its save queued. A group run again after a failure is reported
+	// once, when it commits; one saved one by one, as each save commits. It runs on the writer's
 	// goroutine, so it must return quickly (update a metric); it must not
 	// call the Store.
 	OnCommit func(writes int, took time.Duration)
