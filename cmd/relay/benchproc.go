@@ -283,9 +283,7 @@ func childEnv(extra ...string) []string {
 type procTarget struct {
 	name, baseline string
 	pgAdmin        string // set for PostgreSQL targets
-	// commits: the relay exports burrow_store_commit_* on /metrics.
-	commits bool
-	start   func(ctx context.Context) (*relayProcess, func(context.Context) error, error)
+	start          func(ctx context.Context) (*relayProcess, func(context.Context) error, error)
 }
 
 // asTarget is t as a bench.Target: stopping it stops the process, then
@@ -337,7 +335,7 @@ func (t procTarget) asTarget() (target bench.Target, cpu func() (relay, pg time.
 // event rate limits lifted (as burrowTarget does in process), on a scratch
 // SQLite directory or, with pgAdmin, a scratch PostgreSQL database.
 func burrowProcTarget(name, baseline, bin, pgAdmin string, extra ...string) procTarget {
-	return procTarget{name: name, baseline: baseline, pgAdmin: pgAdmin, commits: true, start: func(ctx context.Context) (*relayProcess, func(context.Context) error, error) {
+	return procTarget{name: name, baseline: baseline, pgAdmin: pgAdmin, start: func(ctx context.Context) (*relayProcess, func(context.Context) error, error) {
 		args := append([]string{"serve", "--listen", "127.0.0.1:0", "--log-format", "json",
 			"--event-rate", "1e9", "--event-burst", "1000000000",
 			"--conn-event-rate", "1e9", "--conn-event-burst", "1000000000",
@@ -476,19 +474,16 @@ func runProcTarget(ctx context.Context, cfg bench.Config, t procTarget) (row pro
 	if err != nil {
 		return row, fmt.Errorf("PostgreSQL CPU: %w", err)
 	}
+	// Burrow's commit series; a relay without them (the khatru baseline,
+	// a --relay-binary of an older build) leaves the columns empty.
 	metricsURL := "http" + strings.TrimPrefix(p.url, "ws") + "/metrics"
-	commits0, commitsOK := storeCommits{}, false
-	if t.commits {
-		commits0, commitsOK = scrapeCommits(ctx, metricsURL)
-	}
+	commits0, commitsOK := scrapeCommits(ctx, metricsURL)
 	cfg.URL = p.url
 	row.res, err = bench.Run(ctx, cfg)
 	if err != nil {
 		return row, fmt.Errorf("%w; the relay's output ends: %s", err, p.log.String())
 	}
 	if commitsOK {
-		// A relay binary without the series (--relay-binary of an older
-		// build) leaves the columns empty.
 		if commits1, ok := scrapeCommits(ctx, metricsURL); ok {
 			row.commits = commits1.minus(commits0)
 		}

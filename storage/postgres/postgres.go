@@ -100,9 +100,9 @@ type Config struct {
 	// the commit (with its WAL flush at synchronous_commit on). Every
 	// caller of the group waited about that long for its answer, plus the
 	// time its save queued. A group run again after a failure is reported
-	// once, when it commits; one saved one by one, as each save commits. It runs on the writer's
-	// goroutine, so it must return quickly (update a metric); it must not
-	// call the Store.
+	// once, when it commits; one saved one by one, as each save commits.
+	// It runs on the writer's goroutine, so it must return quickly (update
+	// a metric); it must not call the Store.
 	OnCommit func(writes int, took time.Duration)
 
 	// poolHook, for this package's tests, adjusts the pool's configuration

@@ -139,8 +139,7 @@ type Store struct {
 	ops      chan *writeOp
 	done     chan struct{} // closed when the writer goroutine has exited
 
-	batches, batchedOps atomic.Int64                         // group-commit statistics
-	onCommit            func(writes int, took time.Duration) // Config.OnCommit
+	onCommit func(writes int, took time.Duration) // Config.OnCommit
 	// batchHook, set by this package's tests before any write, is told how
 	// long each committed batch worked before its commit, and how long it
 	// held the writer in all (its commit included).

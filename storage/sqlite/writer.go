@@ -76,8 +76,6 @@ func (s *Store) writer() {
 		if batch, ok = g.Next(batch); !ok {
 			return
 		}
-		s.batches.Add(1)
-		s.batchedOps.Add(int64(len(batch)))
 		s.commit(batch)
 		clear(batch) // drop references for the garbage collector
 	}
